@@ -1,0 +1,135 @@
+"""Verification throughput on one core: the project's verifier vs signxml vs bare ECDSA.
+
+    python bench/verify.py [--seconds S] [--core N] [--json]
+
+All three check the same signed SR 1.6 request (DUIS form, ~1.5 KB):
+
+* project: the gateway's full pipeline (hardened parse, limits, project
+  schema, profile walk, certificate checks, digest, ECDSA, EUI-64 binding);
+* signxml: ``XMLVerifier`` with a strict ``SignatureConfiguration`` and the
+  trusted certificate (the reference implementation the tests compare with);
+* raw ECDSA: ``cryptography``'s P-256 verify of the same SignedInfo bytes and
+  signature, the floor under any verifier.
+
+Target (issue #2): project >= 0.5 x raw ECDSA, which is >= 3.5 x signxml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
+from lxml import etree  # noqa: E402
+
+from gateway.clock import FixedClock  # noqa: E402
+from gateway.schema import load_schemas  # noqa: E402
+from gateway.verify import canonical  # noqa: E402
+from gateway.verify import signature as profile  # noqa: E402
+from gateway.verify.verifier import Verifier  # noqa: E402
+from tests import factories  # noqa: E402
+
+
+def rate(operation: Callable[[], object], seconds: float) -> float:
+    """Operations per second over at least ``seconds`` of wall time (after a warm-up)."""
+    for _ in range(50):
+        operation()
+    count = 0
+    batch = 64
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(batch):
+            operation()
+        count += batch
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def build_cases() -> tuple[bytes, Callable[[], object], Callable[[], object], Callable[[], object]]:
+    ca = factories.make_ca(b"bench")
+    issued = factories.issue_xml_sign(ca)
+    document = factories.signed_request(factories.signing_key(issued))
+    verifier = Verifier(
+        factories.repository_with(ca, issued), FixedClock(factories.NOW), schemas=load_schemas(), dsp_user_id=factories.DSP
+    )
+
+    def project() -> object:
+        return verifier.verify(document)
+
+    tree = etree.fromstring(document).getroottree()
+    root = tree.getroot()
+    found = canonical.read_canonical_signature(canonical.canonicalise(tree, exclusive=False), root, root[-1])
+    parts = profile.read_parts(found)
+    der = encode_dss_signature(parts.r, parts.s)
+    public_key = issued.certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    algorithm = ec.ECDSA(hashes.SHA256())
+
+    def raw_ecdsa() -> object:
+        public_key.verify(der, parts.signed_info_c14n, algorithm)
+        return None
+
+    from cryptography.hazmat.primitives import serialization
+    from signxml import SignatureConfiguration, SignatureMethod, XMLVerifier
+    from signxml.algorithms import DigestAlgorithm
+
+    cert_pem = issued.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    config = SignatureConfiguration(
+        location="./",
+        expect_references=1,
+        signature_methods=frozenset({SignatureMethod.ECDSA_SHA256}),
+        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+    )
+    reference = XMLVerifier()
+
+    def signxml_verify() -> object:
+        return reference.verify(document, x509_cert=cert_pem, expect_config=config)
+
+    project()
+    signxml_verify()
+    return document, project, signxml_verify, raw_ecdsa
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per implementation")
+    parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (Linux)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.core})
+
+    document, project, signxml_verify, raw_ecdsa = build_cases()
+    raw_per_s = rate(raw_ecdsa, args.seconds)
+    project_per_s = rate(project, args.seconds)
+    signxml_per_s = rate(signxml_verify, args.seconds)
+    result = {
+        "project_per_s": round(project_per_s, 1),
+        "signxml_per_s": round(signxml_per_s, 1),
+        "raw_ecdsa_per_s": round(raw_per_s, 1),
+        "ratio_to_raw": round(project_per_s / raw_per_s, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"document: signed SR 1.6 request, {len(document)} bytes; one core (#{args.core}); {args.seconds:g} s each")
+    print(f"{'implementation':<16}{'verifications/s':>18}{'us each':>10}{'x raw':>8}")
+    for name, per_s in (("project", project_per_s), ("signxml", signxml_per_s), ("raw ECDSA", raw_per_s)):
+        print(f"{name:<16}{per_s:>18,.0f}{1e6 / per_s:>10.1f}{per_s / raw_per_s:>8.2f}")
+    print(f"project / signxml = {project_per_s / signxml_per_s:.2f}; target: project >= 0.5 x raw ECDSA")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

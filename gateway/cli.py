@@ -1,0 +1,160 @@
+"""The ``dcc-gateway`` console script (SPEC §2)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.checks import VerificationError
+from gateway.clock import Clock, FixedClock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcc-gateway", description="A simulated DCC access-control gateway.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a simulated world (PKI, actors, devices, gateway.toml)")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--devices", type=int, default=20, help="number of simulated meters (default 20)")
+    init.add_argument("--seed", default="dcc-gateway", help="seed for keys and the fleet (default: dcc-gateway)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing world")
+    init.set_defaults(handler=_init)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("dir", type=Path)
+    serve.add_argument("--host", default=None, help="listen address (default from gateway.toml: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default from gateway.toml: 8079)")
+    serve.add_argument("--store", default=None, help="store URL (default: SQLite file in DIR)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL store only)")
+    serve.set_defaults(handler=_serve)
+
+    sign = commands.add_parser("sign", help="add the DUIS signature to a request, response or directive")
+    sign.add_argument("--key", type=Path, required=True, help="PEM private key")
+    sign.add_argument("--cert", type=Path, required=True, help="PEM certificate named in KeyInfo")
+    sign.add_argument("input", nargs="?", type=Path, help="document to sign (default: stdin)")
+    sign.add_argument("-o", "--output", type=Path, help="where to write (default: stdout)")
+    sign.set_defaults(handler=_sign)
+
+    verify = commands.add_parser("verify", help="run the gateway's parse, signature and certificate checks")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--dir", type=Path, required=True, help="the world directory (SMKI repository, limits)")
+    verify.add_argument("--json", action="store_true", help="print a JSON verdict")
+    verify.add_argument(
+        "--at", type=_timestamp, default=None, help="check certificate validity at this ISO 8601 instant (default: now)"
+    )
+    verify.set_defaults(handler=_verify)
+
+    smki = commands.add_parser("smki", help="SMKI repository maintenance")
+    smki_commands = smki.add_subparsers(dest="smki_command", required=True, metavar="SUBCOMMAND")
+    smki_import = smki_commands.add_parser("import", help="add PEM certificates/CRLs or a DCC Boxed keystore.json")
+    smki_import.add_argument("dir", type=Path)
+    smki_import.add_argument("files", nargs="+", type=Path)
+    smki_import.set_defaults(handler=_smki_import)
+    return parser
+
+
+def _timestamp(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a timezone, e.g. 2026-01-01T00:00:00Z")
+    return when
+
+
+# --- handlers -----------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    from gateway.world import init_world
+
+    try:
+        manifest = init_world(args.dir, devices=args.devices, seed=args.seed, force=args.force)
+    except (FileExistsError, ValueError) as exc:
+        print(f"dcc-gateway init: {exc}", file=sys.stderr)
+        return 1
+    print(f"world written to {args.dir} ({len(manifest.actors)} actors, {len(manifest.devices)} devices)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import serve
+
+    return serve(args.dir, host=args.host, port=args.port, store_url=args.store, workers=args.workers)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from gateway.signing import SigningKey, sign_bytes
+
+    try:
+        key = SigningKey.load(args.key, args.cert)
+        data = args.input.read_bytes() if args.input else sys.stdin.buffer.read()
+        signed = sign_bytes(data, key)
+    except (OSError, ValueError, VerificationError) as exc:
+        print(f"dcc-gateway sign: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        args.output.write_bytes(signed)
+    else:
+        sys.stdout.buffer.write(signed)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from gateway.runtime import open_world
+
+    clock: Clock | None = FixedClock(args.at) if args.at else None
+    try:
+        verifier = open_world(args.dir).verifier(clock)
+        data = args.file.read_bytes()
+    except (OSError, ValueError) as exc:
+        print(f"dcc-gateway verify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        verified = verifier.verify(data)
+    except VerificationError as exc:
+        _print_verdict(args.json, valid=False, check=exc.check_id, detail=exc.detail, signer=None)
+        return 1
+    signer = verified.signer
+    detail = f"{type(verified).__name__} signed by {signer.describe()}"
+    _print_verdict(args.json, valid=True, check="ok", detail=detail, signer=str(signer.eui64))
+    return 0
+
+
+def _print_verdict(as_json: bool, *, valid: bool, check: str, detail: str, signer: str | None) -> None:
+    if as_json:
+        print(json.dumps({"valid": valid, "check": check, "detail": detail, "signer": signer}))
+    elif valid:
+        print(f"valid: {detail}")
+    else:
+        print(f"invalid ({check}): {detail}")
+
+
+def _smki_import(args: argparse.Namespace) -> int:
+    from gateway.smki.repository import RepositoryError, SmkiRepository
+
+    try:
+        repository = SmkiRepository.load_world(args.dir)
+        report = repository.import_files(args.dir, args.files)
+    except (OSError, RepositoryError) as exc:
+        print(f"dcc-gateway smki import: {exc}", file=sys.stderr)
+        return 1
+    for certificate in report.certificates:
+        print(f"imported {certificate.describe()}")
+    for reason in report.skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(f"{len(report.certificates)} certificates imported, {len(report.skipped)} skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

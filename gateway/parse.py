@@ -1,0 +1,192 @@
+"""One hardened XML parser: bytes in, a bounded lxml tree out, or VerificationError.
+
+Order matters: cheap byte-level refusals first (size, encoding, any ``<!``
+markup: DTD, entities, comments, CDATA), then libxml2 with every network,
+DTD and entity feature off, then the structural limits (depth, width,
+attributes, namespace declarations) *before* anything canonicalises the tree,
+because exclusive C14N is quadratic in attributes per element.
+DUIS documents carry none of the refused constructs, so refusing them costs
+no real traffic and removes whole classes of attack (XXE, entity bombs,
+comment-splitting of signed text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.checks import Check, VerificationError
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Ingress limits; all are enforced before any canonicalisation."""
+
+    max_body_bytes: int = 256 * 1024
+    """The largest DUIS template is ~26 KB; a quarter of a megabyte leaves room."""
+    max_depth: int = 32
+    """Nesting depth of elements, root at depth 1 (DUIS needs about 12)."""
+    max_elements: int = 5000
+    """Elements in the whole document."""
+    max_attributes_per_element: int = 16
+    """Attributes on one element (c14n cost is quadratic in this)."""
+    max_namespace_declarations: int = 32
+    """``xmlns`` declarations in the whole document (c14n cost grows with them)."""
+
+
+# An XML declaration, if present, must be first and name UTF-8 (or nothing).
+_XML_DECLARATION = re.compile(
+    rb"<\?xml\s+version\s*=\s*[\"']1\.[0-9]+[\"']"
+    rb"(?:\s+encoding\s*=\s*[\"'](?P<enc>[A-Za-z0-9._-]+)[\"'])?"
+    rb"(?:\s+standalone\s*=\s*[\"'](?:yes|no)[\"'])?\s*\?>"
+)
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8"})
+_NON_UTF8_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
+
+
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+        remove_comments=False,
+        remove_pis=False,
+        strip_cdata=False,
+        collect_ids=False,
+        recover=False,
+    )
+
+
+class HardenedParser:
+    """Parses untrusted bytes under :class:`Limits`. Immutable after construction.
+
+    lxml parsers are not safe to share across threads, so each thread that
+    parses (the event loop, or a crypto worker) should own its instance.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._parser = _new_parser()
+        depth = self.limits.max_depth
+        too_deep = "/" + "/*" * (depth + 1)
+        too_many_attributes = f"//*[count(@*) > {self.limits.max_attributes_per_element}]"
+        hidden = "/comment() | /processing-instruction() | //comment() | //processing-instruction()"
+        self._too_deep = etree.XPath(f"boolean({too_deep})")
+        self._count_elements = etree.XPath("count(//*)")
+        self._has_comment_or_pi = etree.XPath(f"boolean({hidden})")
+        self._too_many_attributes = etree.XPath(f"boolean({too_many_attributes})")
+        # One XPath evaluation on the fast path; the slow path names the failure.
+        self._any_violation = etree.XPath(
+            f"boolean({too_deep} | {too_many_attributes} | {hidden}) or count(//*) > {self.limits.max_elements}"
+        )
+
+    def parse(self, data: bytes) -> etree._ElementTree:
+        """Returns the parsed document or raises VerificationError."""
+        if not isinstance(data, bytes):
+            raise TypeError("parse() takes the raw bytes as received")
+        self._check_bytes(data)
+        try:
+            root = etree.fromstring(data, self._parser)
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from exc
+        tree = root.getroottree()
+        self._check_tree(tree, data)
+        return tree
+
+    # --- byte level -------------------------------------------------------
+
+    def _check_bytes(self, data: bytes) -> None:
+        if len(data) > self.limits.max_body_bytes:
+            raise VerificationError(
+                Check.SIZE_LIMIT, f"document is {len(data)} bytes; the limit is {self.limits.max_body_bytes}"
+            )
+        _check_encoding(data)
+        _refuse_markup(data)
+        declarations = data.count(b"xmlns")
+        if declarations > self.limits.max_namespace_declarations:
+            raise VerificationError(
+                Check.NAMESPACE_LIMIT,
+                f"{declarations} namespace declarations; the limit is {self.limits.max_namespace_declarations}",
+            )
+
+    # --- tree level -------------------------------------------------------
+
+    def _check_tree(self, tree: etree._ElementTree, data: bytes) -> None:
+        if tree.docinfo.internalDTD is not None:
+            raise VerificationError(Check.DTD, "document type declarations are not accepted")
+        # Exact bounds from the bytes: every attribute needs an "=", every
+        # element a "<". When the counts cannot exceed the limits, only the
+        # depth needs the tree. (Comments and PIs were refused byte-wise.)
+        limits = self.limits
+        if data.count(b"=") <= limits.max_attributes_per_element and data.count(b"<") <= limits.max_elements:
+            if self._too_deep(tree):
+                self._name_violation(tree)
+        elif self._any_violation(tree):
+            self._name_violation(tree)
+
+    def _name_violation(self, tree: etree._ElementTree) -> None:
+        """The slow path: says which limit the one-shot XPath found broken."""
+        root = tree.getroot()
+        if root.getprevious() is not None or root.getnext() is not None or self._has_comment_or_pi(tree):
+            raise VerificationError(Check.COMMENT, "comments and processing instructions are not accepted")
+        if self._too_deep(tree):
+            raise VerificationError(Check.DEPTH_LIMIT, f"elements nest deeper than {self.limits.max_depth}")
+        if self._too_many_attributes(tree):
+            raise VerificationError(
+                Check.ATTRIBUTE_LIMIT,
+                f"an element has more than {self.limits.max_attributes_per_element} attributes",
+            )
+        elements = int(self._count_elements(tree))
+        raise VerificationError(Check.ELEMENT_LIMIT, f"{elements} elements; the limit is {self.limits.max_elements}")
+
+
+def _check_encoding(data: bytes) -> None:
+    if data.startswith(_NON_UTF8_BOMS):
+        raise VerificationError(Check.ENCODING, "only UTF-8 is accepted")
+    offset = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if data.startswith(b"<?xml", offset):
+        match = _XML_DECLARATION.match(data, offset)
+        if match is None:
+            raise VerificationError(Check.NOT_WELL_FORMED, "malformed XML declaration")
+        encoding = match.group("enc")
+        if encoding is not None and encoding.lower() not in _UTF8_NAMES:
+            raise VerificationError(Check.ENCODING, f"encoding {encoding.decode()!r}: only UTF-8 is accepted")
+        offset = match.end()
+    if data.find(b"<?", offset) >= 0:
+        raise VerificationError(Check.PROCESSING_INSTRUCTION, "processing instructions are not accepted")
+    # Invalid UTF-8 is refused by libxml2 itself (see _syntax_error).
+
+
+def _refuse_markup(data: bytes) -> None:
+    """DUIS uses no ``<!`` markup at all; name the first kind found."""
+    position = data.find(b"<!")
+    if position < 0:
+        return
+    head = data[position : position + 9].upper()
+    if head.startswith(b"<!--"):
+        raise VerificationError(Check.COMMENT, "comments are not accepted")
+    if head.startswith(b"<![CDATA["):
+        raise VerificationError(Check.CDATA, "CDATA sections are not accepted")
+    if head.startswith(b"<!DOCTYPE"):
+        raise VerificationError(Check.DTD, "document type declarations are not accepted")
+    if head.startswith(b"<!ENTITY"):
+        raise VerificationError(Check.ENTITY, "entity declarations are not accepted")
+    raise VerificationError(Check.DTD, "markup declarations are not accepted")
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> VerificationError:
+    message = str(getattr(exc, "msg", None) or exc).strip()
+    line = getattr(exc, "lineno", None)
+    reason = f"line {line}: {message}" if line else message
+    if "Entity" in message and "not defined" in message:
+        return VerificationError(Check.ENTITY, f"undefined entity reference ({reason})")
+    if "not proper UTF-8" in message or "Document labelled UTF-16" in message:
+        return VerificationError(Check.ENCODING, f"not valid UTF-8 ({reason})")
+    if "Excessive depth" in message:
+        return VerificationError(Check.DEPTH_LIMIT, reason)
+    return VerificationError(Check.NOT_WELL_FORMED, reason)

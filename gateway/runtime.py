@@ -1,0 +1,62 @@
+"""Opens a world directory: configuration, manifest, SMKI repository, schemas.
+
+The CLI and the service both build their verifier here, so ``dcc-gateway
+verify`` runs exactly the checks the gateway runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig, load_config
+from gateway.manifest import Manifest, load_manifest
+from gateway.parse import Limits
+from gateway.schema import DocumentSchemas, load_schemas
+from gateway.smki.repository import SmkiRepository
+from gateway.verify.verifier import RevocationDelay, Verifier
+
+
+@dataclass(frozen=True)
+class World:
+    directory: Path
+    config: GatewayConfig
+    manifest: Manifest
+    repository: SmkiRepository
+    schemas: DocumentSchemas
+
+    def limits(self) -> Limits:
+        limits = self.config.limits
+        return Limits(
+            max_body_bytes=limits.max_body_bytes,
+            max_depth=limits.max_depth,
+            max_elements=limits.max_elements,
+            max_attributes_per_element=limits.max_attributes_per_element,
+            max_namespace_declarations=limits.max_namespace_declarations,
+        )
+
+    def verifier(self, clock: Clock | None = None, revocation_delay: RevocationDelay | None = None) -> Verifier:
+        return Verifier(
+            self.repository,
+            clock or SystemClock(),
+            schemas=self.schemas,
+            limits=self.limits(),
+            dsp_user_id=self.manifest.gateway.dsp_user_id,
+            revocation_delay=revocation_delay,
+        )
+
+
+def open_world(directory: Path) -> World:
+    """Loads everything a verifier needs from a world directory written by ``dcc-gateway init``."""
+    config = load_config(directory / "gateway.toml")
+    official = Path(config.schema.duis_xsd) if config.schema.duis_xsd else None
+    if official is not None and not official.is_file():
+        official = None  # an optional extra check; the project's own schema always applies
+    return World(
+        directory=directory,
+        config=config,
+        manifest=load_manifest(directory),
+        repository=SmkiRepository.load_world(directory),
+        schemas=load_schemas(official),
+    )

@@ -1,0 +1,101 @@
+"""Signs DUIS requests, responses and directives in the SPEC §4 profile (the DUIS form).
+
+The gateway emits what DUIS and DCC Boxed emit: one ``enveloped-signature``
+transform (so the reference digest is over inclusive C14N 1.0),
+exc-c14n for SignedInfo, ecdsa-sha256 with raw r||s, and KeyInfo naming the
+certificate by issuer and serial only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from lxml import etree
+
+from gateway.namespaces import DS
+from gateway.parse import HardenedParser
+from gateway.verify import signature as profile
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key and the certificate that names it in KeyInfo."""
+
+    private_key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+    @classmethod
+    def load(cls, key_path: Path, cert_path: Path) -> SigningKey:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path}: not an EC private key")
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if certificate.public_key() != key.public_key():
+            raise ValueError(f"{key_path} does not match the certificate {cert_path}")
+        return cls(key, certificate)
+
+    @property
+    def issuer_name(self) -> str:
+        return self.certificate.issuer.rfc4514_string()
+
+
+def sign_tree(root: etree._Element, key: SigningKey) -> etree._Element:
+    """Replaces any ds:Signature on the root by a fresh one over the rest; returns the root."""
+    for old in root.findall(profile.SIGNATURE):
+        profile.detach_signature(root, old)
+    digest = hashlib.sha256(etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False))
+    signature = _signature_element(root, digest.digest(), key)
+    signed_info = signature.find(profile.SIGNED_INFO)
+    canonical = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
+    der = key.private_key.sign(canonical, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    value = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    signature.find(profile.SIGNATURE_VALUE).text = base64.b64encode(value).decode("ascii")
+    return root
+
+
+def sign_bytes(data: bytes, key: SigningKey, *, parser: HardenedParser | None = None) -> bytes:
+    """Signs a serialised document; comments (e.g. template notes) are dropped first.
+
+    The input is parsed by the hardened parser, except that comments are
+    allowed: DUIS templates carry a note inside their placeholder signature.
+    """
+    safe = parser or HardenedParser()
+    root = _parse_for_signing(data, safe)
+    return to_bytes(sign_tree(root, key))
+
+
+def to_bytes(root: etree._Element) -> bytes:
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+
+
+def _parse_for_signing(data: bytes, parser: HardenedParser) -> etree._Element:
+    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True))
+    return parser.parse(to_bytes(root)).getroot()
+
+
+def _signature_element(root: etree._Element, digest: bytes, key: SigningKey) -> etree._Element:
+    ds = f"{{{DS}}}"
+    signature = etree.SubElement(root, ds + "Signature", nsmap={"ds": DS})
+    signed_info = etree.SubElement(signature, ds + "SignedInfo")
+    etree.SubElement(signed_info, ds + "CanonicalizationMethod", Algorithm=profile.EXC_C14N)
+    etree.SubElement(signed_info, ds + "SignatureMethod", Algorithm=profile.ECDSA_SHA256)
+    reference = etree.SubElement(signed_info, ds + "Reference", URI="")
+    transforms = etree.SubElement(reference, ds + "Transforms")
+    etree.SubElement(transforms, ds + "Transform", Algorithm=profile.ENVELOPED)
+    etree.SubElement(reference, ds + "DigestMethod", Algorithm=profile.SHA256)
+    etree.SubElement(reference, ds + "DigestValue").text = base64.b64encode(digest).decode("ascii")
+    etree.SubElement(signature, ds + "SignatureValue")
+    key_info = etree.SubElement(signature, ds + "KeyInfo")
+    x509_data = etree.SubElement(key_info, ds + "X509Data")
+    issuer_serial = etree.SubElement(x509_data, ds + "X509IssuerSerial")
+    etree.SubElement(issuer_serial, ds + "X509IssuerName").text = key.issuer_name
+    etree.SubElement(issuer_serial, ds + "X509SerialNumber").text = str(key.certificate.serial_number)
+    return signature
