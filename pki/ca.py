@@ -222,9 +222,7 @@ class TestSmkiCa:
     org: IssuedCertificate
 
     @classmethod
-    def create(
-        cls, seed: bytes, *, not_before: dt.datetime, not_after: dt.datetime, name: str = "DG"
-    ) -> TestSmkiCa:
+    def create(cls, seed: bytes, *, not_before: dt.datetime, not_after: dt.datetime, name: str = "DG") -> TestSmkiCa:
         """Makes the root (``CN=<name> Root``) and organisation (``OU=07, CN=<name>``) CAs."""
         not_before = _require_aware(not_before, "not_before")
         not_after = _require_aware(not_after, "not_after")

@@ -35,9 +35,7 @@ def _curve_parameters(curve: ec.EllipticCurve) -> tuple[int, str]:
     raise ValueError(f"unsupported curve for derived keys: {curve.name}")
 
 
-def derive_private_key(
-    seed: bytes, label: str, curve: ec.EllipticCurve | None = None
-) -> ec.EllipticCurvePrivateKey:
+def derive_private_key(seed: bytes, label: str, curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
     """The key for ``label`` under ``seed``: scalar = HMAC(seed, label) reduced into [1, n-1].
 
     P-256 (HMAC-SHA256) unless another curve is asked for; P-384 exists only so
@@ -52,7 +50,7 @@ def derive_private_key(
 
 def derive_serial(seed: bytes, label: str) -> int:
     """A positive 16-byte certificate serial from HMAC-SHA256(seed, "serial:" + label)."""
-    digest = hmac.new(seed, f"serial:{label}".encode("utf-8"), "sha256").digest()
+    digest = hmac.new(seed, f"serial:{label}".encode(), "sha256").digest()
     serial = int.from_bytes(digest[:SERIAL_BYTES], "big") >> 1  # top bit clear: DER stays 16 bytes, positive
     return serial or 1
 

@@ -121,22 +121,22 @@ def bit_string_payload(value: bytes) -> bytes:
     return value[1:]
 
 
-def _ou_attribute(role: RemotePartyRole, violations: ProfileViolations) -> x509.NameAttribute | None:
+def _ou_attribute(role: RemotePartyRole, violations: ProfileViolations) -> x509.NameAttribute[str] | None:
     if violations.omit_ou:
         return None
     text = violations.ou_text if violations.ou_text is not None else role.ou_text
     return x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, text)
 
 
-def _unique_identifier_attribute(eui64: Eui64, violations: ProfileViolations) -> x509.NameAttribute | None:
+def _unique_identifier_attribute(
+    eui64: Eui64, violations: ProfileViolations
+) -> x509.NameAttribute[str] | x509.NameAttribute[bytes] | None:
     if violations.omit_eui64:
         return None
     if violations.eui64_as_utf8:
         return x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, eui64.compact, _type=_ASN1Type.UTF8String)
     payload = violations.eui64_raw if violations.eui64_raw is not None else eui64.to_bytes()
-    return x509.NameAttribute(
-        NameOID.X500_UNIQUE_IDENTIFIER, bit_string_value(payload), _type=_ASN1Type.BitString
-    )
+    return x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, bit_string_value(payload), _type=_ASN1Type.BitString)
 
 
 def smki_subject(

@@ -55,10 +55,18 @@ class SmkiRepository:
     def load_world(cls, directory: Path) -> SmkiRepository:
         """Every certificate and CRL under DIR/pki and DIR/smki/imported."""
         repository = cls()
-        for folder in (directory / "pki", directory / IMPORTED_DIR):
-            if folder.is_dir():
-                for path in sorted(folder.rglob("*.pem")):
-                    repository.add_pem(path.read_bytes(), source=str(path))
+        files = [
+            path
+            for folder in (directory / "pki", directory / IMPORTED_DIR)
+            if folder.is_dir()
+            for path in sorted(folder.rglob("*.pem"))
+        ]
+        blocks = [(label, block, str(path)) for path in files for label, block in _pem_blocks(path.read_bytes())]
+        # Certificates before CRLs: a CRL is only accepted once its issuing CA is known.
+        for wanted in ("CERTIFICATE", "X509 CRL"):
+            for label, block, source in blocks:
+                if label == wanted:
+                    repository.add_pem(block, source=source)
         return repository
 
     def add_pem(self, data: bytes, *, source: str = "<bytes>") -> list[SmkiCertificate]:
