@@ -196,9 +196,7 @@ def test_derived_key_is_p256_and_in_range() -> None:
 
 def test_derived_keys_depend_on_seed_and_label() -> None:
     values = {
-        derive_private_key(seed, label).private_numbers().private_value
-        for seed in (b"a", b"b")
-        for label in ("x", "y")
+        derive_private_key(seed, label).private_numbers().private_value for seed in (b"a", b"b") for label in ("x", "y")
     }
     assert len(values) == 4
     assert derive_private_key(b"a", "x").private_numbers() == derive_private_key(b"a", "x").private_numbers()
@@ -232,9 +230,7 @@ def test_different_seed_gives_different_keys_and_certificates() -> None:
 
 def test_same_label_keeps_key_but_new_dates_give_new_serial(ca: TestSmkiCa) -> None:
     first = ca.issue("renewed", eui64=USER, role=RemotePartyRole.XML_SIGN)
-    second = ca.issue(
-        "renewed", eui64=USER, role=RemotePartyRole.XML_SIGN, not_after=NOT_AFTER - dt.timedelta(days=1)
-    )
+    second = ca.issue("renewed", eui64=USER, role=RemotePartyRole.XML_SIGN, not_after=NOT_AFTER - dt.timedelta(days=1))
     assert first.private_key.private_numbers() == second.private_key.private_numbers()
     assert first.certificate.serial_number != second.certificate.serial_number
 

@@ -514,7 +514,7 @@ def test_config_defaults(tmp_path: Path) -> None:
     config = load_config(write_toml(tmp_path, ""))
     assert config.server.host == "127.0.0.1" and config.server.port == 8079
     assert config.store.url == f"sqlite:///{(tmp_path / 'store.db').resolve()}"
-    assert config.limits == LimitsConfig(262144, 32, 5000, 16, 16)
+    assert config.limits == LimitsConfig(262144, 32, 5000, 16, 32)
     assert config.clock == ClockConfig("system", None, 1.0)
     assert config.policy == PolicyConfig(None, ("1.6",), 90)
     assert config.adt.default_window_seconds == 3600 and dict(config.adt.default_thresholds) == {"1.6": 100}
