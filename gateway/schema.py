@@ -23,7 +23,7 @@ from types import MappingProxyType
 from lxml import etree
 
 from gateway.checks import Check, VerificationError
-from gateway.namespaces import DS, SR
+from gateway.namespaces import DIRECTIVE, DS, SR
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 """The project's XSDs; the package is installed editable, so this is the source tree."""
@@ -42,8 +42,7 @@ class SchemaSource:
 
 PROJECT_SCHEMAS: tuple[SchemaSource, ...] = (
     SchemaSource(SR, "dcc-gateway-duis.xsd", frozenset({"Request", "Response"})),
-    # Adding a namespace is one line here, e.g. the directives' schema:
-    # SchemaSource(DIRECTIVE, "dcc-gateway-directive.xsd", frozenset({"Directive"})),
+    SchemaSource(DIRECTIVE, "dcc-gateway-directive.xsd", frozenset({"Directive"})),
 )
 
 _MAX_DETAIL = 300

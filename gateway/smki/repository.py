@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.eui64 import Eui64
 from gateway.smki.certificate import SmkiCertificate
 from gateway.smki.names import NameKey
 
@@ -113,6 +114,13 @@ class SmkiRepository:
         key = (issuer, serial)
         earlier = self._revoked.get(key)
         self._revoked[key] = when if earlier is None else min(earlier, when)
+
+    def revoke_subject(self, eui64: Eui64, when: dt.datetime) -> int:
+        """Revokes every certificate issued to ``eui64`` (the DCC revoking a failed supplier's certificates)."""
+        revoked = [c for c in self._certificates.values() if c.eui64 == eui64]
+        for certificate in revoked:
+            self.record_revocation(certificate.issuer, certificate.serial, when)
+        return len(revoked)
 
     # --- queries ----------------------------------------------------------
 

@@ -1,0 +1,211 @@
+"""The policy's stateful face: current registry state, request decisions, directives.
+
+:class:`AccessControl` owns the current :class:`RegistryState` (rebuilt at
+start-up by replaying the stored directives), asks the pure
+:func:`authorise` for the static checks, lets the store decide replay and
+anomaly detection atomically, and records every decision in the audit log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+from gateway.codes import ResponseCode
+from gateway.eui64 import Eui64
+from gateway.policy import directives as d
+from gateway.policy import solr
+from gateway.policy.authorise import Admissible, PolicyConfig, Refusal, authorise
+from gateway.policy.state import RegistryState
+from gateway.smki.certificate import SmkiCertificate
+from gateway.smki.repository import SmkiRepository
+from gateway.store.base import Admission, AdmissionRequest, AuditEntry, DirectiveRecord, Store
+from gateway.verify.documents import VerifiedDirective, VerifiedRequest
+
+_ADMISSION_CODES = {
+    Admission.ACCEPTED: ResponseCode.I99,
+    Admission.REPLAY: ResponseCode.E40,
+    Admission.QUARANTINED: ResponseCode.E43,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDecision:
+    code: ResponseCode
+    reason: str
+    admissible: Admissible | None = None
+    quarantine_event_ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectiveDecision:
+    accepted: bool
+    reason: str
+    directive_id: str
+    name: str
+
+
+class AccessControl:
+    """Decides Service Requests and directives against the current state; records each decision."""
+
+    def __init__(
+        self,
+        *,
+        state: RegistryState,
+        store: Store,
+        config: PolicyConfig,
+        clock: Clock,
+        repository: SmkiRepository,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._config = config
+        self._clock = clock
+        self._repository = repository
+        self._solr_limits = solr.Limits(config.contingency_max_days)
+
+    @classmethod
+    async def restore(
+        cls, *, initial: RegistryState, store: Store, config: PolicyConfig, clock: Clock, repository: SmkiRepository
+    ) -> AccessControl:
+        """Replays every accepted directive onto ``initial``: the state the store's log implies."""
+        access = cls(state=initial, store=store, config=config, clock=clock, repository=repository)
+        async for record in store.directives():
+            if record.accepted:
+                access._replay(record)
+        return access
+
+    @property
+    def state(self) -> RegistryState:
+        return self._state
+
+    # --- Service Requests ----------------------------------------------------------
+
+    async def decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision:
+        now = self._clock.now()
+        verdict = authorise(self._state, request, self._config, now)
+        if isinstance(verdict, Refusal):
+            await self._store.append_audit(_request_audit(request, now, verdict.code, verdict.reason, {"step": verdict.step}))
+            return RequestDecision(verdict.code, verdict.reason)
+        result = await self._store.admit(
+            AdmissionRequest(
+                originator=request.originator,
+                target=request.target,
+                counter=request.request_id.counter,
+                request_id=str(request.request_id),
+                user_id=verdict.user.user_id,
+                service_reference_variant=verdict.variant.variant,
+                at=now,
+                adt_window_seconds=verdict.adt_window_seconds,
+                adt_threshold=verdict.adt_threshold,
+                raw_request=raw,
+                audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
+            )
+        )
+        code = _ADMISSION_CODES[result.admission]
+        return RequestDecision(code, _admission_reason(result.admission, request, result.last_counter, verdict), verdict, result.quarantine_event_ref)
+
+    # --- directives ------------------------------------------------------------------
+
+    async def decide_directive(self, verified: VerifiedDirective, directive: d.Directive) -> DirectiveDecision:
+        """Applies a verified directive once; a repeated DirectiveID gets the stored answer (idempotent)."""
+        directive_id = str(verified.directive_id)
+        name = d.command_name(directive)
+        stored = await self._store.find_directive(directive_id)
+        if stored is not None:
+            return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name)
+        now = self._clock.now()
+        issuer = self._state.user(verified.signer.eui64) if verified.signer.eui64 else None
+        if issuer is None:
+            outcome = solr.Outcome(False, f"{verified.signer.eui64} is not a registered actor", self._state)
+        else:
+            outcome = solr.decide(self._state, directive, issuer, now, self._solr_limits)
+        record = DirectiveRecord(
+            sequence=0,
+            directive_id=directive_id,
+            actor=str(verified.signer.eui64),
+            name=name,
+            arguments=d.arguments(directive),
+            decided_at=now,
+            accepted=outcome.accepted,
+            reason=outcome.reason,
+        )
+        audit = AuditEntry(
+            at=now,
+            kind="directive",
+            actor=str(verified.signer.eui64),
+            subject=directive_id,
+            outcome="accepted" if outcome.accepted else "refused",
+            reason=outcome.reason,
+            detail={"directive": name, "arguments": d.arguments(directive)},
+        )
+        stored = await self._store.append_directive(record, audit)
+        ours = stored == dataclasses.replace(record, sequence=stored.sequence)
+        if ours and outcome.accepted:  # not ours: a concurrent copy of the same directive was stored first
+            self._commit(outcome, now)
+        return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name)
+
+    def revocation_delayed(self, certificate: SmkiCertificate, now: dt.datetime) -> bool:
+        """MP134A: a PMA delay keeps the failed supplier's certificates usable while it is in force."""
+        user = self._state.user(certificate.eui64) if certificate.eui64 else None
+        event = self._state.events.get(user.party) if user else None
+        delay = event.revocation_delay if event else None
+        return delay is not None and delay.in_force(now)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _replay(self, record: DirectiveRecord) -> None:
+        directive = d.from_arguments(record.name, {k: str(v) for k, v in record.arguments.items()})
+        issuer = self._state.user(Eui64.parse(record.actor))
+        if issuer is None:
+            return
+        outcome = solr.decide(self._state, directive, issuer, record.decided_at, self._solr_limits)
+        if outcome.accepted:
+            self._commit(outcome, record.decided_at)
+
+    def _commit(self, outcome: solr.Outcome, at: dt.datetime) -> None:
+        self._state = outcome.state
+        for user_id in outcome.revoke_users:
+            self._repository.revoke_subject(user_id, at)
+
+
+def _request_audit(
+    request: VerifiedRequest, now: dt.datetime, code: ResponseCode, reason: str, detail: dict[str, object]
+) -> AuditEntry:
+    return AuditEntry(
+        at=now,
+        kind="request",
+        actor=str(request.originator),
+        subject=str(request.request_id),
+        outcome=code.value,
+        reason=reason,
+        detail={
+            "srv": request.service_reference_variant,
+            "cv": request.command_variant,
+            "target": str(request.target),
+            **detail,
+        },
+    )
+
+
+def _admissible_detail(verdict: Admissible) -> dict[str, object]:
+    return {
+        "role": verdict.user.role,
+        "acting_for": verdict.acting_for,
+        "adt_window_seconds": verdict.adt_window_seconds,
+        "adt_threshold": verdict.adt_threshold,
+    }
+
+
+def _admission_reason(admission: Admission, request: VerifiedRequest, last: int | None, verdict: Admissible) -> str:
+    if admission is Admission.REPLAY:
+        return f"RequestID counter {request.request_id.counter} is not greater than {last}, the last accepted"
+    if admission is Admission.QUARANTINED:
+        return (
+            f"quarantined: more than {verdict.adt_threshold} SRV {verdict.variant.variant} requests "
+            f"within {verdict.adt_window_seconds} s (anomaly detection threshold)"
+        )
+    return "accepted and queued for the device"
+

@@ -1,0 +1,94 @@
+"""SRV eligibility, loaded as data from the real DUIS matrix (SPEC §1).
+
+Each Service Reference Variant carries its eligible User Roles, whether it is
+critical and whether it is a non-device request. The SoLR Contingency role
+(``SC``) is not in the matrix: its allow-list is configuration, default
+``["1.6"]`` (MP134B requirement 3), and an SRV in the allow-list must exist
+in the matrix.
+
+Device types (convention): DUIS lists each SRV's eligible roles, and the
+roles say which fuel the SRV concerns. An SRV eligible only to electricity
+roles (IS, ES, ED) applies to ESMEs, only to gas roles (GS, GT) to GSMEs,
+otherwise to both; roles with no fuel (OU, RSA) do not decide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ELECTRICITY_ROLES = frozenset({"IS", "ES", "ED"})
+GAS_ROLES = frozenset({"GS", "GT"})
+CONTINGENCY_ROLE = "SC"
+
+
+class EligibilityError(ValueError):
+    """The matrix file is unreadable or inconsistent with the configuration."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceVariant:
+    variant: str
+    name: str
+    critical: bool
+    non_device: bool
+    roles: frozenset[str]
+
+    @property
+    def device_types(self) -> frozenset[str]:
+        if self.non_device:
+            return frozenset()
+        electricity = bool(self.roles & ELECTRICITY_ROLES)
+        gas = bool(self.roles & GAS_ROLES)
+        if electricity and not gas:
+            return frozenset({"ESME"})
+        if gas and not electricity:
+            return frozenset({"GSME"})
+        return frozenset({"ESME", "GSME"})
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    variants: Mapping[str, ServiceVariant]
+    contingency_allowed: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path, contingency_allowed: Iterable[str] = ("1.6",)) -> Eligibility:
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EligibilityError(f"cannot read the SRV eligibility matrix {path}: {exc}") from exc
+        return cls.from_rows(rows, contingency_allowed, source=str(path))
+
+    @classmethod
+    def from_rows(cls, rows: object, contingency_allowed: Iterable[str], *, source: str = "<rows>") -> Eligibility:
+        if not isinstance(rows, list):
+            raise EligibilityError(f"{source}: expected a list of SRV rows")
+        variants: dict[str, ServiceVariant] = {}
+        for row in rows:
+            try:
+                variant = ServiceVariant(
+                    variant=str(row["Service Reference Variant"]),
+                    name=str(row["Service Request Name"]),
+                    critical=row["Critical"] == "Yes",
+                    non_device=row["Non-Device Request"] == "Yes",
+                    roles=frozenset(str(role) for role in row["Eligible User Roles"]),
+                )
+            except (KeyError, TypeError) as exc:
+                raise EligibilityError(f"{source}: malformed row {row!r}") from exc
+            variants[variant.variant] = variant
+        allowed = frozenset(contingency_allowed)
+        unknown = sorted(allowed - variants.keys())
+        if unknown:
+            raise EligibilityError(f"SC allow-list names SRVs not in the matrix: {unknown}")
+        return cls(variants, allowed)
+
+    def variant(self, srv: str) -> ServiceVariant | None:
+        return self.variants.get(srv)
+
+    def permits(self, role: str, variant: ServiceVariant) -> bool:
+        if role == CONTINGENCY_ROLE:
+            return variant.variant in self.contingency_allowed
+        return role in variant.roles

@@ -1,0 +1,1 @@
+"""Durable state: one async interface (:class:`gateway.store.base.Store`), SQLite by default."""
