@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     smki_import.add_argument("dir", type=Path)
     smki_import.add_argument("files", nargs="+", type=Path)
     smki_import.set_defaults(handler=_smki_import)
+    audit = commands.add_parser("audit", help="audit log maintenance")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
+    audit_verify.add_argument("dir", type=Path)
+    audit_verify.add_argument("--store", default=None, help="store URL (default: from gateway.toml)")
+    audit_verify.set_defaults(handler=_audit_verify)
     return parser
 
 
@@ -154,6 +160,23 @@ def _smki_import(args: argparse.Namespace) -> int:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"{len(report.certificates)} certificates imported, {len(report.skipped)} skipped")
     return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.store.factory import verify_audit
+
+    try:
+        report = asyncio.run(verify_audit(args.dir, args.store))
+    except (OSError, ValueError) as exc:
+        print(f"dcc-gateway audit verify: {exc}", file=sys.stderr)
+        return 2
+    if report.ok:
+        print(f"audit chain intact: {report.records} records")
+        return 0
+    print(f"audit chain broken at record {report.first_broken}: {report.reason}")
+    return 1
 
 
 if __name__ == "__main__":
