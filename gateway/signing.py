@@ -49,7 +49,7 @@ class SigningKey:
 def sign_tree(root: etree._Element, key: SigningKey) -> etree._Element:
     """Replaces any ds:Signature on the root by a fresh one over the rest; returns the root."""
     for old in root.findall(profile.SIGNATURE):
-        profile.detach_signature(root, old)
+        detach_signature(root, old)
     digest = hashlib.sha256(etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False))
     signature = _signature_element(root, digest.digest(), key)
     signed_info = signature.find(profile.SIGNED_INFO)
@@ -70,6 +70,22 @@ def sign_bytes(data: bytes, key: SigningKey, *, parser: HardenedParser | None = 
     safe = parser or HardenedParser()
     root = _parse_for_signing(data, safe)
     return to_bytes(sign_tree(root, key))
+
+
+def detach_signature(root: etree._Element, signature: etree._Element) -> None:
+    """Removes a signature element but keeps the text after it, as the enveloped transform does.
+
+    lxml stores the text that follows an element as that element's tail, so a
+    plain remove() would also drop whitespace that is part of the signed content.
+    """
+    tail = signature.tail
+    previous = signature.getprevious()
+    root.remove(signature)
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            root.text = (root.text or "") + tail
 
 
 def to_bytes(root: etree._Element) -> bytes:
