@@ -33,7 +33,19 @@ class Limits:
     max_attributes_per_element: int = 16
     """Attributes on one element (c14n cost is quadratic in this)."""
     max_namespace_declarations: int = 32
-    """``xmlns`` declarations in the whole document (c14n cost grows with them)."""
+    """``xmlns`` occurrences in the whole document (c14n cost grows with them).
+
+    Counted on the bytes, so the text "xmlns" in content counts too: conservative."""
+
+    def __post_init__(self) -> None:
+        # libxml2 refuses nesting beyond 256 by itself; the depth check is an XPath
+        # with one step per level, so an unbounded value would also break it.
+        if not 1 <= self.max_depth <= 255:
+            raise ValueError("max_depth must be between 1 and 255")
+        if self.max_body_bytes < 1 or self.max_elements < 1:
+            raise ValueError("max_body_bytes and max_elements must be positive")
+        if self.max_attributes_per_element < 0 or self.max_namespace_declarations < 0:
+            raise ValueError("attribute and namespace limits cannot be negative")
 
 
 # An XML declaration, if present, must be first and name UTF-8 (or nothing).
@@ -119,9 +131,15 @@ class HardenedParser:
     def _check_tree(self, tree: etree._ElementTree, data: bytes) -> None:
         if tree.docinfo.internalDTD is not None:
             raise VerificationError(Check.DTD, "document type declarations are not accepted")
-        # Exact bounds from the bytes: every attribute needs an "=", every
-        # element a "<". When the counts cannot exceed the limits, only the
-        # depth needs the tree. (Comments and PIs were refused byte-wise.)
+        encoding = (tree.docinfo.encoding or "").upper()
+        if encoding not in ("UTF-8", "UTF8"):
+            raise VerificationError(Check.ENCODING, f"document decoded as {encoding or 'unknown'}: only UTF-8 is accepted")
+        if self._has_comment_or_pi(tree):
+            # Defence in depth: the byte scan already refused these in UTF-8 input.
+            raise VerificationError(Check.COMMENT, "comments and processing instructions are not accepted")
+        # Exact bounds from the bytes (UTF-8, checked above): every attribute
+        # needs an "=", every element a "<". When the counts cannot exceed the
+        # limits, only the depth needs the tree.
         limits = self.limits
         if data.count(b"=") <= limits.max_attributes_per_element and data.count(b"<") <= limits.max_elements:
             if self._too_deep(tree):
@@ -146,9 +164,14 @@ class HardenedParser:
 
 
 def _check_encoding(data: bytes) -> None:
-    if data.startswith(_NON_UTF8_BOMS):
+    """UTF-8 only. The byte-level refusals below read ASCII markup, which is sound only in UTF-8:
+    UTF-16 or UTF-32 text without a BOM would hide ``<!--`` from them (hence the NUL check, and
+    the parsed encoding is checked again after parsing)."""
+    if data.startswith(_NON_UTF8_BOMS) or b"\x00" in data:
         raise VerificationError(Check.ENCODING, "only UTF-8 is accepted")
     offset = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if data.startswith(b"<?xml", offset) and data[offset + 5 : offset + 6] not in (b" ", b"\t", b"\r", b"\n"):
+        raise VerificationError(Check.PROCESSING_INSTRUCTION, "processing instructions are not accepted")
     if data.startswith(b"<?xml", offset):
         match = _XML_DECLARATION.match(data, offset)
         if match is None:
@@ -185,7 +208,7 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> VerificationError:
     reason = f"line {line}: {message}" if line else message
     if "Entity" in message and "not defined" in message:
         return VerificationError(Check.ENTITY, f"undefined entity reference ({reason})")
-    if "not proper UTF-8" in message or "Document labelled UTF-16" in message:
+    if any(text in message for text in ("not proper UTF-8", "Invalid bytes in character encoding", "labelled UTF-16")):
         return VerificationError(Check.ENCODING, f"not valid UTF-8 ({reason})")
     if "Excessive depth" in message:
         return VerificationError(Check.DEPTH_LIMIT, reason)

@@ -86,9 +86,9 @@ class DocumentSchemas:
     def _rule_for(self, root: etree._Element) -> _NamespaceRule:
         if not isinstance(root.tag, str):
             raise VerificationError(Check.DOCUMENT_TYPE, "the document has no root element")
-        name = etree.QName(root.tag)
-        rule = self._rules.get(name.namespace or "")
-        if rule is None or name.localname not in rule.roots:
+        namespace, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
+        rule = self._rules.get(namespace)
+        if rule is None or local not in rule.roots:
             raise VerificationError(Check.DOCUMENT_TYPE, f"no schema for a {_short(root.tag)} document")
         return rule
 

@@ -588,15 +588,6 @@ NAMING_VECTORS = [
     ),
     pytest.param(
         NamingVector(
-            b"CN=DG+OU=07",
-            b"%d",
-            False,
-            "SPEC §4 compares names as attribute sets; RDN structure ignored",
-        ),
-        id="multi-valued-rdn",
-    ),
-    pytest.param(
-        NamingVector(
             None, b" %d\n", False, "xsd:integer collapses whitespace (XMLDSig schema)"
         ),
         id="serial-whitespace",
@@ -633,3 +624,13 @@ def test_key_info_naming_changes_only_the_certificate_lookup(
     assert oracles.signxml(document).accepted
     assert oracles.xmlsec(document).accepted
     assert oracles.xmlsec_lookup(document).accepted is vector.xmlsec1_lookup
+
+
+@pytest.mark.parametrize("base", ["duis-form", "signxml-form"])
+def test_a_multi_valued_rdn_is_another_name(base: str, oracles: Oracles, base_documents: dict[str, bytes]) -> None:
+    """RDN order is ignored (SPEC §4), but ``CN=DG+OU=07`` is one RDN: another X.509 name, no certificate."""
+    document = re.sub(
+        rb"<ds:X509IssuerName>[^<]*<", lambda _: b"<ds:X509IssuerName>CN=DG+OU=07<", _base(base_documents, base)
+    )
+    verdict = oracles.project(document)
+    assert not verdict.accepted

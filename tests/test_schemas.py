@@ -281,7 +281,8 @@ def test_refuses_responses_with_schema_check(schemas: DocumentSchemas, data: byt
             f'<sr:SMETS1SignedResponse xmlns:sr="{SR}" schemaVersion="5.4"/>'.encode(),
             id="official-root-the-gateway-does-not-take",
         ),
-        pytest.param(f'<d:Directive xmlns:d="{DIRECTIVE}"/>'.encode(), id="namespace-without-schema-yet"),
+        pytest.param(f'<d:Command xmlns:d="{DIRECTIVE}" name="x"/>'.encode(), id="directive-part-as-root"),
+        pytest.param(b'<x:Request xmlns:x="urn:unknown"/>', id="namespace-without-schema"),
         pytest.param(b"<Request/>", id="no-namespace"),
     ],
 )
@@ -308,8 +309,14 @@ def test_official_xsd_adds_its_enumerations(schemas: DocumentSchemas, with_offic
     assert caught.value.check is Check.SCHEMA
 
 
-def test_dispatch_knows_only_the_sr_namespace_so_far(schemas: DocumentSchemas) -> None:
-    assert schemas.namespaces == frozenset({SR})
+def test_dispatch_knows_duis_and_directives(schemas: DocumentSchemas) -> None:
+    assert schemas.namespaces == frozenset({SR, DIRECTIVE})
+
+
+def test_an_empty_directive_is_schema_invalid(schemas: DocumentSchemas) -> None:
+    with pytest.raises(VerificationError) as caught:
+        schemas.validate(root_of(f'<d:Directive xmlns:d="{DIRECTIVE}"/>'.encode()))
+    assert caught.value.check is Check.SCHEMA and "DirectiveID" in caught.value.detail
 
 
 def test_unreadable_official_xsd_is_a_configuration_error(tmp_path: Path) -> None:

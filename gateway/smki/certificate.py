@@ -49,6 +49,10 @@ class RoleCode(enum.IntEnum):
 _LEGACY_DECIMAL_ROLES = {"137": RoleCode.DSP_XML_SIGN}
 _HEX_ROLE = re.compile(r"\A[0-9A-F]{2}\Z")
 
+SMKI_POLICIES = frozenset({"1.2.826.0.1.8641679.1.2.1.4"})
+"""Organisation certificate policies the repository accepts: the one the DCC Boxed
+(ZAZ1) test SMKI uses, which the generated test PKI reuses."""
+
 
 class KeyUsage(enum.Enum):
     DIGITAL_SIGNATURE = "digitalSignature"
@@ -173,6 +177,8 @@ def _extension_errors(cert: x509.Certificate) -> list[str]:
         errors.append("certificatePolicies is missing")
     elif not policies.critical:
         errors.append("certificatePolicies must be critical")
+    elif not {p.policy_identifier.dotted_string for p in policies.value} & SMKI_POLICIES:
+        errors.append("certificatePolicies must name the SMKI organisation certificate policy")
     ski = extensions.get(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
     if ski is None or len(ski.value.digest) != 8:
         errors.append("subjectKeyIdentifier must be 8 bytes")

@@ -34,33 +34,50 @@ _TYPE = re.compile(r"\A[A-Za-z][A-Za-z0-9-]*\Z")
 _MAX_NAME_LENGTH = 1024
 
 
+Rdn = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class NameKey:
-    """An X.509 name reduced to what name matching compares."""
+    """An X.509 name reduced to what name matching compares.
 
-    attributes: frozenset[tuple[str, str]]
+    The RDNs, each a sorted tuple of (attribute OID, normalised value), sorted:
+    RDN order does not matter (``CN=Z1,OU=07`` matches ``OU=07, CN=Z1``), but how
+    attributes group into RDNs (``CN=Z1+OU=07`` is one RDN) and how often each
+    occurs still do.
+    """
+
+    rdns: tuple[Rdn, ...]
 
     @classmethod
     def from_name(cls, name: x509.Name) -> NameKey:
-        pairs = []
-        for attribute in name:
-            value = attribute.value
-            text = value.hex() if isinstance(value, bytes) else value
-            pairs.append((attribute.oid.dotted_string, _normalise(text)))
-        return cls(frozenset(pairs))
+        rdns = []
+        for rdn in name.rdns:
+            pairs = []
+            for attribute in rdn:
+                value = attribute.value
+                text = value.hex() if isinstance(value, bytes) else value
+                pairs.append((attribute.oid.dotted_string, _normalise(text)))
+            rdns.append(tuple(sorted(pairs)))
+        return cls(tuple(sorted(rdns)))
 
     @classmethod
     def parse(cls, text: str) -> NameKey:
         """Parses an RFC 4514-style string; raises ValueError with a reason."""
         if len(text) > _MAX_NAME_LENGTH:
             raise ValueError("issuer name too long")
-        pairs = [_parse_attribute(part) for part in _split_unescaped(text.strip(), ",+")]
-        if not pairs:
+        rdns = [
+            tuple(sorted(_parse_attribute(part) for part in _split_unescaped(rdn, "+")))
+            for rdn in _split_unescaped(text.strip(), ",")
+        ]
+        if not rdns:
             raise ValueError("empty issuer name")
-        return cls(frozenset(pairs))
+        if not all(rdns):
+            raise ValueError("empty relative distinguished name")
+        return cls(tuple(sorted(rdns)))
 
     def __str__(self) -> str:
-        return ",".join(f"{oid}={value}" for oid, value in sorted(self.attributes))
+        return ",".join("+".join(f"{oid}={value}" for oid, value in rdn) for rdn in self.rdns)
 
 
 def _normalise(value: str) -> str:

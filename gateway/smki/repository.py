@@ -98,8 +98,15 @@ class SmkiRepository:
                 self._chain_errors.clear()
             return None
         smki = SmkiCertificate.load(certificate)
-        self._certificates[(smki.issuer, smki.serial)] = smki
-        self._chain_errors.pop((smki.issuer, smki.serial), None)
+        key = (smki.issuer, smki.serial)
+        known = self._certificates.get(key)
+        if known is not None and known.certificate != certificate:
+            raise RepositoryError(
+                f"a different certificate with serial {smki.serial} from {certificate.issuer.rfc4514_string()} "
+                "is already in the repository"
+            )
+        self._certificates[key] = smki
+        self._chain_errors.pop(key, None)
         return smki
 
     def add_crl(self, crl: x509.CertificateRevocationList, *, source: str = "<crl>") -> None:
@@ -220,10 +227,18 @@ def _keystore_certificates(data: bytes, *, source: str) -> Iterator[bytes]:
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:
+    """A CA both by basicConstraints and by keyUsage (keyCertSign).
+
+    An organisation certificate that wrongly claims CA=true stays an organisation
+    certificate, so the verifier refuses it with ``certificate-profile`` instead of
+    the repository trusting it to issue others.
+    """
     try:
-        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return False
+    return bool(constraints.ca and usage.key_cert_sign)
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:

@@ -18,8 +18,10 @@ from gateway.eui64 import Eui64
 from gateway.namespaces import DIRECTIVE, SR, qname
 from gateway.smki.certificate import SmkiCertificate
 
+# The official RequestIDType admits lower-case hex; identifiers are normalised through Eui64.
 _ID = re.compile(
-    r"\A(?P<originator>[0-9A-F]{2}(?:-[0-9A-F]{2}){7}):(?P<target>[0-9A-F]{2}(?:-[0-9A-F]{2}){7}):(?P<counter>[0-9]{1,20})\Z"
+    r"\A(?P<originator>[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}):(?P<target>[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7})"
+    r":(?P<counter>[0-9]{1,20})\Z"
 )
 
 REQUEST = qname(SR, "Request")
