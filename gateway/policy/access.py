@@ -18,10 +18,18 @@ from gateway.eui64 import Eui64
 from gateway.policy import directives as d
 from gateway.policy import solr
 from gateway.policy.authorise import Admissible, PolicyConfig, Refusal, authorise
-from gateway.policy.state import RegistryState
+from gateway.policy.state import RegistryState, User
 from gateway.smki.certificate import SmkiCertificate
 from gateway.smki.repository import SmkiRepository
-from gateway.store.base import Admission, AdmissionRequest, AuditEntry, DirectiveRecord, Store
+from gateway.store.base import (
+    Admission,
+    AdmissionRequest,
+    AuditEntry,
+    DirectiveRecord,
+    QuarantinedRequest,
+    QuarantineStatus,
+    Store,
+)
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 
 _ADMISSION_CODES = {
@@ -45,6 +53,8 @@ class DirectiveDecision:
     reason: str
     directive_id: str
     name: str
+    released: QuarantinedRequest | None = None
+    """A quarantined request the user released: the service now forwards it."""
 
 
 class AccessControl:
@@ -118,8 +128,11 @@ class AccessControl:
             return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name)
         now = self._clock.now()
         issuer = self._state.user(verified.signer.eui64) if verified.signer.eui64 else None
+        released = None
         if issuer is None:
             outcome = solr.Outcome(False, f"{verified.signer.eui64} is not a registered actor", self._state)
+        elif isinstance(directive, d.QUARANTINE_DIRECTIVES):
+            outcome, released = await self._settle_quarantine(directive, issuer, now)
         else:
             outcome = solr.decide(self._state, directive, issuer, now, self._solr_limits)
         record = DirectiveRecord(
@@ -145,7 +158,30 @@ class AccessControl:
         ours = stored == dataclasses.replace(record, sequence=stored.sequence)
         if ours and outcome.accepted:  # not ours: a concurrent copy of the same directive was stored first
             self._commit(outcome, now)
-        return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name)
+        return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name, released if ours else None)
+
+    async def _settle_quarantine(
+        self, directive: d.ReleaseQuarantine | d.DeleteQuarantine, issuer: User, now: dt.datetime
+    ) -> tuple[solr.Outcome, QuarantinedRequest | None]:
+        refusal = solr.check_issuer(self._state, directive, issuer)
+        if refusal is not None:
+            return solr.Outcome(False, refusal, self._state), None
+        release = isinstance(directive, d.ReleaseQuarantine)
+        status = QuarantineStatus.RELEASED if release else QuarantineStatus.DELETED
+        audit = AuditEntry(
+            at=now,
+            kind="quarantine-" + status.value,
+            actor=str(issuer.user_id),
+            subject=str(directive.event_ref),
+            outcome=status.value,
+            reason=f"quarantined request {directive.event_ref} {status.value} by its user",
+        )
+        settled = await self._store.settle_quarantine(directive.event_ref, issuer.user_id, status, audit)
+        if settled is None:
+            reason = f"no held quarantined request {directive.event_ref} of {issuer.user_id}"
+            return solr.Outcome(False, reason, self._state), None
+        reason = f"quarantined request {settled.request_id} {status.value}"
+        return solr.Outcome(True, reason, self._state), settled if release else None
 
     def revocation_delayed(self, certificate: SmkiCertificate, now: dt.datetime) -> bool:
         """MP134A: a PMA delay keeps the failed supplier's certificates usable while it is in force."""
@@ -158,6 +194,8 @@ class AccessControl:
 
     def _replay(self, record: DirectiveRecord) -> None:
         directive = d.from_arguments(record.name, {k: str(v) for k, v in record.arguments.items()})
+        if isinstance(directive, d.QUARANTINE_DIRECTIVES):
+            return  # their effect lives in the store's quarantine table
         issuer = self._state.user(Eui64.parse(record.actor))
         if issuer is None:
             return

@@ -149,6 +149,18 @@ class SubmitAdt:
     thresholds: Mapping[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseQuarantine:
+    """The user releases one of its quarantined requests (SEC anomaly detection: release or delete)."""
+
+    event_ref: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQuarantine:
+    event_ref: int
+
+
 Directive = (
     RevokeLicence
     | AppointSolr
@@ -165,6 +177,8 @@ Directive = (
     | SuspendParty
     | CreateAro
     | SubmitAdt
+    | ReleaseQuarantine
+    | DeleteQuarantine
 )
 
 
@@ -179,6 +193,9 @@ class Issuer:
 _AUTHORITY = frozenset({Issuer(ActorKind.AUTHORITY)})
 _PMA = frozenset({Issuer(ActorKind.PMA)})
 _DCC = frozenset({Issuer(ActorKind.DCC)})
+_DUIS_USERS = frozenset(
+    Issuer(kind) for kind in (ActorKind.SUPPLIER, ActorKind.SOLR, ActorKind.SRP, ActorKind.NETWORK, ActorKind.OTHER)
+)
 
 COMMANDS: Mapping[str, tuple[type[Any], frozenset[Issuer]]] = {
     "revoke-licence": (RevokeLicence, _AUTHORITY),
@@ -196,7 +213,11 @@ COMMANDS: Mapping[str, tuple[type[Any], frozenset[Issuer]]] = {
     "suspend-party": (SuspendParty, _DCC),
     "create-aro": (CreateAro, frozenset({Issuer(ActorKind.OFFICER, "SRO")})),
     "submit-adt": (SubmitAdt, frozenset({Issuer(ActorKind.OFFICER, "ARO")})),
+    "release-quarantine": (ReleaseQuarantine, _DUIS_USERS),
+    "delete-quarantine": (DeleteQuarantine, _DUIS_USERS),
 }
+QUARANTINE_DIRECTIVES = (ReleaseQuarantine, DeleteQuarantine)
+"""Directives that act on the store's quarantine, not on the registry state."""
 NAMES: Mapping[type[Any], str] = {cls: name for name, (cls, _) in COMMANDS.items()}
 
 

@@ -66,11 +66,22 @@ def decide(state: RegistryState, directive: d.Directive, issuer: User, now: dt.d
     """Applies ``directive`` from ``issuer`` at ``now``: accepted with a new state, or refused with a reason."""
     try:
         _check_issuer(state, directive, issuer)
-        transition = _TRANSITIONS[type(directive)]
+        transition = _TRANSITIONS.get(type(directive))
+        if transition is None:
+            raise Refused(f"{d.command_name(directive)} does not change the registry")
         new_state, reason, revoked = transition(state, directive, issuer, now, limits)
     except Refused as refusal:
         return Outcome(False, str(refusal), state)
     return Outcome(True, reason, new_state, revoked)
+
+
+def check_issuer(state: RegistryState, directive: d.Directive, issuer: User) -> str | None:
+    """Why ``issuer`` may not issue ``directive``, or None when it may."""
+    try:
+        _check_issuer(state, directive, issuer)
+    except Refused as refusal:
+        return str(refusal)
+    return None
 
 
 def _check_issuer(state: RegistryState, directive: d.Directive, issuer: User) -> None:

@@ -1,0 +1,78 @@
+"""From a store URL to a :class:`~gateway.store.base.Store`, and the ``audit verify`` entry point.
+
+URLs: ``sqlite:///relative/path.db`` (resolved against the world directory),
+``sqlite:////abs/path.db``, ``sqlite:///:memory:``, a plain file path, or
+``postgresql://…`` (issue #5).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gateway.config import CONFIG_FILE_NAME, load_config
+from gateway.store.audit import ChainReport, verify_chain
+from gateway.store.base import Store
+from gateway.store.sqlite import SqliteStore
+
+SQLITE_SCHEME = "sqlite:///"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_ANY_SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def default_store_url() -> str:
+    """A SQLite file next to ``gateway.toml`` in the world directory."""
+    return SQLITE_SCHEME + "store.db"
+
+
+def sqlite_path(url: str, *, world_dir: Path) -> Path | None:
+    """The SQLite file a URL names (None for ``:memory:``); ValueError for a URL that is not SQLite."""
+    if url.startswith(SQLITE_SCHEME):
+        rest = url[len(SQLITE_SCHEME) :]
+    elif _ANY_SCHEME.match(url):
+        raise ValueError(f"not a SQLite store URL: {url!r}")
+    else:
+        rest = url
+    if not rest:
+        raise ValueError(f"store URL names no file: {url!r}")
+    if rest == ":memory:":
+        return None
+    path = Path(rest)
+    return path if path.is_absolute() else world_dir / path
+
+
+def open_store(url: str, *, world_dir: Path, read_only: bool = False) -> Store:
+    """The store a URL names, not yet opened: the caller owns ``await store.open()`` / ``close()``.
+
+    ``read_only`` opens an existing SQLite file without creating or changing anything.
+    """
+    if url.startswith(_POSTGRES_SCHEMES):
+        raise NotImplementedError("PostgreSQL store: issue #5")
+    path = sqlite_path(url, world_dir=world_dir)
+    return SqliteStore(":memory:" if path is None else path, read_only=read_only)
+
+
+def _configured_url(world_dir: Path) -> str:
+    config_file = world_dir / CONFIG_FILE_NAME
+    return load_config(config_file).store.url if config_file.is_file() else default_store_url()
+
+
+async def verify_audit(world_dir: Path, store_url: str | None = None) -> ChainReport:
+    """Checks the hash chain of a world's audit log (``dcc-gateway audit verify DIR``).
+
+    The store is opened read-only: no schema is created and no row is written, so a
+    tampered file keeps its evidence (SQLite may leave an empty ``-wal``/``-shm`` beside it).
+    Raises FileNotFoundError when the store does not exist (there is nothing to
+    vouch for, which is not the same as an intact log).
+    """
+    url = store_url or _configured_url(world_dir)
+    if not url.startswith(_POSTGRES_SCHEMES):
+        path = sqlite_path(url, world_dir=world_dir)
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"no store to verify at {url!r} (world {world_dir})")
+    store = open_store(url, world_dir=world_dir, read_only=True)
+    await store.open()
+    try:
+        return await verify_chain(store.audit_records())
+    finally:
+        await store.close()
