@@ -236,3 +236,17 @@ async def test_quarantine_directives_do_not_disturb_a_restart(world_dir: Path, t
         assert second.access.state.adt_files == first.access.state.adt_files
     finally:
         await second.store.close()
+
+
+async def test_pma_delay_ends_exactly_at_its_until(gateway: Gateway) -> None:
+    """One second either side of a PMA delay's end: refused while in force, accepted from ``until``."""
+    await contingency_ready(gateway)
+    await gateway.must("solr_is", d.ConfirmTakeover("failed-supplier", "estate", "staff", "srp", "risks", "weeks"))
+    until = gateway.scenario.clock.now() + dt.timedelta(days=3)
+    await gateway.must("pma", d.DelayMpidTransfer("failed-supplier", until, "prepayment customers; SRP holds the keys"))
+    gateway.scenario.clock.set(until - dt.timedelta(seconds=1))
+    accepted, reason = await gateway.direct("dcc_operator", d.TransferMpids("failed-supplier", "solr-supplier"))
+    assert not accepted and "delayed the transfer" in reason
+    gateway.scenario.clock.set(until)
+    accepted, reason = await gateway.direct("dcc_operator", d.TransferMpids("failed-supplier", "solr-supplier"))
+    assert accepted, reason

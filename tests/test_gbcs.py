@@ -101,9 +101,10 @@ class DuisRequest:
 
 def duis_request_for(vector_name: str) -> DuisRequest:
     """The DUIS template the vector was generated from (same name up to the kind)."""
+    templates = shared_path(*TEMPLATES)  # skips first when the shared data is absent
     match = _VECTOR_NAME.fullmatch(vector_name.replace("_8F66_", "_"))
     assert match is not None, vector_name
-    path = shared_path(*TEMPLATES) / f"{match['stem']}_REQUEST_DUIS.XML"
+    path = templates / f"{match['stem']}_REQUEST_DUIS.XML"
     if not path.exists():
         pytest.skip(f"no DUIS template pairs with {vector_name} (the RTDS ERROR variants have none)")
     return _read_duis_request(path)
