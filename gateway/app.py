@@ -1,44 +1,205 @@
 """Wires the aiohttp application; holds no logic of its own.
 
-Issue #2 ships liveness only (``/healthz``); the DUIS paths of SPEC §5 are
-added with the policy and service layers.
+Routes (SPEC §5): POST /api/v1/serviceS|serviceT|serviceD (DUIS requests),
+POST /api/v1/admin (signed directives), GET /healthz, GET /metrics and,
+in simulation, GET /sim/devices/{device_id}.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from gateway.checks import Check
+from gateway.clock import AcceleratedClock, Clock, FixedClock, SystemClock
+from gateway.config import GatewayConfig
+from gateway.metrics import GatewayMetrics
+from gateway.policy.access import AccessControl
+from gateway.policy.authorise import PolicyConfig
+from gateway.policy.eligibility import Eligibility
+from gateway.policy.state import initial_state
+from gateway.respond.signer import ResponseSigner
 from gateway.runtime import World, open_world
+from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
+from gateway.signing import SigningKey
+from gateway.store.base import Store
+from gateway.store.factory import open_store
+from gateway.verify.verifier import Verifier
 
+SERVICE = web.AppKey("service", GatewayService)
 WORLD = web.AppKey("world", World)
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+
+@dataclass
+class Runtime:
+    """What the application owns while it runs (closed on shutdown)."""
+
+    service: GatewayService
+    store: Store
+    executor: ThreadPoolExecutor
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | Reply:
+    """The body, or a problem: media type first, then the size, checked before reading it all."""
+    if request.content_type not in XML_TYPES:
+        return _problem(Check.MEDIA_TYPE, f"send application/xml, not {request.content_type or 'nothing'}")
+    if request.content_length is not None and request.content_length > limit:
+        return _problem(Check.SIZE_LIMIT, f"body of {request.content_length} bytes; the limit is {limit}")
+    chunks = []
+    received = 0
+    while chunk := await request.content.read(65536):
+        received += len(chunk)
+        if received > limit:
+            return _problem(Check.SIZE_LIMIT, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem(check: Check, detail: str) -> Reply:
+    return problem(check.http_status, check.check_id, detail)
+
+
+def to_response(reply: Reply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type, headers=reply.headers)
+
+
+def service_handler(path: str):  # type: ignore[no-untyped-def]
+    async def handle(request: web.Request) -> web.Response:
+        world = request.app[WORLD]
+        body = await read_body(request, world.config.limits.max_body_bytes)
+        if isinstance(body, Reply):
+            return to_response(body)
+        return to_response(await request.app[SERVICE].service_request(path, body))
+
+    return handle
+
+
+async def admin(request: web.Request) -> web.Response:
+    body = await read_body(request, request.app[WORLD].config.limits.max_body_bytes)
+    if isinstance(body, Reply):
+        return to_response(body)
+    return to_response(await request.app[SERVICE].admin(body))
 
 
 async def healthz(request: web.Request) -> web.Response:
-    world = request.app[WORLD]
-    return web.json_response({"status": "ok", "world": str(world.directory)})
+    return web.json_response({"status": "ok", "world": str(request.app[WORLD].directory)})
 
 
-def create_app(world: World) -> web.Application:
-    app = web.Application(client_max_size=world.config.limits.max_body_bytes)
+async def metrics(request: web.Request) -> web.Response:
+    exposition = request.app[SERVICE].metrics.exposition()
+    return web.Response(body=exposition, headers={"Content-Type": GatewayMetrics.CONTENT_TYPE})
+
+
+# --- wiring ------------------------------------------------------------------------------------------
+
+
+def clock_from_config(config: GatewayConfig) -> Clock:
+    settings = config.clock
+    if settings.mode == "fixed":
+        return FixedClock(settings.start or dt.datetime.now(dt.timezone.utc))
+    if settings.mode == "accelerated":
+        return AcceleratedClock(settings.start or dt.datetime.now(dt.timezone.utc), settings.rate)
+    return SystemClock()
+
+
+def policy_config(world: World) -> PolicyConfig:
+    policy = world.config.policy
+    if policy.eligibility_matrix is None:
+        raise SystemExit(
+            "dcc-gateway: no SRV eligibility matrix configured ([policy] eligibility_matrix in gateway.toml); "
+            "point it at shared/duis/srv-eligibility-matrix.json"
+        )
+    return PolicyConfig(
+        eligibility=Eligibility.load(Path(policy.eligibility_matrix), policy.sc_allowed_srvs),
+        contingency_max_days=policy.contingency_max_days,
+        adt_default_window_seconds=world.config.adt.default_window_seconds,
+        adt_default_thresholds=dict(world.config.adt.default_thresholds),
+    )
+
+
+async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Runtime:
+    store = open_store(store_url or world.config.store.url, world_dir=world.directory)
+    await store.open()
+    access = await AccessControl.restore(
+        initial=initial_state(world.manifest),
+        store=store,
+        config=policy_config(world),
+        clock=clock,
+        repository=world.repository,
+    )
+
+    def new_verifier() -> Verifier:
+        return world.verifier(clock, access.revocation_delayed)
+
+    gateway_key = world.manifest.gateway
+    if gateway_key.response_key is None:
+        raise SystemExit("dcc-gateway: manifest.json names no gateway response_key")
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
+    service = GatewayService(
+        verifiers=ThreadLocalVerifiers(new_verifier),
+        access=access,
+        signer=ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert)),
+        clock=clock,
+        metrics=GatewayMetrics(),
+        executor=executor,
+    )
+    return Runtime(service, store, executor)
+
+
+@web.middleware
+async def internal_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """A bug must still answer in the API's own terms (and leave a traceback in the log)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logging.getLogger("dcc_gateway").exception("internal error on %s %s", request.method, request.path)
+        return to_response(problem(500, "internal-error", "the gateway failed to handle this request; see its log"))
+
+
+def create_app(world: World, *, clock: Clock | None = None, store_url: str | None = None) -> web.Application:
+    app = web.Application(client_max_size=world.config.limits.max_body_bytes, middlewares=[internal_errors])
     app[WORLD] = world
+
+    async def runtime_context(app: web.Application) -> AsyncIterator[None]:
+        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url)
+        app[SERVICE] = runtime.service
+        yield
+        runtime.executor.shutdown(wait=True)
+        await runtime.store.close()
+
+    app.cleanup_ctx.append(runtime_context)
+    for path in ("serviceS", "serviceT", "serviceD"):
+        app.router.add_post(f"/api/v1/{path}", service_handler(path))
+    app.router.add_post("/api/v1/admin", admin)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
 def serve(directory: Path, *, host: str | None, port: int | None, store_url: str | None, workers: int) -> int:
     """Runs the gateway until SIGINT/SIGTERM (aiohttp's run_app stops cleanly on both)."""
     if workers != 1:
-        raise SystemExit("dcc-gateway serve: --workers needs the PostgreSQL store (not built yet)")
-    if store_url is not None and not store_url.startswith("sqlite"):
-        raise SystemExit(f"dcc-gateway serve: store {store_url!r} is not supported yet")
+        raise SystemExit("dcc-gateway serve: --workers needs the PostgreSQL store (issue #5)")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     world = open_world(directory)
     server = world.config.server
     web.run_app(
-        create_app(world),
+        create_app(world, store_url=store_url),
         host=host or server.host,
         port=port or server.port,
         print=lambda message: print(message, flush=True),
+        access_log=None,
     )
     return 0

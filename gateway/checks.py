@@ -21,6 +21,7 @@ class Check(enum.Enum):
     # --- limits and parsing (400 / 413 / 415) -----------------------------
     SIZE_LIMIT = ("size-limit", 413)
     ENCODING = ("encoding", 415)
+    MEDIA_TYPE = ("media-type", 415)
     NOT_WELL_FORMED = ("not-well-formed", 400)
     DTD = ("dtd", 400)
     ENTITY = ("entity", 400)

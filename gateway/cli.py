@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     smki_import.add_argument("dir", type=Path)
     smki_import.add_argument("files", nargs="+", type=Path)
     smki_import.set_defaults(handler=_smki_import)
+    admin = commands.add_parser("admin", help="sign a directive as an actor and post it to the gateway")
+    from gateway.admin import add_arguments as add_admin_arguments
+
+    add_admin_arguments(admin)
+    admin.set_defaults(handler=_admin)
+
     audit = commands.add_parser("audit", help="audit log maintenance")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
@@ -160,6 +166,18 @@ def _smki_import(args: argparse.Namespace) -> int:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"{len(report.certificates)} certificates imported, {len(report.skipped)} skipped")
     return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from gateway.admin import run
+    from gateway.clock import SystemClock
+    from gateway.policy.directives import DirectiveError
+
+    try:
+        return run(args, SystemClock().now())
+    except (OSError, ValueError, KeyError, DirectiveError) as exc:
+        print(f"dcc-gateway admin: {exc}", file=sys.stderr)
+        return 2
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -40,3 +40,23 @@ class FixedClock:
 
     def advance(self, delta: dt.timedelta) -> None:
         self.current = self.current + delta
+
+
+@dataclass
+class AcceleratedClock:
+    """Simulated time running ``rate`` times faster than real time from ``start`` (demos).
+
+    ``real`` is the underlying clock (SystemClock in service; a FixedClock in tests).
+    """
+
+    start: dt.datetime
+    rate: float
+    real: Clock = field(default_factory=SystemClock)
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.rate <= 0:
+            raise ValueError("AcceleratedClock needs an aware start and a positive rate")
+        self._origin = self.real.now()
+
+    def now(self) -> dt.datetime:
+        return self.start + (self.real.now() - self._origin) * self.rate

@@ -17,7 +17,8 @@ from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
 from gateway.policy import directives as d
 from gateway.policy import solr
-from gateway.policy.authorise import Admissible, PolicyConfig, Refusal, authorise
+from gateway.policy import critical
+from gateway.policy.authorise import SIGNED_PRE_COMMAND_FORMS, TRANSFORM, Admissible, PolicyConfig, Refusal, authorise
 from gateway.policy.state import RegistryState, User
 from gateway.smki.certificate import SmkiCertificate
 from gateway.smki.repository import SmkiRepository
@@ -39,12 +40,20 @@ _ADMISSION_CODES = {
 }
 
 
+PRECOMMAND_LIFETIME = dt.timedelta(hours=24)
+"""How long an issued Pre-Command waits for its signed return (CV5)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestDecision:
     code: ResponseCode
     reason: str
     admissible: Admissible | None = None
     quarantine_event_ref: int | None = None
+    pre_command: bytes | None = None
+    """CV4: the issued GBCS Pre-Command (the answer is I0 with it)."""
+    signed_pre_command: bytes | None = None
+    """CV5: the signed APDU to forward to the meter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +103,24 @@ class AccessControl:
     # --- Service Requests ----------------------------------------------------------
 
     async def decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision:
+        """Static checks, then the store's replay/anomaly admission, or for CV5 the issued Pre-Command."""
         now = self._clock.now()
         verdict = authorise(self._state, request, self._config, now)
         if isinstance(verdict, Refusal):
-            await self._store.append_audit(_request_audit(request, now, verdict.code, verdict.reason, {"step": verdict.step}))
-            return RequestDecision(verdict.code, verdict.reason)
+            return await self._refuse(request, now, verdict.code, verdict.reason, {"step": verdict.step})
+        try:
+            if request.command_variant in SIGNED_PRE_COMMAND_FORMS:
+                return await self._accept_signed_precommand(request, verdict, now)
+            pre_command = None
+            if request.command_variant == TRANSFORM and verdict.device is not None:
+                pre_command = critical.issue_precommand(request, verdict.device).encode()
+        except critical.CriticalFlowError as error:
+            return await self._refuse(request, now, error.code, error.reason, {"step": "critical-flow"})
+        return await self._admit(request, raw, verdict, now, pre_command)
+
+    async def _admit(
+        self, request: VerifiedRequest, raw: bytes, verdict: Admissible, now: dt.datetime, pre_command: bytes | None
+    ) -> RequestDecision:
         result = await self._store.admit(
             AdmissionRequest(
                 originator=request.originator,
@@ -115,7 +137,44 @@ class AccessControl:
             )
         )
         code = _ADMISSION_CODES[result.admission]
-        return RequestDecision(code, _admission_reason(result.admission, request, result.last_counter, verdict), verdict, result.quarantine_event_ref)
+        reason = _admission_reason(result.admission, request, result.last_counter, verdict)
+        if result.admission is not Admission.ACCEPTED or pre_command is None or verdict.device is None:
+            return RequestDecision(code, reason, verdict, result.quarantine_event_ref)
+        await self._store.remember_precommand(
+            str(request.request_id),
+            verdict.user.user_id,
+            verdict.device.device_id,
+            pre_command,
+            now,
+            now + PRECOMMAND_LIFETIME,
+            _request_audit(request, now, ResponseCode.I0, "Pre-Command issued", {"apdu": pre_command.hex()}),
+        )
+        return RequestDecision(ResponseCode.I0, "Pre-Command issued: sign it and return it with CV5", verdict, pre_command=pre_command)
+
+    async def _accept_signed_precommand(
+        self, request: VerifiedRequest, verdict: Admissible, now: dt.datetime
+    ) -> RequestDecision:
+        returned = critical.signed_precommand_payload(request)
+        pending = await self._store.take_precommand(str(request.request_id), verdict.user.user_id, now)
+        if pending is None:
+            raise critical.CriticalFlowError(
+                ResponseCode.E42, "no Pre-Command was issued for this RequestID (or it was used or has expired)"
+            )
+        signed = critical.check_signed_precommand(pending.apdu, returned, verdict.user.role)
+        reason = "Signed Pre-Command accepted and queued for the device"
+        detail = {**_admissible_detail(verdict), "message_code": f"{signed.message_code:#06x}"}
+        await self._store.append_audit(_request_audit(request, now, ResponseCode.I99, reason, detail))
+        return RequestDecision(ResponseCode.I99, reason, verdict, signed_pre_command=returned)
+
+    async def _refuse(
+        self, request: VerifiedRequest, now: dt.datetime, code: ResponseCode, reason: str, detail: dict[str, object]
+    ) -> RequestDecision:
+        await self._store.append_audit(_request_audit(request, now, code, reason, detail))
+        return RequestDecision(code, reason)
+
+    async def record(self, request: VerifiedRequest, code: ResponseCode, reason: str, step: str) -> None:
+        """Audits a decision taken outside the policy (e.g. E13: request type vs URL)."""
+        await self._store.append_audit(_request_audit(request, self._clock.now(), code, reason, {"step": step}))
 
     # --- directives ------------------------------------------------------------------
 

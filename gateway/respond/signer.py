@@ -1,0 +1,60 @@
+"""Signed DUIS responses: the gateway's answers, results and alerts, signed with its 89 certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lxml import etree
+
+from gateway.codes import ResponseCode
+from gateway.respond import documents
+from gateway.signing import SigningKey, sign_tree, to_bytes
+from gateway.verify.documents import VerifiedRequest
+
+
+class ResponseSigner:
+    """Builds and signs sr:Response documents. Stateless apart from the key: safe in any thread."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self._key = key
+
+    def sign(self, root: etree._Element) -> bytes:
+        return to_bytes(sign_tree(root, self._key))
+
+    def answer(
+        self, request: VerifiedRequest, code: ResponseCode, at: dt.datetime, *, pre_command: bytes | None = None
+    ) -> bytes:
+        """The synchronous answer to an authenticated request."""
+        request_id = str(request.request_id)
+        if not code.is_success:
+            root = documents.error_response(
+                request_id=request_id,
+                code=code,
+                at=at,
+                service_reference=request.service_reference,
+                service_reference_variant=request.service_reference_variant,
+            )
+            return self.sign(root)
+        root = documents.response_message(
+            request_id=request_id,
+            response_id=str(request.request_id.swapped()),
+            code=code,
+            at=at,
+            service_reference=request.service_reference,
+            service_reference_variant=request.service_reference_variant,
+            pre_command=documents.PreCommand("4.0", pre_command) if pre_command is not None else None,
+        )
+        return self.sign(root)
+
+    def device_result(self, request: VerifiedRequest, at: dt.datetime, gbcs_payload: bytes | None = None) -> bytes:
+        """The asynchronous result of a command the device executed (I0), for the user's endpoint."""
+        root = documents.response_message(
+            request_id=str(request.request_id),
+            response_id=str(request.request_id.swapped()),
+            code=ResponseCode.I0,
+            at=at,
+            service_reference=request.service_reference,
+            service_reference_variant=request.service_reference_variant,
+            gbcs_payload=gbcs_payload or None,
+        )
+        return self.sign(root)

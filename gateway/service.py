@@ -1,0 +1,188 @@
+"""The gateway as a service: one request in, one reply out, along the pipeline.
+
+    bytes -> verify (worker thread) -> request type vs URL (E13) -> access control
+          -> store -> forward to the device (background) -> signed DUIS answer
+
+Pre-authentication failures become RFC 9457 problems naming the failed
+check; everything after authentication becomes a signed ``sr:Response``
+with a ``DUIS-Reason`` header. CPU-bound work (XML signature verification
+and response signing) runs in a thread pool so the event loop keeps serving
+other connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from gateway.checks import VerificationError
+from gateway.clock import Clock
+from gateway.codes import ResponseCode
+from gateway.metrics import GatewayMetrics
+from gateway.policy import directives as d
+from gateway.policy.access import AccessControl, RequestDecision
+from gateway.respond.signer import ResponseSigner
+from gateway.verify.documents import VerifiedRequest
+from gateway.verify.verifier import DocumentKind, Verifier
+
+LOG = logging.getLogger("dcc_gateway.requests")
+T = TypeVar("T")
+
+COMMAND_VARIANTS_BY_PATH = {
+    "serviceS": frozenset({1, 3, 5, 7}),
+    "serviceT": frozenset({4}),
+    "serviceD": frozenset({2, 6, 8}),
+}
+"""DCC Boxed's URLs and the command variants each takes (SPEC §5)."""
+
+PROBLEM_TYPE = "urn:x-dcc-gateway:problem:"
+_DIRECTIVES_ONLY = frozenset({DocumentKind.DIRECTIVE})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    outcome: str = ""
+    """For logs and metrics: the DUIS code, the failed check, or "accepted"/"refused"."""
+
+
+class ThreadLocalVerifiers:
+    """One Verifier per worker thread: lxml parsers must not be shared between threads."""
+
+    def __init__(self, factory: Callable[[], Verifier]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def get(self) -> Verifier:
+        verifier: Verifier | None = getattr(self._local, "verifier", None)
+        if verifier is None:
+            verifier = self._factory()
+            self._local.verifier = verifier
+        return verifier
+
+
+Forward = Callable[[VerifiedRequest, RequestDecision, bytes], None]
+"""Hands an accepted command to the devices layer (it must not block)."""
+
+
+class GatewayService:
+    def __init__(
+        self,
+        *,
+        verifiers: ThreadLocalVerifiers,
+        access: AccessControl,
+        signer: ResponseSigner,
+        clock: Clock,
+        metrics: GatewayMetrics,
+        executor: ThreadPoolExecutor,
+        forward: Forward | None = None,
+    ) -> None:
+        self._verifiers = verifiers
+        self._access = access
+        self._signer = signer
+        self._clock = clock
+        self.metrics = metrics
+        self._executor = executor
+        self._forward = forward
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    # --- DUIS Service Requests -------------------------------------------------------------
+
+    async def service_request(self, path: str, data: bytes) -> Reply:
+        started = time.perf_counter()
+        reply = await self._service_request(path, data)
+        self._observe(path, reply, started)
+        return reply
+
+    async def _service_request(self, path: str, data: bytes) -> Reply:
+        try:
+            request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
+        except VerificationError as error:
+            return problem(error.http_status, error.check_id, error.detail)
+        allowed = COMMAND_VARIANTS_BY_PATH[path]
+        if request.command_variant not in allowed:
+            reason = f"command variant {request.command_variant} is not sent to /api/v1/{path} (takes {sorted(allowed)})"
+            await self._access.record(request, ResponseCode.E13, reason, "request-type")
+            return await self._answer(request, ResponseCode.E13, reason)
+        decision = await self._access.decide_request(request, data)
+        if decision.code in (ResponseCode.I99,) and self._forward is not None:
+            self._forward(request, decision, data)
+        return await self._answer(request, decision.code, decision.reason, pre_command=decision.pre_command)
+
+    async def _answer(
+        self, request: VerifiedRequest, code: ResponseCode, reason: str, *, pre_command: bytes | None = None
+    ) -> Reply:
+        at = self._clock.now()
+        body = await self._in_thread(lambda: self._signer.answer(request, code, at, pre_command=pre_command))
+        headers = {"DUIS-Reason": _header_text(reason)}
+        return Reply(200, "application/xml", body, headers, code.value)
+
+    # --- directives ------------------------------------------------------------------------
+
+    async def admin(self, data: bytes) -> Reply:
+        started = time.perf_counter()
+        reply = await self._admin(data)
+        self._observe("admin", reply, started)
+        return reply
+
+    async def _admin(self, data: bytes) -> Reply:
+        try:
+            verified = await self._in_thread(lambda: self._verifiers.get().verify(data, accept=_DIRECTIVES_ONLY))
+        except VerificationError as error:
+            return problem(error.http_status, error.check_id, error.detail)
+        try:
+            directive = d.parse_directive(verified)  # type: ignore[arg-type]
+        except d.DirectiveError as error:
+            return _json_reply({"accepted": False, "reason": str(error)}, "refused")
+        decision = await self._access.decide_directive(verified, directive)  # type: ignore[arg-type]
+        outcome = "accepted" if decision.accepted else "refused"
+        return _json_reply({"accepted": decision.accepted, "reason": decision.reason}, outcome)
+
+    # --- observability -------------------------------------------------------------------------
+
+    def _observe(self, path: str, reply: Reply, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(path, reply.outcome).inc()
+        self.metrics.latency.labels(path).observe(elapsed)
+        LOG.info(
+            json.dumps(
+                {"path": path, "status": reply.status, "outcome": reply.outcome, "ms": round(elapsed * 1000, 2)},
+                separators=(",", ":"),
+            )
+        )
+
+
+def problem(status: int, check: str, detail: str) -> Reply:
+    """RFC 9457 problem details, with the failed check named for machines."""
+    body = {"type": PROBLEM_TYPE + check, "title": _TITLES.get(status, "Rejected"), "status": status, "check": check, "detail": detail}
+    return Reply(status, "application/problem+json", json.dumps(body).encode(), {}, check)
+
+
+_TITLES = {
+    400: "Malformed request",
+    401: "Signature or certificate not accepted",
+    413: "Request too large",
+    415: "Unsupported media type or encoding",
+}
+
+
+def _json_reply(value: dict[str, object], outcome: str) -> Reply:
+    return Reply(200, "application/json", json.dumps(value).encode(), {}, outcome)
+
+
+def _header_text(reason: str) -> str:
+    """HTTP header values are latin-1 without line breaks; keep reasons readable and safe."""
+    flat = " ".join(reason.split())
+    return flat.encode("latin-1", "replace").decode("latin-1")[:300]
