@@ -1,0 +1,240 @@
+"""HTTP load against a gateway on loopback: requests/s, latency percentiles, counts by code.
+
+    python bench/load.py --spawn [--seconds 10] [--connections 64] [--requests 20000] [--json]
+    python bench/load.py --dir WORLD --url http://127.0.0.1:8079 ...   (a gateway you started)
+
+--spawn creates a world in a temporary directory, starts ``dcc-gateway serve``
+on a free loopback port, enables the SoLR Contingency role with signed
+directives, and stops the gateway afterwards. Requests are signed before the
+clock starts (the client's signing is not measured): a mix of valid supplier
+requests, SoLR Contingency requests (SR 1.6 to Credit) and invalid ones
+(tampered after signing -> 401). Each request has its own counter; with
+many connections two requests to the same meter can overtake each other,
+and the overtaken one then gets E40, as it would at the DCC. Bounded in time and in
+count; refuses any address outside 127.0.0.0/8 and ::1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import ipaddress
+import itertools
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp  # noqa: E402
+
+from gateway.admin import post as post_directive  # noqa: E402
+from gateway.admin import signed_directive  # noqa: E402
+from gateway.manifest import Manifest, load_manifest  # noqa: E402
+from gateway.policy import directives as d  # noqa: E402
+from gateway.signing import SigningKey, sign_tree, to_bytes  # noqa: E402
+from tests import factories  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    kind: str
+    path: str
+    body: bytes
+
+
+def loopback_only(url: str) -> None:
+    host = urllib.parse.urlparse(url).hostname or ""
+    address = ipaddress.ip_address(socket.gethostbyname(host) if host != "::1" else host)
+    if not address.is_loopback:
+        raise SystemExit(f"bench/load.py only targets loopback addresses, not {host}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn_gateway(world: Path, port: int) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).with_name("dcc-gateway")
+    process = subprocess.Popen(
+        [str(exe), "serve", str(world), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the gateway did not start")
+
+
+def enable_contingency(manifest: Manifest, url: str) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    counter = itertools.count(int(now.timestamp() * 1_000_000))
+    sc_user = manifest.actor("srp_sc").user_id
+    steps = [
+        ("authority", d.RevokeLicence("failed-supplier")),
+        ("authority", d.AppointSolr("failed-supplier", "solr-supplier")),
+        ("authority", d.EnableContingency("failed-supplier", sc_user, now + dt.timedelta(days=30))),
+        ("srp_aro", d.SubmitAdt("failed-supplier", 3600, {"1.6": 10_000_000})),
+    ]
+    for actor, directive in steps:
+        status, answer = post_directive(url + "/api/v1/admin", signed_directive(manifest, actor, directive, next(counter)))
+        if status != 200 or not json.loads(answer)["accepted"]:
+            raise SystemExit(f"setup directive {d.command_name(directive)} failed: {answer!r}")
+
+
+def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
+    """Signed requests, before timing. Mix: 60 % supplier, 30 % SoLR Contingency, 10 % tampered."""
+    rng = random.Random(seed)
+    keys = {name: SigningKey.load(manifest.actor(name).xml_sign.key, manifest.actor(name).xml_sign.cert)
+            for name in ("solr_is", "srp_sc", "failed_supplier_is")}
+    solr_mpids = set(manifest.actor("solr_is").mpids)
+    solr_meters = [x for x in manifest.devices if x.supplier_mpid in solr_mpids and x.type == "ESME" and x.smets == 1]
+    failed_meters = [x for x in manifest.devices if x.supplier_mpid == "FAIL" and x.smets == 1]
+    if not solr_meters or not failed_meters:
+        raise SystemExit("the world needs SMETS1 ESMEs of the SoLR and of the failed supplier (use more --devices)")
+    counter = itertools.count(int(time.time() * 1000))
+    prepared = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.6:
+            kind, actor, meter = "supplier", "solr_is", rng.choice(solr_meters)
+        else:
+            kind, actor, meter = "solr-contingency", "srp_sc", rng.choice(failed_meters)
+        tree = factories.request_tree(originator=manifest.actor(actor).user_id, target=meter.device_id, counter=next(counter))
+        body = to_bytes(sign_tree(tree, keys[actor]))
+        if roll >= 0.9:
+            kind, body = "invalid", body.replace(b"<sr:Credit/>", b"<sr:Credit></sr:Credit> ")
+        prepared.append(Prepared(kind, "serviceS", body))
+    return prepared
+
+
+async def drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
+    latencies: list[float] = []
+    codes: Counter[str] = Counter()
+    queue = iter(requests)
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def worker() -> None:
+            for item in queue:
+                if time.perf_counter() >= deadline:
+                    return
+                started = time.perf_counter()
+                async with session.post(
+                    f"{url}/api/v1/{item.path}", data=item.body, headers={"Content-Type": "application/xml"}
+                ) as response:
+                    body = await response.read()
+                latencies.append(time.perf_counter() - started)
+                codes[_outcome(response.status, body)] += 1
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(1)
+                print(f"\r{len(latencies):>8} requests, {dict(codes)}", end="", file=sys.stderr, flush=True)
+
+        reporter = asyncio.create_task(report()) if progress else None
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+        if reporter:
+            reporter.cancel()
+            print(file=sys.stderr)
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": _percentile(latencies, 50),
+        "p95_ms": _percentile(latencies, 95),
+        "p99_ms": _percentile(latencies, 99),
+        "connections": connections,
+        "codes": dict(codes),
+    }
+
+
+def _outcome(status: int, body: bytes) -> str:
+    if status != 200:
+        return f"HTTP {status}"
+    start = body.find(b"<sr:ResponseCode>")
+    return body[start + 17 : body.find(b"<", start + 17)].decode() if start >= 0 else "HTTP 200"
+
+
+def _percentile(sorted_values: list[float], percent: int) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, int(len(sorted_values) * percent / 100))
+    return round(sorted_values[index] * 1000, 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spawn", action="store_true", help="create a world and start a gateway for the run")
+    parser.add_argument("--dir", type=Path, help="world directory of a running gateway (for its keys)")
+    parser.add_argument("--url", default=None, help="gateway URL (default: the world's)")
+    parser.add_argument("--devices", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--requests", type=int, default=20_000, help="upper bound on requests sent")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    scratch = tempfile.TemporaryDirectory() if args.spawn else None
+    process = None
+    try:
+        if scratch is not None:
+            world = Path(scratch.name) / "world"
+            subprocess.run([str(Path(sys.executable).with_name("dcc-gateway")), "init", str(world),
+                            "--devices", str(args.devices)], check=True, stdout=subprocess.DEVNULL)
+            # A throughput run, not an anomaly-detection test: lift the default ADT thresholds.
+            toml = world / "gateway.toml"
+            toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
+            port = free_port()
+            process = spawn_gateway(world, port)
+            url = f"http://127.0.0.1:{port}"
+        elif args.dir is None:
+            raise SystemExit("give --spawn, or --dir WORLD of a running gateway")
+        else:
+            world = args.dir
+        manifest = load_manifest(world)
+        url = (args.url or (url if process else manifest.gateway.url)).rstrip("/")
+        loopback_only(url)
+        if process is not None:
+            enable_contingency(manifest, url)
+        prepared = prepare(manifest, args.requests, args.seed)
+        result = asyncio.run(drive(url, prepared, args.connections, args.seconds, progress=not args.json))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        if scratch is not None:
+            scratch.cleanup()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
