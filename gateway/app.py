@@ -7,7 +7,9 @@ in simulation, GET /sim/devices/{device_id}.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,10 @@ from aiohttp import web
 from gateway.checks import Check
 from gateway.clock import AcceleratedClock, Clock, FixedClock, SystemClock
 from gateway.config import GatewayConfig
+from gateway.deliver.outbox import DeliveryWorker
+from gateway.devices import MeterFleet
+from gateway.devices.persistence import SqliteMeterStore
+from gateway.forward import Forwarder
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
 from gateway.policy.authorise import PolicyConfig
@@ -29,7 +35,7 @@ from gateway.runtime import World, open_world
 from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
 from gateway.signing import SigningKey
 from gateway.store.base import Store
-from gateway.store.factory import open_store
+from gateway.store.factory import open_store, sqlite_path
 from gateway.verify.verifier import Verifier
 
 SERVICE = web.AppKey("service", GatewayService)
@@ -37,13 +43,32 @@ WORLD = web.AppKey("world", World)
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
+FLEET = web.AppKey("fleet", MeterFleet)
+
+
 @dataclass
 class Runtime:
-    """What the application owns while it runs (closed on shutdown)."""
+    """What the application owns while it runs (closed in reverse order on shutdown)."""
 
     service: GatewayService
     store: Store
     executor: ThreadPoolExecutor
+    fleet: MeterFleet
+    meter_store: SqliteMeterStore
+    outbox: DeliveryWorker
+    forwarder: Forwarder
+    stop: asyncio.Event
+    background: list[asyncio.Task[None]]
+
+    async def close(self) -> None:
+        """Clean shutdown: finish commands in flight, then deliveries, then close the stores."""
+        await self.forwarder.drain()
+        self.stop.set()
+        await self.outbox.stop()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        self.executor.shutdown(wait=True)
+        await self.meter_store.close()
+        await self.store.close()
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -89,6 +114,13 @@ async def admin(request: web.Request) -> web.Response:
     if isinstance(body, Reply):
         return to_response(body)
     return to_response(await request.app[SERVICE].admin(body))
+
+
+async def device_state(request: web.Request) -> web.Response:
+    state = request.app[FLEET].as_json(request.match_info["device_id"])
+    if state is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such simulated device"}), content_type="application/json")
+    return web.json_response(state)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -144,16 +176,30 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Ru
     gateway_key = world.manifest.gateway
     if gateway_key.response_key is None:
         raise SystemExit("dcc-gateway: manifest.json names no gateway response_key")
+    signer = ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert))
+    meter_path = sqlite_path(store_url or world.config.store.url, world_dir=world.directory)
+    meter_store = SqliteMeterStore(meter_path if meter_path is not None else ":memory:")
+    await meter_store.open()
+    fleet = MeterFleet.from_manifest(world.manifest, clock, store=meter_store)
+    await fleet.load()
+    outbox = DeliveryWorker(store, clock)
+    forwarder = Forwarder(
+        fleet=fleet, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
+        dsp_user_id=gateway_key.dsp_user_id,
+    )
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
     service = GatewayService(
         verifiers=ThreadLocalVerifiers(new_verifier),
         access=access,
-        signer=ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert)),
+        signer=signer,
         clock=clock,
         metrics=GatewayMetrics(),
         executor=executor,
+        forward=forwarder.forward,
     )
-    return Runtime(service, store, executor)
+    stop = asyncio.Event()
+    background = [asyncio.create_task(outbox.run(stop)), asyncio.create_task(forwarder.run_meters(stop))]
+    return Runtime(service, store, executor, fleet, meter_store, outbox, forwarder, stop, background)
 
 
 @web.middleware
@@ -175,9 +221,9 @@ def create_app(world: World, *, clock: Clock | None = None, store_url: str | Non
     async def runtime_context(app: web.Application) -> AsyncIterator[None]:
         runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url)
         app[SERVICE] = runtime.service
+        app[FLEET] = runtime.fleet
         yield
-        runtime.executor.shutdown(wait=True)
-        await runtime.store.close()
+        await runtime.close()
 
     app.cleanup_ctx.append(runtime_context)
     for path in ("serviceS", "serviceT", "serviceD"):
@@ -185,6 +231,8 @@ def create_app(world: World, *, clock: Clock | None = None, store_url: str | Non
     app.router.add_post("/api/v1/admin", admin)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if world.config.simulation.expose_devices:
+        app.router.add_get("/sim/devices/{device_id}", device_state)
     return app
 
 

@@ -117,7 +117,7 @@ class GatewayService:
             await self._access.record(request, ResponseCode.E13, reason, "request-type")
             return await self._answer(request, ResponseCode.E13, reason)
         decision = await self._access.decide_request(request, data)
-        if decision.code in (ResponseCode.I99,) and self._forward is not None:
+        if self._forward is not None and decision.code in (ResponseCode.I99, ResponseCode.E43):
             self._forward(request, decision, data)
         return await self._answer(request, decision.code, decision.reason, pre_command=decision.pre_command)
 

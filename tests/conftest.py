@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from gateway.clock import FixedClock
 from gateway.schema import DocumentSchemas, load_schemas
@@ -9,6 +12,11 @@ from gateway.smki.repository import SmkiRepository
 from gateway.verify.verifier import Verifier
 from pki import IssuedCertificate, TestSmkiCa
 from tests import factories
+
+# CI runs the same examples every time (a failure there reproduces locally with CI=true).
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

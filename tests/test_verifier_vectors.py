@@ -48,8 +48,10 @@ from tests.shared_data import require_xmlsec1
 
 CHECK_IDS = frozenset(check.check_id for check in Check)
 
-NOT_TRIGGERABLE_BY_A_REQUEST: dict[str, str] = {}
-"""Check ids no request document can trigger, with the reason (none today: every check is reachable)."""
+NOT_TRIGGERABLE_BY_A_REQUEST: dict[str, str] = {
+    "media-type": "an HTTP Content-Type check before any document is read (tests/test_service_http.py)",
+}
+"""Check ids no request document can trigger, with the reason."""
 
 GENERIC_VERIFIERS_ACCEPT = (
     "xsw-evil-request-inside-object",

@@ -13,6 +13,10 @@ Design (issue #3):
   which is what several workers on one database need (issue #5).
 * The audit log is append-only and hash-chained: record n stores
   ``sha256(hash(n-1) || canonical JSON of record n)``.
+* A pending Pre-Command (CV4) is taken at most once (CV5), atomically across
+  workers. The outbox delivers *at least once*: every state change of a
+  delivery is audited (kind "delivery"), but an attempt made and not recorded
+  before a crash is made again, so receivers dedupe by ResponseID.
 
 All times are timezone-aware UTC datetimes from the injected clock.
 """
@@ -23,7 +27,7 @@ import datetime as dt
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.eui64 import Eui64
 
@@ -124,6 +128,92 @@ class QuarantinedRequest:
     status: QuarantineStatus
 
 
+# --- pending Pre-Commands ---------------------------------------------------------------
+
+
+class PreCommandConflict(ValueError):
+    """A different Pre-Command is already remembered under that RequestID (nothing was replaced)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPreCommand:
+    """A Pre-Command issued with CV4, waiting for its signed return with CV5 under the same RequestID."""
+
+    request_id: str
+    user_id: Eui64
+    device_id: Eui64
+    apdu: bytes
+    """The GBCS general-signing APDU as issued (unsigned)."""
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    """The first instant at which it can no longer be taken."""
+
+
+# --- the outbox -------------------------------------------------------------------------
+
+DELIVERY_MAX_AGE: Final = dt.timedelta(seconds=300)
+"""A delivery not made within this long of its round's start goes to the failed queue (SEC: 300 s)."""
+
+FAILED_DELIVERY_KEEP: Final = dt.timedelta(days=2)
+"""How long the failed queue holds a delivery for re-delivery (SEC: 2 days)."""
+
+
+class DeliveryKind(enum.StrEnum):
+    RESPONSE = "response"
+    """An asynchronous result (e.g. I0 from the device) for a Service Request."""
+    DEVICE_ALERT = "device-alert"
+    DCC_ALERT = "dcc-alert"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A signed document to POST to a user's ``response_url``, as handed to :meth:`Store.enqueue_delivery`."""
+
+    user_id: Eui64
+    """The recipient."""
+    url: str
+    """The recipient's ``response_url``: http or https only."""
+    body: bytes
+    """The signed XML, sent as is."""
+    kind: DeliveryKind
+    subject: str
+    """What it is about (a RequestID, an alert's event reference…); audit records carry it."""
+    created_at: dt.datetime
+    audit: AuditEntry | None = None
+    """The decision that produced it, recorded in the same transaction (with ``delivery_id`` in its detail)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", DeliveryKind(self.kind))  # a plain "response" is accepted, "foo" is not
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"a delivery URL is http or https: {self.url!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A delivery as the outbox holds it (pending, or in the failed queue)."""
+
+    delivery_id: int
+    user_id: Eui64
+    url: str
+    body: bytes
+    kind: DeliveryKind
+    subject: str
+    created_at: dt.datetime
+    status: DeliveryStatus
+    attempts: int
+    """Attempts in the current round (a round starts at enqueue and at each re-delivery)."""
+    round_started_at: dt.datetime
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    failed_at: dt.datetime | None
+
+
 class Store(Protocol):
     """The async store interface. Implementations: SQLite (default), PostgreSQL (issue #5)."""
 
@@ -173,4 +263,77 @@ class Store(Protocol):
 
     def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order."""
+        ...
+
+    # --- pending Pre-Commands (the critical flow: CV4 issues, CV5 returns it signed) --------
+    async def remember_precommand(
+        self,
+        request_id: str,
+        user_id: Eui64,
+        device_id: Eui64,
+        apdu: bytes,
+        issued_at: dt.datetime,
+        expires_at: dt.datetime,
+        audit: AuditEntry,
+    ) -> None:
+        """Keeps the Pre-Command issued for ``request_id`` (CV4), with its audit record, in one transaction.
+
+        Idempotent for the same Pre-Command: remembering identical ``(user_id,
+        device_id, apdu)`` again changes and records nothing, even after it was
+        taken (a taken Pre-Command is never re-armed). Anything else under a known
+        ``request_id`` raises :class:`PreCommandConflict` and nothing is stored.
+        """
+        ...
+
+    async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+        """The Pre-Command issued for ``request_id`` to ``user_id``, marked consumed: at most once, ever.
+
+        None (and nothing changes) when it is unknown, another user's, already
+        taken, or expired: it can be taken while ``at < expires_at``. The caller
+        audits the CV5 decision; the row keeps when it was taken.
+        """
+        ...
+
+    # --- the outbox (async results and alerts, delivered at least once) -----------------
+    async def enqueue_delivery(self, delivery: Delivery) -> int:
+        """Stores a delivery, PENDING and due at once, and audits it in one transaction; returns its id."""
+        ...
+
+    async def due_deliveries(
+        self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
+    ) -> list[PendingDelivery]:
+        """PENDING deliveries with ``next_attempt_at <= now``, oldest due first, at most ``limit``.
+
+        With ``lease``, the rows returned are claimed until ``now + lease``: another
+        worker's call does not return them until then, or until the attempt is
+        recorded. A worker that dies mid-attempt loses its claim when the lease ends.
+        """
+        ...
+
+    async def record_attempt(
+        self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
+    ) -> DeliveryStatus | None:
+        """Records one attempt and its audit record; returns the status after it (None: unknown id).
+
+        ``ok``: DELIVERED (also from FAILED: an attempt that was in flight when the
+        delivery went overdue still counts). Not ``ok``: a PENDING delivery is due
+        again at ``next_attempt_at``, or FAILED when that is None; a FAILED one stays
+        FAILED; a DELIVERED one stays DELIVERED.
+        """
+        ...
+
+    async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
+        """PENDING deliveries whose round began at least ``max_age`` ago become FAILED; returns how many."""
+        ...
+
+    async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
+        """Deletes FAILED deliveries that failed at least ``keep`` ago; returns how many."""
+        ...
+
+    async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
+        """That user's failed queue, oldest first."""
+        ...
+
+    async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
+        """Every FAILED delivery of that user becomes PENDING, due at ``now``, for a new round of ``max_age``."""
         ...

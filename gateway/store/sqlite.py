@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import sqlite3
@@ -58,13 +59,21 @@ from gateway.store.audit import (
     utc_text,
 )
 from gateway.store.base import (
+    DELIVERY_MAX_AGE,
+    FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
     Admission,
     AdmissionRequest,
     AdmissionResult,
     AuditEntry,
     AuditRecord,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     DirectiveRecord,
+    PendingDelivery,
+    PendingPreCommand,
+    PreCommandConflict,
     QuarantinedRequest,
     QuarantineStatus,
 )
@@ -206,6 +215,87 @@ class _QuarantineSql:
     by_user: Final = f"SELECT {columns} FROM quarantine WHERE user_id = ? ORDER BY event_ref"
     held: Final = f"SELECT {columns} FROM quarantine WHERE event_ref = ? AND user_id = ? AND status = 'held'"
     settle: Final = "UPDATE quarantine SET status = ?, settled_at = ? WHERE event_ref = ? AND status = 'held'"
+
+
+# Tables added after schema version 1 was released. An older build ignores them and a
+# file an older build created gets them on open, so adding them needs no version bump
+# (IF NOT EXISTS): schema_version changes only for what an older build cannot ignore.
+
+
+class _PreCommandsSql:
+    create: Final = (
+        """CREATE TABLE IF NOT EXISTS precommands (
+            request_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            apdu BLOB NOT NULL,
+            issued_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'consumed')),
+            consumed_at TEXT,
+            audit_sequence INTEGER NOT NULL REFERENCES audit (sequence)
+        ) WITHOUT ROWID""",
+    )
+    columns: Final = "request_id, user_id, device_id, apdu, issued_at, expires_at"
+    insert: Final = """INSERT INTO precommands
+        (request_id, user_id, device_id, apdu, issued_at, expires_at, status, audit_sequence)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"""
+    by_id: Final = f"SELECT {columns} FROM precommands WHERE request_id = ?"
+    takeable: Final = f"""SELECT {columns} FROM precommands
+        WHERE request_id = ? AND user_id = ? AND status = 'pending' AND expires_at > ?"""
+    consume: Final = "UPDATE precommands SET status = 'consumed', consumed_at = ? WHERE request_id = ?"
+
+
+class _DeliveriesSql:
+    create: Final = (
+        """CREATE TABLE IF NOT EXISTS deliveries (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            body BLOB NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('response', 'device-alert', 'dcc-alert')),
+            subject TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            total_attempts INTEGER NOT NULL DEFAULT 0 CHECK (total_attempts >= attempts),
+            round_started_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            leased_until TEXT,
+            last_attempt_at TEXT,
+            last_error TEXT,
+            delivered_at TEXT,
+            failed_at TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)",
+        "CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, status, delivery_id)",
+    )
+    columns: Final = """delivery_id, user_id, url, body, kind, subject, created_at, status,
+        attempts, round_started_at, next_attempt_at, last_error, failed_at"""
+    insert: Final = """INSERT INTO deliveries
+        (user_id, url, body, kind, subject, created_at, status, round_started_at, next_attempt_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)"""
+    by_id: Final = f"SELECT {columns} FROM deliveries WHERE delivery_id = ?"
+    due: Final = f"""SELECT {columns} FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
+        ORDER BY next_attempt_at, delivery_id LIMIT ?"""
+    lease: Final = "UPDATE deliveries SET leased_until = ? WHERE delivery_id = ?"
+    attempted: Final = """UPDATE deliveries SET attempts = attempts + 1, total_attempts = total_attempts + 1,
+        last_attempt_at = ?, last_error = ?, leased_until = NULL WHERE delivery_id = ?"""
+    delivered: Final = "UPDATE deliveries SET status = 'delivered', delivered_at = ? WHERE delivery_id = ?"
+    reschedule: Final = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?"
+    fail: Final = "UPDATE deliveries SET status = 'failed', failed_at = ? WHERE delivery_id = ?"
+    overdue: Final = f"""SELECT {columns} FROM deliveries
+        WHERE status = 'pending' AND round_started_at <= ? ORDER BY delivery_id"""
+    expired: Final = f"SELECT {columns} FROM deliveries WHERE status = 'failed' AND failed_at <= ? ORDER BY delivery_id"
+    delete: Final = "DELETE FROM deliveries WHERE delivery_id = ?"
+    failed_by_user: Final = f"""SELECT {columns} FROM deliveries
+        WHERE user_id = ? AND status = 'failed' ORDER BY delivery_id"""
+    redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = ?,
+        next_attempt_at = ?, leased_until = NULL, failed_at = NULL WHERE delivery_id = ?"""
+
+
+_ADDED_TABLES: Final = (*_PreCommandsSql.create, *_DeliveriesSql.create)
 
 
 _SCHEMA: Final = (
@@ -445,6 +535,183 @@ async def _store_directive(
     return _directive_record((sequence, *columns))
 
 
+# --- pending Pre-Commands ---------------------------------------------------------------
+
+
+def _precommand_columns(
+    request_id: str, user_id: Eui64, device_id: Eui64, apdu: bytes, issued_at: dt.datetime, expires_at: dt.datetime
+) -> tuple[Any, ...]:
+    return (request_id, str(user_id), str(device_id), bytes(apdu), utc_text(issued_at), utc_text(expires_at))
+
+
+def _pending_precommand(row: Row) -> PendingPreCommand:
+    request_id, user_id, device_id, apdu, issued_at, expires_at = row
+    return PendingPreCommand(
+        request_id,
+        Eui64.parse(user_id),
+        Eui64.parse(device_id),
+        bytes(apdu),
+        parse_utc_text(issued_at),
+        parse_utc_text(expires_at),
+    )
+
+
+async def _remember(db: aiosqlite.Connection, columns: tuple[Any, ...], audit: AuditEntry) -> None:
+    """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
+    existing = await _fetch_one(db, _PreCommandsSql.by_id, (columns[0],))
+    if existing is not None:
+        if tuple(existing[1:4]) != columns[1:4]:  # user, device, APDU: what CV5 is checked against
+            raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
+        return
+    audit_record = await _append_audit(db, audit)
+    await db.execute(_PreCommandsSql.insert, (*columns, audit_record.sequence))
+
+
+async def _take(db: aiosqlite.Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+    row = await _fetch_one(db, _PreCommandsSql.takeable, (request_id, str(user_id), utc_text(at)))
+    if row is None:
+        return None
+    await db.execute(_PreCommandsSql.consume, (utc_text(at), request_id))
+    return _pending_precommand(row)
+
+
+# --- the outbox -------------------------------------------------------------------------
+
+DELIVERY_ACTOR: Final = "outbox"
+"""The audit actor of the outbox's own state changes."""
+
+
+def _pending_delivery(row: Row) -> PendingDelivery:
+    (delivery_id, user_id, url, body, kind, subject, created_at, status) = row[:8]
+    attempts, round_started_at, next_attempt_at, last_error, failed_at = row[8:]
+    return PendingDelivery(
+        delivery_id,
+        Eui64.parse(user_id),
+        url,
+        bytes(body),
+        DeliveryKind(kind),
+        subject,
+        parse_utc_text(created_at),
+        DeliveryStatus(status),
+        attempts,
+        parse_utc_text(round_started_at),
+        parse_utc_text(next_attempt_at),
+        last_error,
+        None if failed_at is None else parse_utc_text(failed_at),
+    )
+
+
+def _delivery_audit(
+    delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any
+) -> AuditEntry:
+    """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
+    context = {
+        "delivery_id": delivery.delivery_id,
+        "delivery_kind": delivery.kind.value,
+        "user_id": str(delivery.user_id),
+        "url": delivery.url,
+    }
+    return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
+
+
+async def _enqueue(db: aiosqlite.Connection, delivery: Delivery) -> int:
+    created = utc_text(delivery.created_at)
+    columns = (str(delivery.user_id), delivery.url, bytes(delivery.body), delivery.kind.value, delivery.subject)
+    delivery_id = await _insert(db, _DeliveriesSql.insert, (*columns, created, created, created))
+    row = await _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
+    if row is None:
+        raise RuntimeError(f"delivery {delivery_id} vanished inside its own transaction")
+    stored = _pending_delivery(row)
+    if delivery.audit is not None:
+        decision = delivery.audit
+        await _append_audit(db, dataclasses.replace(decision, detail={**decision.detail, "delivery_id": delivery_id}))
+    digest = hashlib.sha256(stored.body).hexdigest()
+    entry = _delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
+    await _append_audit(db, entry)
+    return delivery_id
+
+
+async def _claim_due(
+    db: aiosqlite.Connection, now: dt.datetime, limit: int, lease: dt.timedelta | None
+) -> list[PendingDelivery]:
+    now_text = utc_text(now)
+    rows = await _fetch_all(db, _DeliveriesSql.due, (now_text, now_text, limit))
+    if lease is not None:
+        until = utc_text(now + lease)
+        for row in rows:
+            await db.execute(_DeliveriesSql.lease, (until, row[0]))
+    return [_pending_delivery(row) for row in rows]
+
+
+async def _record_attempt(
+    db: aiosqlite.Connection,
+    delivery_id: int,
+    at: dt.datetime,
+    error: str | None,
+    next_attempt_at: dt.datetime | None,
+) -> DeliveryStatus | None:
+    """One attempt (``error`` None: it succeeded) and the status it leads to; see :meth:`Store.record_attempt`."""
+    row = await _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
+    if row is None:
+        return None
+    before = _pending_delivery(row)
+    at_text = utc_text(at)
+    await db.execute(_DeliveriesSql.attempted, (at_text, error, delivery_id))
+    attempt = {"attempt": before.attempts + 1, "status_before": before.status.value}
+    if error is None:
+        if before.status is not DeliveryStatus.DELIVERED:
+            await db.execute(_DeliveriesSql.delivered, (at_text, delivery_id))
+        await _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+        return DeliveryStatus.DELIVERED
+    if before.status is not DeliveryStatus.PENDING:
+        reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
+        await _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        return before.status
+    if next_attempt_at is None:
+        await db.execute(_DeliveriesSql.fail, (at_text, delivery_id))
+        reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
+        await _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        return DeliveryStatus.FAILED
+    await db.execute(_DeliveriesSql.reschedule, (utc_text(next_attempt_at), delivery_id))
+    reason = f"attempt failed ({error}); retry scheduled"
+    schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
+    entry = _delivery_audit(before, at, "retry-scheduled", reason, **schedule)
+    await _append_audit(db, entry)
+    return DeliveryStatus.PENDING
+
+
+async def _fail_overdue(db: aiosqlite.Connection, now: dt.datetime, max_age: dt.timedelta) -> int:
+    rows = await _fetch_all(db, _DeliveriesSql.overdue, (utc_text(now - max_age),))
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_DeliveriesSql.fail, (utc_text(now), delivery.delivery_id))
+        reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
+        entry = _delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
+        await _append_audit(db, entry)
+    return len(rows)
+
+
+async def _purge_failed(db: aiosqlite.Connection, now: dt.datetime, keep: dt.timedelta) -> int:
+    rows = await _fetch_all(db, _DeliveriesSql.expired, (utc_text(now - keep),))
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_DeliveriesSql.delete, (delivery.delivery_id,))
+        reason = f"held in the failed queue for {keep}: deleted"
+        await _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+    return len(rows)
+
+
+async def _redeliver_failed(db: aiosqlite.Connection, user_id: Eui64, now: dt.datetime) -> int:
+    rows = await _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
+    now_text = utc_text(now)
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_DeliveriesSql.redeliver, (now_text, now_text, delivery.delivery_id))
+        reason = "taken from the failed queue for another round of delivery"
+        await _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+    return len(rows)
+
+
 # --- opening ----------------------------------------------------------------------------
 
 
@@ -624,6 +891,80 @@ class SqliteStore:
         async with self._write() as db:
             return await _settle(db, event_ref, user_id, status, audit)
 
+    # --- pending Pre-Commands -----------------------------------------------------------
+
+    async def remember_precommand(
+        self,
+        request_id: str,
+        user_id: Eui64,
+        device_id: Eui64,
+        apdu: bytes,
+        issued_at: dt.datetime,
+        expires_at: dt.datetime,
+        audit: AuditEntry,
+    ) -> None:
+        """Keeps the issued Pre-Command with its audit record; identical again is a no-op that records
+        nothing, a different one under that RequestID raises :class:`PreCommandConflict`."""
+        if expires_at <= issued_at:
+            raise ValueError(f"a Pre-Command expires after it is issued ({issued_at} .. {expires_at})")
+        columns = _precommand_columns(request_id, user_id, device_id, apdu, issued_at, expires_at)
+        async with self._write() as db:
+            await _remember(db, columns, audit)
+
+    async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+        """Check-and-consume under the write lock: one caller gets it, across connections and processes."""
+        async with self._write() as db:
+            return await _take(db, request_id, user_id, at)
+
+    # --- the outbox ---------------------------------------------------------------------
+    # Every state change is audited in its own transaction (kind "delivery"). Delivery is
+    # at least once: an attempt whose outcome was not recorded (crash, lost lease) is made
+    # again, so a receiver may see a document twice and dedupes by its ResponseID.
+
+    async def enqueue_delivery(self, delivery: Delivery) -> int:
+        """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
+        async with self._write() as db:
+            return await _enqueue(db, delivery)
+
+    async def due_deliveries(
+        self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
+    ) -> list[PendingDelivery]:
+        """Due PENDING deliveries, oldest due first; claimed until ``now + lease`` when a lease is given."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive: {limit}")
+        if lease is not None and lease <= dt.timedelta(0):
+            raise ValueError(f"a lease must be positive: {lease}")
+        async with self._write() as db:
+            return await _claim_due(db, now, limit, lease)
+
+    async def record_attempt(
+        self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
+    ) -> DeliveryStatus | None:
+        """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
+        failure = None if ok else (error or "unknown error")
+        async with self._write() as db:
+            return await _record_attempt(db, delivery_id, at, failure, next_attempt_at)
+
+    async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
+        """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED (exactly at the
+        limit too: by then the schedule has had its attempts within it)."""
+        async with self._write() as db:
+            return await _fail_overdue(db, now, max_age)
+
+    async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
+        """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
+        async with self._write() as db:
+            return await _purge_failed(db, now, keep)
+
+    async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
+        rows = await self._read(_DeliveriesSql.failed_by_user, (str(user_id),))
+        return [_pending_delivery(row) for row in rows]
+
+    async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
+        """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
+        async with self._write() as db:
+            return await _redeliver_failed(db, user_id, now)
+
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
@@ -658,6 +999,8 @@ class SqliteStore:
                 await _create_schema(db)
             else:
                 _check_version(version)
+            for statement in _ADDED_TABLES:
+                await db.execute(statement)
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:

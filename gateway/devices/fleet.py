@@ -1,0 +1,325 @@
+"""The simulated fleet: every meter of the manifest, in memory, executing and running down.
+
+Scale (a million meters). Meters are created lazily: a meter that has done
+nothing since installation is re-derived from its manifest entry and the
+fleet's epoch on each access, and only meters that changed are held in
+``_states`` and stored. :meth:`MeterFleet.advance` does not visit every
+meter: a heap holds, per meter, the instant of its next event (low credit,
+threshold, emergency credit exhausted, a future-dated change), so an advance
+costs O(k log n) for the k meters with something due. Credit meters with
+nothing pending never enter the heap. The heap is built once (on
+:meth:`load`, or the first :meth:`advance`), from the prepayment meters and
+the restored states. Entries are never removed in place: when a meter
+changes, an entry for its new next event is pushed, and a popped entry whose
+time is no longer the meter's next event is stale and skipped.
+
+:meth:`as_json` and :meth:`execute` see the meter run down to the clock's
+now, so a meter is never shown or commanded in the past, whenever advance
+last ran (an execution's result carries the alerts of that catch-up; a view
+raises none, advance does when their time comes). :meth:`state` is the cheap
+lookup: the state as last computed.
+
+Concurrency and durability: commands to one meter are serialised by a lock
+for that meter (created when a command arrives, dropped when none waits) and
+return only after the new state is stored. Memory is updated before the
+store is written, and the store is always given the newest in-memory states,
+so the last write holds the newest state whichever coroutine wrote first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import heapq
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.clock import Clock
+from gateway.devices.alerts import MeterAlert
+from gateway.devices.anchors import FleetAnchors, TrustAnchor
+from gateway.devices.execute import (
+    Execution,
+    MeterRefusal,
+    execute_signed_precommand,
+    execute_sr_body,
+)
+from gateway.devices.meter import (
+    DEFAULTS,
+    MeterDefaults,
+    MeterState,
+    new_meter,
+    next_event_at,
+    run_down,
+    state_to_json,
+)
+from gateway.devices.persistence import MeterPersistence
+from gateway.eui64 import Eui64
+from gateway.manifest import Device, Manifest
+
+_UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_MICROSECOND = dt.timedelta(microseconds=1)
+_HIDDEN_IN_VIEW = ("consumption_carry",)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """What a command did: the meter afterwards (None if unknown), its alerts, and the device's answer."""
+
+    state: MeterState | None
+    alerts: tuple[MeterAlert, ...]
+    ok: bool
+    detail: str
+
+
+@dataclass(slots=True)
+class _LockEntry:
+    lock: asyncio.Lock
+    users: int = 0
+
+
+class MeterFleet:
+    """All simulated meters of one world. Build with :meth:`from_manifest`, then ``await load()``."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        anchors: FleetAnchors,
+        clock: Clock,
+        *,
+        store: MeterPersistence | None = None,
+        defaults: MeterDefaults = DEFAULTS,
+    ) -> None:
+        self._manifest = manifest
+        self._anchors = anchors
+        self._clock = clock
+        self._store = store
+        self._defaults = defaults
+        self._epoch = clock.now()
+        self._states: dict[Eui64, MeterState] = {}
+        self._schedule: list[tuple[int, int]] | None = None
+        self._locks: dict[Eui64, _LockEntry] = {}
+        self._persist_lock = asyncio.Lock()
+
+    @classmethod
+    def from_manifest(
+        cls,
+        manifest: Manifest,
+        clock: Clock,
+        *,
+        store: MeterPersistence | None = None,
+        defaults: MeterDefaults = DEFAULTS,
+    ) -> MeterFleet:
+        """Reads each supplier's DS certificate (the meters' trust anchors); raises TrustAnchorError."""
+        return cls(manifest, FleetAnchors.from_manifest(manifest), clock, store=store, defaults=defaults)
+
+    @property
+    def epoch(self) -> dt.datetime:
+        """When the meters were installed: untouched meters have run down since then."""
+        return self._epoch
+
+    async def load(self) -> int:
+        """Restores the epoch and the stored states (if there is a store); returns how many were restored."""
+        if self._store is not None:
+            self._epoch = await self._store.epoch(self._epoch)
+            restored = [state for state in await self._store.load() if self._device(state.device_id) is not None]
+            self._states.update((state.device_id, state) for state in restored)
+        self._schedule = None
+        self._ensure_schedule()
+        return len(self._states)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def state(self, device_id: Eui64 | str) -> MeterState | None:
+        """The meter's state as last computed (no run-down), or None for an unknown device."""
+        key = _device_key(device_id)
+        return None if key is None else self._current(key)
+
+    def trust_anchor(self, device_id: Eui64 | str) -> TrustAnchor | None:
+        state = self.state(device_id)
+        return None if state is None else self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
+
+    def as_json(self, device_id: Eui64 | str) -> dict[str, object] | None:
+        """``GET /sim/devices/{id}``: the meter as of now (run down, nothing stored), or None if unknown."""
+        key = _device_key(device_id)
+        state = None if key is None else self._current(key)
+        device = None if key is None else self._device(key)
+        if state is None or device is None:
+            return None
+        now = self._clock.now()
+        view, _alerts = run_down(state, now)  # advance() raises and stores these when their time comes
+        shown = {name: value for name, value in state_to_json(view).items() if name not in _HIDDEN_IN_VIEW}
+        anchor = self._anchors.by_fingerprint.get(view.trust_anchor_fingerprint)
+        upcoming = next_event_at(view)
+        return {
+            **shown,
+            "mpxn": device.mpxn,
+            "supplier_mpid": device.supplier_mpid,
+            "trust_anchor": anchor.to_json() if anchor else {"fingerprint_sha256": view.trust_anchor_fingerprint},
+            "next_event_at": None if upcoming is None else upcoming.astimezone(dt.UTC).isoformat(),
+            "as_of": now.astimezone(dt.UTC).isoformat(),
+        }
+
+    def next_event_at(self) -> dt.datetime | None:
+        """The earliest instant at which :meth:`advance` may have something to do (a driver sleeps until then)."""
+        schedule = self._ensure_schedule()
+        return _UNIX_EPOCH + schedule[0][0] * _ONE_MICROSECOND if schedule else None
+
+    # --- changing -----------------------------------------------------------------------
+
+    async def execute(
+        self,
+        device_id: Eui64 | str,
+        *,
+        sr_body: etree._Element | None = None,
+        precommand: bytes | None = None,
+        request_id: str | None = None,
+    ) -> ExecutionResult:
+        """Delivers one SR 1.6 to a meter: ``sr_body`` (SMETS1) or a Signed Pre-Command's bytes (SMETS2).
+
+        Returns after the new state is stored. A refusal changes nothing and stores nothing.
+        """
+        if (sr_body is None) == (precommand is None):
+            raise ValueError("give exactly one of sr_body (SMETS1) and precommand (SMETS2)")
+        key = _device_key(device_id)
+        if key is None or self._current(key) is None:
+            return ExecutionResult(None, (), False, f"no simulated meter {device_id}")
+        async with self._serialised(key):
+            state = self._current(key)
+            if state is None:  # cannot happen (meters are not removed); keeps the type checker informed
+                return ExecutionResult(None, (), False, f"no simulated meter {device_id}")
+            try:
+                changed, alerts, response = self._execute(state, self._clock.now(), sr_body, precommand, request_id)
+            except MeterRefusal as refusal:
+                return ExecutionResult(state, (), False, refusal.reason)
+            self._remember(changed, reschedule=_due_micros(changed) != _due_micros(state))
+            await self._persist([key])
+        return ExecutionResult(changed, alerts, response.ok, response.detail)
+
+    async def advance(self, now: dt.datetime | None = None) -> list[MeterAlert]:
+        """Runs down every meter with an event due by ``now`` (default: the clock's); returns their alerts."""
+        moment = self._clock.now() if now is None else now
+        schedule = self._ensure_schedule()
+        limit = _micros(moment)
+        alerts: list[MeterAlert] = []
+        changed: list[Eui64] = []
+        while schedule and schedule[0][0] <= limit:
+            due_at, value = heapq.heappop(schedule)
+            state = self._current(Eui64(value))
+            if state is None or _due_micros(state) != due_at:
+                continue  # a stale entry: the meter changed since it was pushed
+            new, raised = run_down(state, moment)
+            alerts.extend(raised)
+            changed.append(new.device_id)
+            self._remember(new, reschedule=True)  # its entry was just popped
+        await self._persist(changed)
+        return alerts
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _device(self, device_id: Eui64) -> Device | None:
+        try:
+            return self._manifest.device(device_id)
+        except KeyError:
+            return None
+
+    def _current(self, device_id: Eui64) -> MeterState | None:
+        state = self._states.get(device_id)
+        if state is not None:
+            return state
+        device = self._device(device_id)
+        return None if device is None else self._installed(device)
+
+    def _installed(self, device: Device) -> MeterState:
+        """The meter as installed at the epoch (the same every time: a pure function of its entry)."""
+        return new_meter(
+            device_id=device.device_id,
+            device_type=device.type,
+            smets=device.smets,
+            payment_mode=device.payment_mode,
+            credit_pence=device.credit_pence,
+            trust_anchor_fingerprint=self._anchors.for_device(device).fingerprint,
+            at=self._epoch,
+            defaults=self._defaults,
+        )
+
+    def _execute(
+        self,
+        state: MeterState,
+        now: dt.datetime,
+        sr_body: etree._Element | None,
+        precommand: bytes | None,
+        request_id: str | None,
+    ) -> Execution:
+        if sr_body is not None:
+            return execute_sr_body(state, sr_body, now, request_id=request_id)
+        anchor = self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
+        if anchor is None:
+            raise MeterRefusal("the meter's trust anchor certificate is not known to the simulation")
+        return execute_signed_precommand(state, precommand or b"", anchor, now)
+
+    def _remember(self, state: MeterState, *, reschedule: bool) -> None:
+        """Holds ``state`` as the meter's current one; ``reschedule`` when its heap entry no longer fits."""
+        self._states[state.device_id] = state
+        upcoming = _due_micros(state)
+        if reschedule and self._schedule is not None and upcoming is not None:
+            heapq.heappush(self._schedule, (upcoming, state.device_id.value))
+
+    def _ensure_schedule(self) -> list[tuple[int, int]]:
+        if self._schedule is None:
+            self._schedule = self._initial_schedule()
+        return self._schedule
+
+    def _initial_schedule(self) -> list[tuple[int, int]]:
+        entries: list[tuple[int, int]] = []
+        for device in self._manifest.devices:
+            state = self._states.get(device.device_id)
+            if state is None and device.payment_mode != "Prepayment":
+                continue  # an untouched credit meter has no events
+            due = _due_micros(state if state is not None else self._installed(device))
+            if due is not None:
+                entries.append((due, device.device_id.value))
+        heapq.heapify(entries)
+        return entries
+
+    async def _persist(self, device_ids: Iterable[Eui64]) -> None:
+        """Stores the newest in-memory states of these meters (read when the write starts)."""
+        ids = list(dict.fromkeys(device_ids))
+        if self._store is None or not ids:
+            return
+        async with self._persist_lock:
+            await self._store.save([self._states[device_id] for device_id in ids])
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self, device_id: Eui64) -> AsyncIterator[None]:
+        entry = self._locks.get(device_id)
+        if entry is None:
+            entry = self._locks[device_id] = _LockEntry(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[device_id]
+
+
+def _device_key(device_id: Eui64 | str) -> Eui64 | None:
+    if isinstance(device_id, Eui64):
+        return device_id
+    try:
+        return Eui64.parse(device_id)
+    except ValueError:
+        return None
+
+
+def _micros(moment: dt.datetime) -> int:
+    return (moment - _UNIX_EPOCH) // _ONE_MICROSECOND
+
+
+def _due_micros(state: MeterState) -> int | None:
+    upcoming = next_event_at(state)
+    return None if upcoming is None else _micros(upcoming)
