@@ -44,6 +44,8 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
 FLEET = web.AppKey("fleet", MeterFleet)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+OUTBOX = web.AppKey("outbox", DeliveryWorker)
 
 
 @dataclass
@@ -222,6 +224,8 @@ def create_app(world: World, *, clock: Clock | None = None, store_url: str | Non
         runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url)
         app[SERVICE] = runtime.service
         app[FLEET] = runtime.fleet
+        app[FORWARDER] = runtime.forwarder
+        app[OUTBOX] = runtime.outbox
         yield
         await runtime.close()
 

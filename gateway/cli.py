@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_arguments(admin)
     admin.set_defaults(handler=_admin)
 
+    demo = commands.add_parser("demo", help="run the SoLR story end to end against a gateway it starts")
+    demo.add_argument("dir", nargs="?", type=Path, default=None, help="world directory (default: a temporary one)")
+    demo.set_defaults(handler=_demo)
+
     audit = commands.add_parser("audit", help="audit log maintenance")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
@@ -178,6 +182,13 @@ def _admin(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, DirectiveError) as exc:
         print(f"dcc-gateway admin: {exc}", file=sys.stderr)
         return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import main as run_demo
+
+    story = run_demo(args.dir)
+    return 0 if all(supply == "Enabled" for supply in story.with_role.values()) else 1
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
