@@ -286,3 +286,57 @@ async def test_quarantine_sends_an_ad1_alert(receiving: tuple[Harness, Receiver]
     alert = harness.read_answer(receiver.received[0][1])
     assert etree.QName(alert.body).localname == "DCCAlertMessage"
     assert alert.body.findtext(f"{_SR}DCCAlertCode") == "AD1"
+
+
+@pytest.mark.parametrize(
+    ("actor", "pick", "fields", "code"),
+    [
+        pytest.param("authority", lambda s: s.device(), {}, "E1", id="E1-not-a-duis-user"),
+        pytest.param("failed_supplier_is", lambda s: s.device(device_type="GSME", smets=1), {}, "E4", id="E4-not-its-meter"),
+        pytest.param("failed_supplier_is", lambda s: s.device(device_type="GSME", smets=1), {"srv": "1.1.2"}, "E11", id="E11-srv-for-esme"),
+        pytest.param("failed_supplier_is", lambda s: s.device(smets=2), {"cv": 1}, "E12", id="E12-critical-smets2-cv1"),
+    ],
+)
+async def test_spec_codes_over_http(harness: Harness, actor: str, pick, fields: dict[str, object], code: str) -> None:  # type: ignore[no-untyped-def]
+    got, reason, _ = await harness.send("serviceS", actor, pick(harness.scenario).device_id, **fields)
+    assert got == code and reason
+
+
+async def test_e19_and_e40_over_http(harness: Harness) -> None:
+    from gateway.eui64 import Eui64
+
+    assert (await harness.send("serviceS", "failed_supplier_is", Eui64.parse("00-DB-12-FF-FF-FF-FF-FF")))[0] == "E19"
+    meter = harness.scenario.device(smets=1).device_id
+    assert (await harness.send("serviceS", "failed_supplier_is", meter, counter=50))[0] == "I99"
+    code, reason, _ = await harness.send("serviceS", "failed_supplier_is", meter, counter=50)
+    assert code == "E40" and "not greater" in reason
+
+
+async def test_meter_refusing_a_foreign_signature_reports_e21(receiving: tuple[Harness, Receiver]) -> None:
+    """The gateway does not verify GBCS signatures; the meter does, against its trust anchor."""
+    harness, receiver = receiving
+    scenario = harness.scenario
+    await contingency_ready(harness)
+    meter = scenario.device(device_type="ESME", smets=2).device_id
+    _, _, answer = await harness.send("serviceT", "srp_sc", meter, cv=4, counter=6000)
+    outsider = scenario.actor("solr_is")  # a real DS key, but not the meter's trust anchor
+    assert outsider.digital_signing is not None
+    key = serialization.load_pem_private_key(outsider.digital_signing.key.read_bytes(), password=None)
+    signed = sign_apdu(GeneralSigningApdu.parse(precommand_of(answer)), key).encode()  # type: ignore[arg-type]
+    assert (await harness.send("serviceS", "srp_sc", meter, cv=5, counter=6000, body=signed_precommand_body(signed)))[0] == "I99"
+    await receiver.wait_for(1)
+    result = harness.read_answer(receiver.received[0][1])
+    assert result.response_code == "E21"
+    state = await (await harness.client.get(f"/sim/devices/{meter}")).json()
+    assert state["payment_mode"] == "Prepayment"
+
+
+async def test_registered_device_without_a_meter_reports_e20(receiving: tuple[Harness, Receiver]) -> None:
+    from gateway.eui64 import Eui64
+
+    harness, receiver = receiving
+    ghost = Eui64.parse("00-DB-12-EE-00-00-00-01")
+    await harness.must("dcc_operator", d.RegisterDevice(ghost, "ESME", 1, "FAIL"))
+    assert (await harness.send("serviceS", "failed_supplier_is", ghost))[0] == "I99"
+    await receiver.wait_for(1)
+    assert harness.read_answer(receiver.received[0][1]).response_code == "E20"
