@@ -641,7 +641,7 @@ CONTENT_VECTORS: tuple[Vector, ...] = (
         CONTENT,
         "A newline after </ds:Signature> inside the root: it is part of the signed content (the "
         "enveloped transform removes the element, not the text after it).",
-        f"{XMLDSIG} §6.6.4; gateway/verify/signature.py detach_signature",
+        f"{XMLDSIG} §6.6.4; gateway/signing.py detach_signature",
         whitespace_after_signature,
         Check.DIGEST_MISMATCH.check_id,
     ),

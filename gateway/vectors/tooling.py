@@ -29,6 +29,7 @@ from lxml import etree
 
 from gateway.eui64 import Eui64
 from gateway.namespaces import DS, SR
+from gateway.signing import detach_signature
 from pki import IssuedCertificate
 
 # The profile's algorithms (SPEC §4), written out here rather than imported from the
@@ -140,7 +141,7 @@ def payment_mode_element(mode: str) -> etree._Element:
 def sign(root: etree._Element, key: IssuedCertificate, style: SignatureStyle = DUIS_FORM) -> etree._Element:
     """Appends a fresh ds:Signature over the whole document (enveloped); returns the root."""
     for old in root.findall(ds("Signature")):
-        _remove_keeping_tail(root, old)
+        detach_signature(root, old)
     digest = _document_digest(root, exclusive=style.exclusive)
     signature = _signature_skeleton(root, style)
     signed_info = signature[0]
@@ -182,7 +183,7 @@ def digest_without(
     parent = twin.getparent()
     if parent is None:
         raise ValueError("the signature must not be the root")
-    _remove_keeping_tail(parent, twin)
+    detach_signature(parent, twin)
     return _document_digest(clone, exclusive=exclusive, algorithm=algorithm)
 
 
@@ -285,12 +286,3 @@ def _follow(root: etree._Element, path: list[int]) -> etree._Element:
     return element
 
 
-def _remove_keeping_tail(parent: etree._Element, element: etree._Element) -> None:
-    tail = element.tail
-    previous = element.getprevious()
-    parent.remove(element)
-    if tail:
-        if previous is not None:
-            previous.tail = (previous.tail or "") + tail
-        else:
-            parent.text = (parent.text or "") + tail
