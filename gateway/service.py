@@ -30,7 +30,7 @@ from gateway.policy import directives as d
 from gateway.policy.access import AccessControl, RequestDecision
 from gateway.respond.signer import ResponseSigner
 from gateway.verify.documents import VerifiedRequest
-from gateway.verify.verifier import DocumentKind, Verifier
+from gateway.verify.verifier import Verifier
 
 LOG = logging.getLogger("dcc_gateway.requests")
 T = TypeVar("T")
@@ -43,7 +43,6 @@ COMMAND_VARIANTS_BY_PATH = {
 """DCC Boxed's URLs and the command variants each takes (SPEC §5)."""
 
 PROBLEM_TYPE = "urn:x-dcc-gateway:problem:"
-_DIRECTIVES_ONLY = frozenset({DocumentKind.DIRECTIVE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +138,14 @@ class GatewayService:
 
     async def _admin(self, data: bytes) -> Reply:
         try:
-            verified = await self._in_thread(lambda: self._verifiers.get().verify(data, accept=_DIRECTIVES_ONLY))
+            verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail)
         try:
-            directive = d.parse_directive(verified)  # type: ignore[arg-type]
+            directive = d.parse_directive(verified)
         except d.DirectiveError as error:
             return _json_reply({"accepted": False, "reason": str(error)}, "refused")
-        decision = await self._access.decide_directive(verified, directive)  # type: ignore[arg-type]
+        decision = await self._access.decide_directive(verified, directive)
         outcome = "accepted" if decision.accepted else "refused"
         return _json_reply({"accepted": decision.accepted, "reason": decision.reason}, outcome)
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from gateway.app import create_app
-from gateway.clock import FixedClock
+from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import SR
 from gateway.policy import directives as d
@@ -303,8 +303,6 @@ async def test_spec_codes_over_http(harness: Harness, actor: str, pick, fields: 
 
 
 async def test_e19_and_e40_over_http(harness: Harness) -> None:
-    from gateway.eui64 import Eui64
-
     assert (await harness.send("serviceS", "failed_supplier_is", Eui64.parse("00-DB-12-FF-FF-FF-FF-FF")))[0] == "E19"
     meter = harness.scenario.device(smets=1).device_id
     assert (await harness.send("serviceS", "failed_supplier_is", meter, counter=50))[0] == "I99"
@@ -332,8 +330,6 @@ async def test_meter_refusing_a_foreign_signature_reports_e21(receiving: tuple[H
 
 
 async def test_registered_device_without_a_meter_reports_e20(receiving: tuple[Harness, Receiver]) -> None:
-    from gateway.eui64 import Eui64
-
     harness, receiver = receiving
     ghost = Eui64.parse("00-DB-12-EE-00-00-00-01")
     await harness.must("dcc_operator", d.RegisterDevice(ghost, "ESME", 1, "FAIL"))
