@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
 
 from gateway.admin import post as post_directive  # noqa: E402
 from gateway.admin import signed_directive  # noqa: E402
@@ -126,7 +127,32 @@ def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
     return prepared
 
 
-async def drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
+async def drive(
+    url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool, receiver_port: int | None
+) -> dict[str, object]:
+    """Sends the prepared requests; with ``receiver_port``, also plays the users' Receive Response Service."""
+    runner = await start_receiver(receiver_port) if receiver_port is not None else None
+    try:
+        return await _drive(url, requests, connections, seconds, progress)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def start_receiver(port: int) -> web.AppRunner:
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/receive/{actor}", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
     latencies: list[float] = []
     codes: Counter[str] = Counter()
     queue = iter(requests)
@@ -207,12 +233,21 @@ def main() -> int:
             # A throughput run, not an anomaly-detection test: lift the default ADT thresholds.
             toml = world / "gateway.toml"
             toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
+            receiver_port = free_port()
+            manifest_path = world / "manifest.json"
+            raw = json.loads(manifest_path.read_text())
+            for name, actor in raw["actors"].items():
+                if actor.get("response_url"):
+                    actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
+            manifest_path.write_text(json.dumps(raw))
             port = free_port()
             process = spawn_gateway(world, port)
             url = f"http://127.0.0.1:{port}"
-        elif args.dir is None:
-            raise SystemExit("give --spawn, or --dir WORLD of a running gateway")
         else:
+            receiver_port = None
+        if scratch is None and args.dir is None:
+            raise SystemExit("give --spawn, or --dir WORLD of a running gateway")
+        if scratch is None:
             world = args.dir
         manifest = load_manifest(world)
         url = (args.url or (url if process else manifest.gateway.url)).rstrip("/")
@@ -220,7 +255,9 @@ def main() -> int:
         if process is not None:
             enable_contingency(manifest, url)
         prepared = prepare(manifest, args.requests, args.seed)
-        result = asyncio.run(drive(url, prepared, args.connections, args.seconds, progress=not args.json))
+        result = asyncio.run(
+            drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=receiver_port)
+        )
     finally:
         if process is not None:
             process.terminate()
