@@ -173,7 +173,7 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Ru
     )
 
     def new_verifier() -> Verifier:
-        return world.verifier(clock, access.revocation_delayed)
+        return world.verifier(clock, access.revocation_delayed, own_schemas=True)
 
     gateway_key = world.manifest.gateway
     if gateway_key.response_key is None:

@@ -25,6 +25,7 @@ class World:
     manifest: Manifest
     repository: SmkiRepository
     schemas: DocumentSchemas
+    official_xsd: Path | None = None
 
     def limits(self) -> Limits:
         limits = self.config.limits
@@ -36,11 +37,14 @@ class World:
             max_namespace_declarations=limits.max_namespace_declarations,
         )
 
-    def verifier(self, clock: Clock | None = None, revocation_delay: RevocationDelay | None = None) -> Verifier:
+    def verifier(
+        self, clock: Clock | None = None, revocation_delay: RevocationDelay | None = None, *, own_schemas: bool = False
+    ) -> Verifier:
+        """``own_schemas``: compile a private copy (lxml schemas keep their error log: one per thread)."""
         return Verifier(
             self.repository,
             clock or SystemClock(),
-            schemas=self.schemas,
+            schemas=load_schemas(self.official_xsd) if own_schemas else self.schemas,
             limits=self.limits(),
             dsp_user_id=self.manifest.gateway.dsp_user_id,
             revocation_delay=revocation_delay,
@@ -59,4 +63,5 @@ def open_world(directory: Path) -> World:
         manifest=load_manifest(directory),
         repository=SmkiRepository.load_world(directory),
         schemas=load_schemas(official),
+        official_xsd=official,
     )
