@@ -146,8 +146,24 @@ class GatewayService:
         except d.DirectiveError as error:
             return _json_reply({"accepted": False, "reason": str(error)}, "refused")
         decision = await self._access.decide_directive(verified, directive)
+        if decision.released is not None:
+            await self._forward_released(decision.released.raw_request)
         outcome = "accepted" if decision.accepted else "refused"
         return _json_reply({"accepted": decision.accepted, "reason": decision.reason}, outcome)
+
+    async def _forward_released(self, raw: bytes) -> None:
+        """A quarantined request its user released goes on to its device, as if just accepted.
+
+        Its bytes are verified again (at the current clock): a certificate revoked
+        meanwhile stops it, and the refusal is logged.
+        """
+        try:
+            request = await self._in_thread(lambda: self._verifiers.get().verify_request(raw))
+        except VerificationError as error:
+            LOG.warning("released request no longer verifies (%s): not forwarded", error)
+            return
+        if self._forward is not None:
+            self._forward(request, RequestDecision(ResponseCode.I99, "released from quarantine"), raw)
 
     # --- observability -------------------------------------------------------------------------
 

@@ -336,3 +336,23 @@ async def test_registered_device_without_a_meter_reports_e20(receiving: tuple[Ha
     assert (await harness.send("serviceS", "failed_supplier_is", ghost))[0] == "I99"
     await receiver.wait_for(1)
     assert harness.read_answer(receiver.received[0][1]).response_code == "E20"
+
+
+async def test_released_quarantined_request_reaches_its_meter(receiving: tuple[Harness, Receiver]) -> None:
+    harness, receiver = receiving
+    scenario = harness.scenario
+    sc_user = scenario.actor("srp_sc").user_id
+    await harness.must("authority", d.RevokeLicence("failed-supplier"))
+    await harness.must("authority", d.AppointSolr("failed-supplier", "solr-supplier"))
+    await harness.must("authority", d.EnableContingency("failed-supplier", sc_user, START + dt.timedelta(days=30)))
+    await harness.must("srp_aro", d.SubmitAdt("failed-supplier", 3600, {"1.6": 0}))
+    meter = scenario.device(device_type="ESME", smets=1).device_id
+    assert (await harness.send("serviceS", "srp_sc", meter))[0] == "E43"
+    await receiver.wait_for(1)  # the AD1 alert
+    status, _, _ = await harness.post("admin", scenario.signed_directive("srp_sc", d.ReleaseQuarantine(1)))
+    assert status == 200
+    await receiver.wait_for(2)
+    kinds = [etree.QName(harness.read_answer(body).body).localname for _, body in receiver.received]
+    assert "ResponseMessage" in kinds
+    state = await (await harness.client.get(f"/sim/devices/{meter}")).json()
+    assert state["payment_mode"] == "Credit"
