@@ -32,6 +32,7 @@ class Check(enum.Enum):
     ELEMENT_LIMIT = ("element-limit", 400)
     ATTRIBUTE_LIMIT = ("attribute-limit", 400)
     NAMESPACE_LIMIT = ("namespace-limit", 400)
+    NAMESPACE_URI = ("namespace-uri", 400)
     DOCUMENT_TYPE = ("document-type", 400)
     SCHEMA = ("schema", 400)
     # --- signature profile and cryptography (401) -------------------------

@@ -200,6 +200,10 @@ def too_many_attributes(context: VectorContext) -> bytes:
     return signed_bytes(context, edit=edit)
 
 
+def relative_namespace_uri(context: VectorContext) -> bytes:
+    return replace_once(signed_bytes(context), b"<sr:Request ", b'<sr:Request xmlns:zz="relative" ')
+
+
 def too_many_namespaces(context: VectorContext) -> bytes:
     data = signed_bytes(context)
     present = data.count(b"xmlns")
@@ -482,6 +486,15 @@ PARSE_VECTORS: tuple[Vector, ...] = (
         "gateway/parse.py Limits.max_namespace_declarations",
         too_many_namespaces,
         Check.NAMESPACE_LIMIT.check_id,
+    ),
+    Vector(
+        "namespace-uri-relative",
+        PARSE,
+        "A relative namespace URI on the root: C14N leaves it undefined (libxml2 refuses to canonicalise). "
+        "Found by bench/fuzz_campaign.py: it once surfaced as a 500.",
+        "W3C XML-C14N 1.0 §2.1 (relative namespace URIs); gateway/verify/canonical.py",
+        relative_namespace_uri,
+        Check.NAMESPACE_URI.check_id,
     ),
     Vector(
         "not-well-formed-mismatched-tag",

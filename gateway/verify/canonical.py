@@ -98,7 +98,12 @@ class ProfileMismatch(Exception):
 
 
 def canonicalise(document: etree._ElementTree, *, exclusive: bool) -> bytes:
-    return etree.tostring(document, method="c14n", exclusive=exclusive, with_comments=False)
+    """C14N of the document. libxml2 refuses relative namespace URIs (C14N 1.0 §2.1 leaves them
+    undefined); that is the sender's error, so it becomes a 400, not an internal error."""
+    try:
+        return etree.tostring(document, method="c14n", exclusive=exclusive, with_comments=False)
+    except etree.C14NError as exc:
+        raise VerificationError(Check.NAMESPACE_URI, f"namespace URIs must be absolute ({exc})") from exc
 
 
 def read_canonical_signature(canonical: bytes, root: etree._Element, signature: etree._Element) -> CanonicalSignature:

@@ -1,0 +1,160 @@
+"""``dcc-gateway vectors generate|run`` end to end against a real gateway process.
+
+Generates the suite for a fresh world (which imports the vectors' extra
+certificates into the world), then starts ``dcc-gateway serve`` on a free
+loopback port, so the gateway loads them, and runs the suite over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from gateway.cli import main
+from gateway.vectors import CATEGORIES, VECTORS
+from gateway.vectors.suite import SuiteError, require_loopback
+from gateway.world import init_world
+
+DCC_GATEWAY = Path(sys.executable).with_name("dcc-gateway")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("vectors")
+    world, out = root / "world", root / "suite"
+    init_world(world, devices=20)
+    assert main(["vectors", "generate", str(world), str(out)]) == 0
+    return world, out
+
+
+@pytest.fixture(scope="module")
+def gateway_url(suite: tuple[Path, Path]) -> Iterator[str]:
+    world, _ = suite
+    port = _free_port()
+    command = [str(DCC_GATEWAY), "serve", str(world), "--host", "127.0.0.1", "--port", str(port)]
+    log = (world / "serve.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gateway did not start: {(world / 'serve.log').read_text(errors='replace')}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_generate_writes_every_vector_or_a_reason(suite: tuple[Path, Path]) -> None:
+    world, out = suite
+    skipped = {entry["id"]: entry["reason"] for entry in json.loads((out / "skipped.json").read_text())}
+    written = {path.stem for path in out.glob("*.xml")}
+    assert written | set(skipped) == {vector.id for vector in VECTORS}
+    assert not written & set(skipped)
+    assert all(reason for reason in skipped.values())
+    for vector_id in written:
+        sidecar = json.loads((out / f"{vector_id}.json").read_text())
+        assert set(sidecar) >= {"id", "description", "reference", "endpoint", "expect"}
+        assert sidecar["endpoint"] == "/api/v1/serviceS"
+        expect = sidecar["expect"]
+        assert ("check" in expect) == (expect["http_status"] != 200)
+    # The vectors' extra certificates were imported for the live gateway to load.
+    assert list((world / "smki" / "imported").glob("*.pem"))
+
+
+def test_generated_vectors_are_signed_by_the_world_actor(suite: tuple[Path, Path], tmp_path: Path) -> None:
+    world, out = suite
+    accepted = [
+        path
+        for path in sorted(out.glob("*.json"))
+        if path.name not in ("skipped.json", "suite.json")
+        and json.loads(path.read_text())["expect"]["http_status"] == 200
+    ]
+    assert accepted, "no accepted vectors were written"
+    result = subprocess.run(
+        [str(DCC_GATEWAY), "verify", str(accepted[0].with_suffix(".xml")), "--dir", str(world), "--json"],
+        capture_output=True,
+        check=False,
+    )
+    verdict = json.loads(result.stdout)
+    assert verdict["valid"], verdict
+    assert json.loads((out / "suite.json").read_text())["signer"] == "failed_supplier_is"
+
+
+def test_run_against_live_gateway_has_no_mismatch(
+    suite: tuple[Path, Path], gateway_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out = suite
+    junit = tmp_path / "vectors.junit.xml"
+    code = main(["vectors", "run", str(out), "--url", gateway_url, "--junit", str(junit)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "MISMATCH" not in printed
+    summary = json.loads((out / "suite.json").read_text())
+    counts = {}
+    for line in printed.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0] in (*CATEGORIES, "all") and fields[1].isdigit():
+            counts[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
+    for category in CATEGORIES:
+        expected = summary["categories"].get(category, 0)
+        if expected:
+            assert counts[category] == (expected, expected, 0), (category, printed)
+    assert counts["all"][0] == len(summary["vectors"]) and counts["all"][2] == 0
+    tree = etree.parse(str(junit))
+    assert sum(int(s.get("tests")) for s in tree.iter("testsuite")) == len(summary["vectors"])
+    assert sum(int(s.get("failures")) for s in tree.iter("testsuite")) == 0
+
+
+def test_run_reports_a_mismatch_and_exits_non_zero(
+    suite: tuple[Path, Path], gateway_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out = suite
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = next(p for p in sorted(out.glob("*.json")) if p.name not in ("skipped.json", "suite.json"))
+    sidecar = json.loads(source.read_text())
+    sidecar["expect"] = {"http_status": 401, "check": "no-such-check"}
+    (broken / source.name).write_text(json.dumps(sidecar))
+    (broken / source.with_suffix(".xml").name).write_bytes(source.with_suffix(".xml").read_bytes())
+    junit = tmp_path / "broken.xml"
+    assert main(["vectors", "run", str(broken), "--url", gateway_url, "--junit", str(junit)]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    assert etree.parse(str(junit)).find(".//failure") is not None
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.1:8079", "http://8.8.8.8", "ftp://127.0.0.1/", "not a url"])
+def test_run_refuses_non_loopback_urls(url: str) -> None:
+    with pytest.raises(SuiteError):
+        require_loopback(url)
+
+
+def test_loopback_urls_are_allowed() -> None:
+    assert require_loopback("http://127.0.0.1:8079/") == "http://127.0.0.1:8079"
+    assert require_loopback("http://localhost:8079").startswith("http://localhost")
