@@ -36,10 +36,11 @@ from lxml import etree
 from gateway.app import FLEET, FORWARDER, OUTBOX, create_app
 from gateway.clock import FixedClock
 from gateway.devices import AlertKind, run_down
+from gateway.duis_request import payment_mode_element, request_tree
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.manifest import Device, Manifest, load_manifest
-from gateway.namespaces import DS, SR
+from gateway.namespaces import SR
 from gateway.policy import directives as d
 from gateway.runtime import open_world
 from gateway.signing import SigningKey, sign_tree, to_bytes
@@ -91,7 +92,14 @@ class Demo:
     async def request(self, actor: str, device: Device, *, cv: int, body: etree._Element, srv: str = "1.6",
                       counter: int | None = None, path: str = "serviceS") -> tuple[str, str, etree._Element]:
         sender = self.manifest.actor(actor)
-        root = _request(sender.user_id, device.device_id, counter or next(self.counter), cv, srv, body)
+        root = request_tree(
+            originator=sender.user_id,
+            target=device.device_id,
+            counter=counter or next(self.counter),
+            command_variant=cv,
+            service_reference_variant=srv,
+            body=body,
+        )
         data = to_bytes(sign_tree(root, _key(sender.xml_sign.key, sender.xml_sign.cert)))
         async with self.session.post(f"{self.base}/api/v1/{path}", data=data, headers=_XML) as response:
             reply = await response.read()
@@ -278,29 +286,12 @@ def _report(story: Story, manifest: Manifest, out: Callable[[str], None]) -> Non
 _XML = {"Content-Type": "application/xml"}
 
 
-def _request(originator: Eui64, target: Eui64, counter: int, cv: int, srv: str, body: etree._Element) -> etree._Element:
-    root = etree.Element(f"{_SR}Request", nsmap={"sr": SR, "ds": DS}, schemaVersion="5.4")
-    header = etree.SubElement(root, f"{_SR}Header")
-    etree.SubElement(header, f"{_SR}RequestID").text = f"{originator}:{target}:{counter}"
-    etree.SubElement(header, f"{_SR}CommandVariant").text = str(cv)
-    etree.SubElement(header, f"{_SR}ServiceReference").text = ".".join(srv.split(".")[:2])
-    etree.SubElement(header, f"{_SR}ServiceReferenceVariant").text = srv
-    etree.SubElement(root, f"{_SR}Body").append(body)
-    return root
-
-
 def _credit() -> etree._Element:
-    body = etree.Element(f"{_SR}UpdatePaymentMode")
-    etree.SubElement(body, f"{_SR}Credit")
-    return body
+    return payment_mode_element("Credit")
 
 
 def _prepayment() -> etree._Element:
-    body = etree.Element(f"{_SR}UpdatePaymentMode")
-    prepayment = etree.SubElement(body, f"{_SR}Prepayment")
-    for name, value in (("SuspendDebtDisabled", "false"), ("SuspendDebtEmergency", "false"), ("DisablementThreshold", "0")):
-        etree.SubElement(prepayment, f"{_SR}{name}").text = value
-    return body
+    return payment_mode_element("Prepayment")
 
 
 def _key(key: Path, cert: Path) -> SigningKey:

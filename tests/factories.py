@@ -6,8 +6,8 @@ import datetime as dt
 
 from lxml import etree
 
+from gateway import duis_request
 from gateway.eui64 import Eui64
-from gateway.namespaces import DS, SR
 from gateway.signing import SigningKey, sign_tree, to_bytes
 from gateway.smki.repository import SmkiRepository
 from pki import IssuedCertificate, ProfileViolations, RemotePartyRole, TestSmkiCa
@@ -71,19 +71,15 @@ def request_tree(
     body: etree._Element | None = None,
 ) -> etree._Element:
     """An unsigned DUIS Service Request (default: SR 1.6 Update Payment Mode to Credit)."""
-    sr = f"{{{SR}}}"
-    root = etree.Element(sr + "Request", nsmap={"sr": SR, "ds": DS}, schemaVersion="5.4")
-    header = etree.SubElement(root, sr + "Header")
-    etree.SubElement(header, sr + "RequestID").text = f"{originator}:{target}:{counter}"
-    etree.SubElement(header, sr + "CommandVariant").text = str(command_variant)
-    etree.SubElement(header, sr + "ServiceReference").text = service_reference
-    etree.SubElement(header, sr + "ServiceReferenceVariant").text = service_reference_variant
-    body_element = etree.SubElement(root, sr + "Body")
-    if body is None:
-        body = etree.Element(sr + "UpdatePaymentMode")
-        etree.SubElement(body, sr + "Credit")
-    body_element.append(body)
-    return root
+    return duis_request.request_tree(
+        originator=originator,
+        target=target,
+        counter=counter,
+        command_variant=command_variant,
+        service_reference=service_reference,
+        service_reference_variant=service_reference_variant,
+        body=body if body is not None else duis_request.payment_mode_element("Credit"),
+    )
 
 
 def signed_request(key: SigningKey, **fields: object) -> bytes:

@@ -16,9 +16,9 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.clock import FixedClock
+from gateway.duis_request import payment_mode_element
 from gateway.eui64 import Eui64
 from gateway.manifest import Actor, Device, Manifest
-from gateway.namespaces import SR
 from gateway.policy import directives as d
 from gateway.policy import solr
 from gateway.policy.authorise import PolicyConfig
@@ -54,18 +54,11 @@ MINIMAL_MATRIX = [
 
 
 def credit_body() -> etree._Element:
-    body = etree.Element(f"{{{SR}}}UpdatePaymentMode")
-    etree.SubElement(body, f"{{{SR}}}Credit")
-    return body
+    return payment_mode_element("Credit")
 
 
 def prepayment_body() -> etree._Element:
-    body = etree.Element(f"{{{SR}}}UpdatePaymentMode")
-    prepayment = etree.SubElement(body, f"{{{SR}}}Prepayment")
-    etree.SubElement(prepayment, f"{{{SR}}}SuspendDebtDisabled").text = "false"
-    etree.SubElement(prepayment, f"{{{SR}}}SuspendDebtEmergency").text = "false"
-    etree.SubElement(prepayment, f"{{{SR}}}DisablementThreshold").text = "0"
-    return body
+    return payment_mode_element("Prepayment")
 
 
 @dataclass

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
+from gateway import duis_request
+from gateway.duis_request import payment_mode_element
 from gateway.eui64 import Eui64
 from gateway.namespaces import DS, SR
 from gateway.signing import detach_signature
@@ -103,36 +105,19 @@ def request_tree(
     ``root_ds_prefix`` binds the XMLDSig namespace on the root (DUIS templates use
     ``ds``, DCC Boxed ``ns3``); None leaves it to the signature.
     """
-    nsmap: dict[str | None, str] = {sr_prefix: SR}
-    if root_ds_prefix is not None:
-        nsmap[root_ds_prefix] = DS
-    root = etree.Element(sr("Request"), nsmap=nsmap, schemaVersion="5.4")
-    header = etree.SubElement(root, sr("Header"))
-    etree.SubElement(header, sr("RequestID")).text = fields.request_id
-    if fields.first_in_sequence is not None:
-        etree.SubElement(header, sr("FirstInSequence")).text = "true" if fields.first_in_sequence else "false"
-    if fields.preceding_request_id is not None:
-        etree.SubElement(header, sr("PrecedingServiceRequestID")).text = fields.preceding_request_id
-    etree.SubElement(header, sr("CommandVariant")).text = str(fields.command_variant)
-    etree.SubElement(header, sr("ServiceReference")).text = fields.service_reference
-    etree.SubElement(header, sr("ServiceReferenceVariant")).text = fields.service_reference_variant
-    body = etree.SubElement(root, sr("Body"))
-    body.append(payment_mode_element(fields.payment_mode))
-    return root
-
-
-def payment_mode_element(mode: str) -> etree._Element:
-    update = etree.Element(sr("UpdatePaymentMode"))
-    if mode == "Credit":
-        etree.SubElement(update, sr("Credit"))
-        return update
-    if mode != "Prepayment":
-        raise ValueError(f"unknown payment mode {mode!r}")
-    prepayment = etree.SubElement(update, sr("Prepayment"))
-    etree.SubElement(prepayment, sr("SuspendDebtDisabled")).text = "false"
-    etree.SubElement(prepayment, sr("SuspendDebtEmergency")).text = "false"
-    etree.SubElement(prepayment, sr("DisablementThreshold")).text = "0"
-    return update
+    return duis_request.request_tree(
+        originator=fields.originator,
+        target=fields.target,
+        counter=fields.counter,
+        command_variant=fields.command_variant,
+        service_reference=fields.service_reference,
+        service_reference_variant=fields.service_reference_variant,
+        first_in_sequence=fields.first_in_sequence,
+        preceding_request_id=fields.preceding_request_id,
+        body=payment_mode_element(fields.payment_mode),
+        sr_prefix=sr_prefix,
+        root_ds_prefix=root_ds_prefix,
+    )
 
 
 # --- signing ----------------------------------------------------------------------
