@@ -27,8 +27,6 @@ from gateway.devices.persistence import SqliteMeterStore
 from gateway.forward import Forwarder
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
-from gateway.policy.authorise import PolicyConfig
-from gateway.policy.eligibility import Eligibility
 from gateway.policy.state import initial_state
 from gateway.respond.signer import ResponseSigner
 from gateway.runtime import World, open_world
@@ -146,28 +144,13 @@ def clock_from_config(config: GatewayConfig) -> Clock:
     return SystemClock()
 
 
-def policy_config(world: World) -> PolicyConfig:
-    policy = world.config.policy
-    if policy.eligibility_matrix is None:
-        raise SystemExit(
-            "dcc-gateway: no SRV eligibility matrix configured ([policy] eligibility_matrix in gateway.toml); "
-            "point it at shared/duis/srv-eligibility-matrix.json"
-        )
-    return PolicyConfig(
-        eligibility=Eligibility.load(Path(policy.eligibility_matrix), policy.sc_allowed_srvs),
-        contingency_max_days=policy.contingency_max_days,
-        adt_default_window_seconds=world.config.adt.default_window_seconds,
-        adt_default_thresholds=dict(world.config.adt.default_thresholds),
-    )
-
-
 async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Runtime:
     store = open_store(store_url or world.config.store.url, world_dir=world.directory)
     await store.open()
     access = await AccessControl.restore(
         initial=initial_state(world.manifest),
         store=store,
-        config=policy_config(world),
+        config=world.policy_config(),
         clock=clock,
         repository=world.repository,
     )

@@ -13,6 +13,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, load_config
 from gateway.manifest import Manifest, load_manifest
 from gateway.parse import Limits
+from gateway.policy.authorise import PolicyConfig
+from gateway.policy.eligibility import Eligibility
 from gateway.schema import DocumentSchemas, load_schemas
 from gateway.smki.repository import SmkiRepository
 from gateway.verify.verifier import RevocationDelay, Verifier
@@ -35,6 +37,23 @@ class World:
             max_elements=limits.max_elements,
             max_attributes_per_element=limits.max_attributes_per_element,
             max_namespace_declarations=limits.max_namespace_declarations,
+        )
+
+    def policy_config(self, eligibility: Eligibility | None = None) -> PolicyConfig:
+        """The policy settings of gateway.toml; the eligibility matrix is loaded unless given."""
+        policy = self.config.policy
+        if eligibility is None:
+            if policy.eligibility_matrix is None:
+                raise SystemExit(
+                    "dcc-gateway: no SRV eligibility matrix configured ([policy] eligibility_matrix in "
+                    "gateway.toml); point it at shared/duis/srv-eligibility-matrix.json"
+                )
+            eligibility = Eligibility.load(Path(policy.eligibility_matrix), policy.sc_allowed_srvs)
+        return PolicyConfig(
+            eligibility=eligibility,
+            contingency_max_days=policy.contingency_max_days,
+            adt_default_window_seconds=self.config.adt.default_window_seconds,
+            adt_default_thresholds=dict(self.config.adt.default_thresholds),
         )
 
     def verifier(

@@ -184,11 +184,5 @@ def make_scenario(world_dir: Path, *, use_real_matrix: bool = True) -> Scenario:
     world = open_world(world_dir)
     clock = FixedClock(START)
     matrix = world.config.policy.eligibility_matrix if use_real_matrix else None
-    eligibility = Eligibility.from_rows(matrix_rows(matrix), world.config.policy.sc_allowed_srvs)
-    config = PolicyConfig(
-        eligibility=eligibility,
-        contingency_max_days=world.config.policy.contingency_max_days,
-        adt_default_window_seconds=world.config.adt.default_window_seconds,
-        adt_default_thresholds=dict(world.config.adt.default_thresholds),
-    )
+    config = world.policy_config(Eligibility.from_rows(matrix_rows(matrix), world.config.policy.sc_allowed_srvs))
     return Scenario(world, clock, config, initial_state(world.manifest), world.verifier(clock))
