@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.manifest import Manifest, load_manifest
@@ -93,8 +93,3 @@ def run(args: argparse.Namespace, now: dt.datetime) -> int:
     print(("accepted: " if outcome["accepted"] else "refused: ") + outcome["reason"])
     return 0 if outcome["accepted"] else 1
 
-
-def main_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dcc-gateway admin")
-    add_arguments(parser)
-    return parser.parse_args(argv)

@@ -128,7 +128,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    exposition = request.app[SERVICE].metrics.exposition()
+    service_metrics = request.app[SERVICE].metrics
+    service_metrics.queue_depth.labels("forward").set(request.app[FORWARDER].in_flight)
+    exposition = service_metrics.exposition()
     return web.Response(body=exposition, headers={"Content-Type": GatewayMetrics.CONTENT_TYPE})
 
 

@@ -184,6 +184,11 @@ class Forwarder:
             except TimeoutError:
                 pass
 
+    @property
+    def in_flight(self) -> int:
+        """Accepted commands and alerts still on their way to meters or the outbox."""
+        return len(self._tasks)
+
     async def drain(self) -> None:
         """Waits for commands in flight (clean shutdown: nothing accepted is dropped mid-way)."""
         while self._tasks:

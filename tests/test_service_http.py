@@ -91,6 +91,7 @@ async def test_healthz_and_metrics(harness: Harness) -> None:
     await harness.send("serviceS", "failed_supplier_is", harness.scenario.device(smets=1).device_id)
     metrics = await (await harness.client.get("/metrics")).text()
     assert 'dcc_gateway_requests_total{outcome="I99",path="serviceS"} 1.0' in metrics
+    assert 'dcc_gateway_queue_depth{queue="forward"}' in metrics
 
 
 async def test_accepted_request_gets_a_signed_schema_valid_i99(harness: Harness) -> None:

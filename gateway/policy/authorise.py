@@ -34,7 +34,6 @@ from gateway.verify.documents import VerifiedRequest
 
 UPDATE_PAYMENT_MODE = qname(SR, "UpdatePaymentMode")
 CREDIT = qname(SR, "Credit")
-SIGNED_PRE_COMMAND = qname(SR, "SignedPreCommand")
 
 SR_FORMS = frozenset({1, 2, 3})
 """Command variants that carry the Service Request itself."""

@@ -34,7 +34,6 @@ from gateway.policy.state import Device
 from gateway.verify.documents import VerifiedRequest
 
 UPDATE_PAYMENT_MODE_SRV = "1.6"
-GBCS_VERSION = "4.0"
 _SR = f"{{{SR}}}"
 
 

@@ -167,9 +167,6 @@ class RegistryState:
     def user(self, user_id: Eui64) -> User | None:
         return self.users.get(user_id)
 
-    def party_of(self, user: User) -> Party:
-        return self.parties[user.party]
-
     def mpids_of(self, party: str) -> frozenset[str]:
         return frozenset(mpid for mpid, owner in self.mpid_owner.items() if owner == party)
 

@@ -12,6 +12,10 @@ from gateway.signing import SigningKey, sign_tree, to_bytes
 from gateway.verify.documents import VerifiedRequest
 
 
+PRE_COMMAND_GBCS_VERSION = "4.0"
+"""The GBCS version the gateway's CV4 Pre-Commands are written for (SR 1.6 per the RTDS vectors)."""
+
+
 class ResponseSigner:
     """Builds and signs sr:Response documents. Stateless apart from the key: safe in any thread."""
 
@@ -42,7 +46,7 @@ class ResponseSigner:
             at=at,
             service_reference=request.service_reference,
             service_reference_variant=request.service_reference_variant,
-            pre_command=documents.PreCommand("4.0", pre_command) if pre_command is not None else None,
+            pre_command=documents.PreCommand(PRE_COMMAND_GBCS_VERSION, pre_command) if pre_command is not None else None,
         )
         return self.sign(root)
 
