@@ -130,7 +130,11 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
 
-    return serve(args.dir, host=args.host, port=args.port, store_url=args.store, workers=args.workers)
+    try:
+        return serve(args.dir, host=args.host, port=args.port, store_url=args.store, workers=args.workers)
+    except (OSError, ValueError) as exc:
+        print(f"dcc-gateway serve: {exc}", file=sys.stderr)
+        return 2
 
 
 def _sign(args: argparse.Namespace) -> int:

@@ -75,7 +75,8 @@ def open_world(directory: Path) -> World:
     config = load_config(directory / "gateway.toml")
     official = Path(config.schema.duis_xsd) if config.schema.duis_xsd else None
     if official is not None and not official.is_file():
-        official = None  # an optional extra check; the project's own schema always applies
+        # A configured check must not vanish quietly because of a typo or a moved world.
+        raise ValueError(f'[schema] duis_xsd names {official}, which does not exist: fix the path or set it to ""')
     return World(
         directory=directory,
         config=config,

@@ -579,3 +579,23 @@ def test_console_script_signs_and_verifies_in_a_subprocess(
     )
     assert failing.returncode == 1
     assert failing.stdout.startswith("invalid (digest-mismatch): ")
+
+
+def test_a_configured_official_xsd_that_does_not_exist_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A configured check must not be dropped silently (a typo would weaken validation unnoticed)."""
+    from gateway.world import init_world
+
+    world = tmp_path / "world"
+    init_world(world, devices=8, seed="xsd-config")
+    toml = world / "gateway.toml"
+    lines = [
+        'duis_xsd = "/nonexistent/DUIS.xsd"' if line.startswith("duis_xsd") else line
+        for line in toml.read_text().splitlines()
+    ]
+    toml.write_text("\n".join(lines) + "\n")
+    document = tmp_path / "any.xml"
+    document.write_bytes(b"<r/>")
+    assert main(["verify", str(document), "--dir", str(world)]) == 2
+    assert "duis_xsd" in capsys.readouterr().err
