@@ -17,6 +17,13 @@ Design (issue #3):
   workers. The outbox delivers *at least once*: every state change of a
   delivery is audited (kind "delivery"), but an attempt made and not recorded
   before a crash is made again, so receivers dedupe by ResponseID.
+* Accepted commands are queued in the admission's transaction and executed
+  *exactly once* (issue #5): the executor claims them, and a meter's new state
+  is stored only in the transaction that marks its command executed.
+* Several workers share one database: each decides on its in-memory registry,
+  and an admission names the directive sequence it was decided on, so a
+  decision taken on a registry another worker has since changed is refused
+  by the store (STALE_REGISTRY) and taken again.
 
 All times are timezone-aware UTC datetimes from the injected clock.
 """
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -81,6 +88,73 @@ class Admission(enum.Enum):
     ACCEPTED = "accepted"
     REPLAY = "replay"
     QUARANTINED = "quarantined"
+    STALE_REGISTRY = "stale-registry"
+    """The decision was taken on a registry older than the stored directive log (another
+    worker stored a directive meanwhile): nothing was changed or recorded; refresh and decide again."""
+
+
+# --- commands queued for the simulated devices --------------------------------------------
+
+
+class CommandForm(enum.StrEnum):
+    """How the simulated device receives an accepted command (what ``DeviceCommand.payload`` holds)."""
+
+    SR_BODY = "sr-body"
+    """SMETS1 SR 1.6: the signed request's body element, serialised (the device reads the mode from it)."""
+    SIGNED_PRE_COMMAND = "signed-pre-command"
+    """SMETS2 CV5: the GBCS APDU signed by the supplier's DS key (the meter verifies it)."""
+    ACKNOWLEDGE = "acknowledge"
+    """Any other SRV: acknowledged by the simulated device without a state change (payload empty)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCommand:
+    """An accepted command on its way to its device, queued durably with the decision that accepted it."""
+
+    request_id: str
+    """Unique: a RequestID is queued at most once (queuing it again returns the first command)."""
+    originator: Eui64
+    """Who gets the asynchronous result (I0, E20, E21)."""
+    device_id: Eui64
+    service_reference: str
+    service_reference_variant: str
+    form: CommandForm
+    payload: bytes
+    queued_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "form", CommandForm(self.form))
+
+
+class CommandStatus(enum.StrEnum):
+    QUEUED = "queued"
+    EXECUTED = "executed"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedCommand:
+    """A queued command claimed by the device executor (see :meth:`Store.claim_commands`)."""
+
+    command_id: int
+    """Increasing in queue order: commands to one device are executed in this order."""
+    command: DeviceCommand
+    claim_token: str
+    claims: int
+    """How many times it has been claimed, this claim included (>1: an earlier executor died or gave up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCompletion:
+    """Everything one execution changes, stored in one transaction by :meth:`Store.complete_command`."""
+
+    at: dt.datetime
+    outcome: str
+    """The device's answer: a DUIS response code ("I0", "E20", "E21")."""
+    meters: Mapping[str, str] = field(default_factory=dict)
+    """Device id text -> the meter's new state (JSON text); empty when the device refused."""
+    deliveries: tuple[Delivery, ...] = ()
+    """The signed result for the originator and any alerts, each with its audit entry."""
+    audits: tuple[AuditEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +175,11 @@ class AdmissionRequest:
     """Kept with a quarantined request so that a release can execute it."""
     audit: AuditEntry
     """Recorded in the same transaction; its outcome is overwritten with the admission's code."""
+    command: DeviceCommand | None = None
+    """Queued in the same transaction when ACCEPTED (None: nothing goes to the device, e.g. CV4)."""
+    registry_version: int | None = None
+    """The directive sequence the decision was taken on; when set and the stored log has a
+    later directive, the admission is STALE_REGISTRY and changes nothing (several workers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +294,12 @@ class PendingDelivery:
 
 
 class Store(Protocol):
-    """The async store interface. Implementations: SQLite (default), PostgreSQL (issue #5)."""
+    """The async store interface. Implementations: SQLite (default), PostgreSQL.
+
+    Write transactions are grouped: concurrent calls are queued and run by one writer in one
+    transaction (each call in its own savepoint, so a failing call rolls back alone), and answered
+    after that transaction commits. Durability then costs one commit per group, not per call.
+    """
 
     async def open(self) -> None: ...
 
@@ -231,8 +315,12 @@ class Store(Protocol):
 
     async def find_directive(self, directive_id: str) -> DirectiveRecord | None: ...
 
-    def directives(self) -> AsyncIterator[DirectiveRecord]:
-        """Every stored directive in sequence order (accepted and refused)."""
+    def directives(self, after_sequence: int = 0) -> AsyncIterator[DirectiveRecord]:
+        """Every stored directive with a sequence above ``after_sequence``, in sequence order (accepted and refused)."""
+        ...
+
+    async def registry_version(self) -> int:
+        """The sequence of the last stored directive (0 when there is none)."""
         ...
 
     # --- requests -----------------------------------------------------------
@@ -253,9 +341,17 @@ class Store(Protocol):
     async def quarantined(self, user_id: Eui64) -> list[QuarantinedRequest]: ...
 
     async def settle_quarantine(
-        self, event_ref: int, user_id: Eui64, status: QuarantineStatus, audit: AuditEntry
+        self,
+        event_ref: int,
+        user_id: Eui64,
+        status: QuarantineStatus,
+        audit: AuditEntry,
+        command: DeviceCommand | None = None,
     ) -> QuarantinedRequest | None:
-        """Marks a HELD request of that user RELEASED or DELETED; None if there is none."""
+        """Marks a HELD request of that user RELEASED or DELETED; None (and nothing changes) if there is none.
+
+        ``command`` (with RELEASED only) is queued in the same transaction.
+        """
         ...
 
     # --- audit --------------------------------------------------------------
@@ -292,6 +388,60 @@ class Store(Protocol):
         taken, or expired: it can be taken while ``at < expires_at``. The caller
         audits the CV5 decision; the row keeps when it was taken.
         """
+        ...
+
+    # --- commands for the simulated devices (executed exactly once) -------------------------
+    async def queue_command(self, command: DeviceCommand, audit: AuditEntry) -> int:
+        """Queues a command with the decision's audit record in one transaction; returns its command id.
+
+        A RequestID already queued is not queued again (and nothing is recorded): its id is returned.
+        """
+        ...
+
+    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+        """QUEUED commands not under another live claim, oldest first, at most ``limit``.
+
+        Each is claimed until ``now + lease`` under a new claim token. A claim whose
+        lease has ended can be taken again (the executor that held it died).
+        """
+        ...
+
+    async def release_claims(self) -> int:
+        """Ends every claim on a QUEUED command (the sole executor starting again); returns how many."""
+        ...
+
+    async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
+        """In one transaction: marks the command EXECUTED, stores the meters' new states, enqueues the
+        deliveries (each with its audit record) and appends the audits.
+
+        Only while the command is QUEUED under ``claimed.claim_token``; otherwise nothing is stored and
+        the answer is False. This is what makes execution exactly once: a meter's state changes in the
+        store only together with the command that changed it.
+        """
+        ...
+
+    async def command_status(self, request_id: str) -> CommandStatus | None: ...
+
+    async def queued_commands(self) -> int:
+        """How many commands are QUEUED (claimed or not)."""
+        ...
+
+    # --- the simulated meters' states (only meters that changed since installation) ----------
+    async def save_meters(
+        self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Stores meter states (device id text -> JSON text, replacing earlier ones), the deliveries their
+        alerts produced and audit entries, in one transaction."""
+        ...
+
+    async def load_meters(self) -> dict[str, str]:
+        """Every stored meter state: device id text -> JSON text."""
+        ...
+
+    async def load_meter(self, device_id: str) -> str | None: ...
+
+    async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
+        """The stored instant the simulation started; on first use stores ``proposed`` and returns it."""
         ...
 
     # --- the outbox (async results and alerts, delivered at least once) -----------------
