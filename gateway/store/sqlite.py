@@ -41,13 +41,15 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Self
-
-import aiosqlite
+from typing import Any, Final, Self, TypeVar
 
 from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
@@ -67,7 +69,12 @@ from gateway.store.base import (
     AdmissionResult,
     AuditEntry,
     AuditRecord,
+    ClaimedCommand,
+    CommandCompletion,
+    CommandForm,
+    CommandStatus,
     Delivery,
+    DeviceCommand,
     DeliveryKind,
     DeliveryStatus,
     DirectiveRecord,
@@ -96,6 +103,7 @@ _OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
 )
 
 Row = Sequence[Any]
+T = TypeVar("T")
 
 
 class StoreSchemaError(RuntimeError):
@@ -168,6 +176,7 @@ class _DirectivesSql:
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
     by_id: Final = f"SELECT {columns} FROM directives WHERE directive_id = ?"
     page: Final = f"SELECT {columns} FROM directives WHERE sequence > ? ORDER BY sequence LIMIT ?"
+    version: Final = "SELECT coalesce(max(sequence), 0) FROM directives"
 
 
 class _ReplayCountersSql:
@@ -295,7 +304,60 @@ class _DeliveriesSql:
         next_attempt_at = ?, leased_until = NULL, failed_at = NULL WHERE delivery_id = ?"""
 
 
-_ADDED_TABLES: Final = (*_PreCommandsSql.create, *_DeliveriesSql.create)
+class _CommandsSql:
+    create: Final = (
+        """CREATE TABLE IF NOT EXISTS commands (
+            command_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL UNIQUE,
+            originator TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            service_reference TEXT NOT NULL,
+            srv TEXT NOT NULL,
+            form TEXT NOT NULL CHECK (form IN ('sr-body', 'signed-pre-command', 'acknowledge')),
+            payload BLOB NOT NULL,
+            queued_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'executed')),
+            claim_token TEXT,
+            claimed_until TEXT,
+            claims INTEGER NOT NULL DEFAULT 0 CHECK (claims >= 0),
+            executed_at TEXT,
+            outcome TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS commands_queued ON commands (status, command_id)",
+    )
+    columns: Final = "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
+    insert: Final = """INSERT INTO commands
+        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued')"""
+    id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = ?"
+    status_by_request: Final = "SELECT status FROM commands WHERE request_id = ?"
+    claimable: Final = f"""SELECT {columns}, claims FROM commands
+        WHERE status = 'queued' AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY command_id LIMIT ?"""
+    claim: Final = "UPDATE commands SET claim_token = ?, claimed_until = ?, claims = claims + 1 WHERE command_id = ?"
+    release: Final = """UPDATE commands SET claim_token = NULL, claimed_until = NULL
+        WHERE status = 'queued' AND claim_token IS NOT NULL"""
+    complete: Final = """UPDATE commands SET status = 'executed', executed_at = ?, outcome = ?,
+        claim_token = NULL, claimed_until = NULL
+        WHERE command_id = ? AND status = 'queued' AND claim_token = ?"""
+    count_queued: Final = "SELECT count(*) FROM commands WHERE status = 'queued'"
+
+
+class _MetersSql:
+    # The same tables (and layout) the fleet's own SQLite persistence used, so a world's
+    # stored meter states carry over.
+    create: Final = (
+        "CREATE TABLE IF NOT EXISTS meters (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS meters_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )
+    upsert: Final = """INSERT INTO meters (device_id, state) VALUES (?, ?)
+        ON CONFLICT (device_id) DO UPDATE SET state = excluded.state"""
+    select_all: Final = "SELECT device_id, state FROM meters"
+    select_one: Final = "SELECT state FROM meters WHERE device_id = ?"
+    propose_epoch: Final = "INSERT OR IGNORE INTO meters_meta (key, value) VALUES ('epoch', ?)"
+    select_epoch: Final = "SELECT value FROM meters_meta WHERE key = 'epoch'"
+
+
+_ADDED_TABLES: Final = (*_PreCommandsSql.create, *_DeliveriesSql.create, *_CommandsSql.create, *_MetersSql.create)
 
 
 _SCHEMA: Final = (
@@ -376,85 +438,78 @@ def _quarantined_request(row: Row) -> QuarantinedRequest:
 # --- statements run inside a transaction ------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _immediate(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises.
-
-    BEGIN sits inside the ``try``: a task cancelled while BEGIN waits for another
-    writer's lock still has that BEGIN queued on the connection's thread, and it
-    may succeed after the cancellation; the ROLLBACK queued behind it ends it.
-    """
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
     try:
-        await db.execute("BEGIN IMMEDIATE")
         yield db
     except BaseException:
-        await _rollback(db)
+        _rollback(db)
         raise
-    await db.execute("COMMIT")
+    db.execute("COMMIT")
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
-    # Issued unconditionally: whether the queued BEGIN succeeded is only known on the
-    # connection's thread. "No transaction is active" means it did not.
+def _rollback(db: sqlite3.Connection) -> None:
+    # "No transaction is active" (a failed COMMIT may already have ended it) is not an error here.
     with contextlib.suppress(sqlite3.OperationalError):
-        await db.execute("ROLLBACK")
+        db.execute("ROLLBACK")
 
 
-async def _fetch_one(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any]) -> Row | None:
-    async with db.execute(sql, parameters) as cursor:
-        return await cursor.fetchone()
+def _fetch_one(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Row | None:
+    row: Row | None = db.execute(sql, parameters).fetchone()
+    return row
 
 
-async def _fetch_all(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any]) -> list[Row]:
-    async with db.execute(sql, parameters) as cursor:
-        return list(await cursor.fetchall())
+def _fetch_all(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Row]:
+    return list(db.execute(sql, parameters).fetchall())
 
 
-async def _insert(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any]) -> int:
-    async with db.execute(sql, parameters) as cursor:
-        if cursor.lastrowid is None:
-            raise RuntimeError("SQLite returned no row id for an INSERT")
-        return cursor.lastrowid
+def _insert(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> int:
+    cursor = db.execute(sql, parameters)
+    if cursor.lastrowid is None:
+        raise RuntimeError("SQLite returned no row id for an INSERT")
+    return cursor.lastrowid
 
 
-async def _append_audit(db: aiosqlite.Connection, entry: AuditEntry) -> AuditRecord:
+def _append_audit(db: sqlite3.Connection, entry: AuditEntry) -> AuditRecord:
     """Chains ``entry`` onto the last stored hash; the caller's transaction makes read and write one step."""
     columns = _audit_columns(entry)
     stored_entry = _audit_entry(columns)  # what a reader will decode, so the hash matches it
-    last = await _fetch_one(db, _AuditSql.last, ())
+    last = _fetch_one(db, _AuditSql.last, ())
     sequence, previous_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
     digest = chain_hash(previous_hash, stored_entry)
-    await db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
+    db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
     return AuditRecord(sequence, stored_entry, previous_hash, digest)
 
 
-async def _last_counter(db: aiosqlite.Connection, originator: Eui64, target: Eui64) -> int | None:
-    row = await _fetch_one(db, _ReplayCountersSql.select, (str(originator), str(target)))
+def _last_counter(db: sqlite3.Connection, originator: Eui64, target: Eui64) -> int | None:
+    row = _fetch_one(db, _ReplayCountersSql.select, (str(originator), str(target)))
     return None if row is None else int(row[0])
 
 
-async def _consume_counter(db: aiosqlite.Connection, request: AdmissionRequest) -> None:
+def _consume_counter(db: sqlite3.Connection, request: AdmissionRequest) -> None:
     parameters = (str(request.originator), str(request.target), _counter_text(request.counter))
-    await db.execute(_ReplayCountersSql.upsert, parameters)
+    db.execute(_ReplayCountersSql.upsert, parameters)
 
 
-async def _window_count(
-    db: aiosqlite.Connection, request: AdmissionRequest, window: dt.timedelta, retention: dt.timedelta
+def _window_count(
+    db: sqlite3.Connection, request: AdmissionRequest, window: dt.timedelta, retention: dt.timedelta
 ) -> int:
     """Admissions of this user and SRV in ``(at - window, ...)``, pruning what no window can see."""
     key = (str(request.user_id), request.service_reference_variant)
-    await db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
-    row = await _fetch_one(db, _AdtEventsSql.count_after, (*key, utc_text(request.at - window)))
+    db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
+    row = _fetch_one(db, _AdtEventsSql.count_after, (*key, utc_text(request.at - window)))
     return 0 if row is None else int(row[0])
 
 
-async def _count_in_window(db: aiosqlite.Connection, request: AdmissionRequest) -> None:
+def _count_in_window(db: sqlite3.Connection, request: AdmissionRequest) -> None:
     key = (str(request.user_id), request.service_reference_variant)
-    await db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
+    db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
 
 
-async def _hold(db: aiosqlite.Connection, request: AdmissionRequest) -> int:
-    return await _insert(
+def _hold(db: sqlite3.Connection, request: AdmissionRequest) -> int:
+    return _insert(
         db,
         _QuarantineSql.insert,
         (
@@ -489,49 +544,65 @@ def _check_counter(counter: int) -> None:
         raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
 
 
-async def _decide(db: aiosqlite.Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
+def _decide(db: sqlite3.Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
     """The body of :meth:`SqliteStore.admit`, inside its write transaction."""
+    if request.registry_version is not None and _registry_version(db) != request.registry_version:
+        return AdmissionResult(Admission.STALE_REGISTRY)
     limit = _adt_limit(request)
-    last = await _last_counter(db, request.originator, request.target)
+    last = _last_counter(db, request.originator, request.target)
     if last is not None and request.counter <= last:
-        return await _decided(db, request, Admission.REPLAY, last, None)
-    await _consume_counter(db, request)
+        return _decided(db, request, Admission.REPLAY, last, None)
+    _consume_counter(db, request)
     if limit is not None:
         window, threshold = limit
-        if await _window_count(db, request, window, retention) >= threshold:
-            return await _decided(db, request, Admission.QUARANTINED, request.counter, await _hold(db, request))
-        await _count_in_window(db, request)
-    return await _decided(db, request, Admission.ACCEPTED, request.counter, None)
+        if _window_count(db, request, window, retention) >= threshold:
+            return _decided(db, request, Admission.QUARANTINED, request.counter, _hold(db, request))
+        _count_in_window(db, request)
+    if request.command is not None:
+        _insert_command(db, request.command)
+    return _decided(db, request, Admission.ACCEPTED, request.counter, None)
 
 
-async def _decided(
-    db: aiosqlite.Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
+def _decided(
+    db: sqlite3.Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
 ) -> AdmissionResult:
     entry = _with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref)
-    audit = await _append_audit(db, entry)
+    audit = _append_audit(db, entry)
     return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
 
 
-async def _settle(
-    db: aiosqlite.Connection, event_ref: int, user_id: Eui64, status: QuarantineStatus, audit: AuditEntry
+def _settle(
+    db: sqlite3.Connection,
+    event_ref: int,
+    user_id: Eui64,
+    status: QuarantineStatus,
+    audit: AuditEntry,
+    command: DeviceCommand | None,
 ) -> QuarantinedRequest | None:
-    row = await _fetch_one(db, _QuarantineSql.held, (event_ref, str(user_id)))
+    row = _fetch_one(db, _QuarantineSql.held, (event_ref, str(user_id)))
     if row is None:
         return None
-    await db.execute(_QuarantineSql.settle, (status.value, utc_text(audit.at), event_ref))
-    await _append_audit(db, _with_event_ref(audit, audit.outcome, event_ref))
+    db.execute(_QuarantineSql.settle, (status.value, utc_text(audit.at), event_ref))
+    if command is not None:
+        _insert_command(db, command)
+    _append_audit(db, _with_event_ref(audit, audit.outcome, event_ref))
     return dataclasses.replace(_quarantined_request(row), status=status)
 
 
-async def _store_directive(
-    db: aiosqlite.Connection, record: DirectiveRecord, audit: AuditEntry
+def _registry_version(db: sqlite3.Connection) -> int:
+    row = _fetch_one(db, _DirectivesSql.version, ())
+    return 0 if row is None else int(row[0])
+
+
+def _store_directive(
+    db: sqlite3.Connection, record: DirectiveRecord, audit: AuditEntry
 ) -> DirectiveRecord:
-    existing = await _fetch_one(db, _DirectivesSql.by_id, (record.directive_id,))
+    existing = _fetch_one(db, _DirectivesSql.by_id, (record.directive_id,))
     if existing is not None:
         return _directive_record(existing)
     columns = _directive_columns(record)
-    audit_record = await _append_audit(db, audit)
-    sequence = await _insert(db, _DirectivesSql.insert, (*columns, audit_record.sequence))
+    audit_record = _append_audit(db, audit)
+    sequence = _insert(db, _DirectivesSql.insert, (*columns, audit_record.sequence))
     return _directive_record((sequence, *columns))
 
 
@@ -556,22 +627,22 @@ def _pending_precommand(row: Row) -> PendingPreCommand:
     )
 
 
-async def _remember(db: aiosqlite.Connection, columns: tuple[Any, ...], audit: AuditEntry) -> None:
+def _remember(db: sqlite3.Connection, columns: tuple[Any, ...], audit: AuditEntry) -> None:
     """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
-    existing = await _fetch_one(db, _PreCommandsSql.by_id, (columns[0],))
+    existing = _fetch_one(db, _PreCommandsSql.by_id, (columns[0],))
     if existing is not None:
         if tuple(existing[1:4]) != columns[1:4]:  # user, device, APDU: what CV5 is checked against
             raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
         return
-    audit_record = await _append_audit(db, audit)
-    await db.execute(_PreCommandsSql.insert, (*columns, audit_record.sequence))
+    audit_record = _append_audit(db, audit)
+    db.execute(_PreCommandsSql.insert, (*columns, audit_record.sequence))
 
 
-async def _take(db: aiosqlite.Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
-    row = await _fetch_one(db, _PreCommandsSql.takeable, (request_id, str(user_id), utc_text(at)))
+def _take(db: sqlite3.Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+    row = _fetch_one(db, _PreCommandsSql.takeable, (request_id, str(user_id), utc_text(at)))
     if row is None:
         return None
-    await db.execute(_PreCommandsSql.consume, (utc_text(at), request_id))
+    db.execute(_PreCommandsSql.consume, (utc_text(at), request_id))
     return _pending_precommand(row)
 
 
@@ -614,113 +685,203 @@ def _delivery_audit(
     return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
 
 
-async def _enqueue(db: aiosqlite.Connection, delivery: Delivery) -> int:
+def _enqueue(db: sqlite3.Connection, delivery: Delivery) -> int:
     created = utc_text(delivery.created_at)
     columns = (str(delivery.user_id), delivery.url, bytes(delivery.body), delivery.kind.value, delivery.subject)
-    delivery_id = await _insert(db, _DeliveriesSql.insert, (*columns, created, created, created))
-    row = await _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
+    delivery_id = _insert(db, _DeliveriesSql.insert, (*columns, created, created, created))
+    row = _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
     if row is None:
         raise RuntimeError(f"delivery {delivery_id} vanished inside its own transaction")
     stored = _pending_delivery(row)
     if delivery.audit is not None:
         decision = delivery.audit
-        await _append_audit(db, dataclasses.replace(decision, detail={**decision.detail, "delivery_id": delivery_id}))
+        _append_audit(db, dataclasses.replace(decision, detail={**decision.detail, "delivery_id": delivery_id}))
     digest = hashlib.sha256(stored.body).hexdigest()
     entry = _delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
-    await _append_audit(db, entry)
+    _append_audit(db, entry)
     return delivery_id
 
 
-async def _claim_due(
-    db: aiosqlite.Connection, now: dt.datetime, limit: int, lease: dt.timedelta | None
+def _claim_due(
+    db: sqlite3.Connection, now: dt.datetime, limit: int, lease: dt.timedelta | None
 ) -> list[PendingDelivery]:
     now_text = utc_text(now)
-    rows = await _fetch_all(db, _DeliveriesSql.due, (now_text, now_text, limit))
+    rows = _fetch_all(db, _DeliveriesSql.due, (now_text, now_text, limit))
     if lease is not None:
         until = utc_text(now + lease)
         for row in rows:
-            await db.execute(_DeliveriesSql.lease, (until, row[0]))
+            db.execute(_DeliveriesSql.lease, (until, row[0]))
     return [_pending_delivery(row) for row in rows]
 
 
-async def _record_attempt(
-    db: aiosqlite.Connection,
+def _record_attempt(
+    db: sqlite3.Connection,
     delivery_id: int,
     at: dt.datetime,
     error: str | None,
     next_attempt_at: dt.datetime | None,
 ) -> DeliveryStatus | None:
     """One attempt (``error`` None: it succeeded) and the status it leads to; see :meth:`Store.record_attempt`."""
-    row = await _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
+    row = _fetch_one(db, _DeliveriesSql.by_id, (delivery_id,))
     if row is None:
         return None
     before = _pending_delivery(row)
     at_text = utc_text(at)
-    await db.execute(_DeliveriesSql.attempted, (at_text, error, delivery_id))
+    db.execute(_DeliveriesSql.attempted, (at_text, error, delivery_id))
     attempt = {"attempt": before.attempts + 1, "status_before": before.status.value}
     if error is None:
         if before.status is not DeliveryStatus.DELIVERED:
-            await db.execute(_DeliveriesSql.delivered, (at_text, delivery_id))
-        await _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+            db.execute(_DeliveriesSql.delivered, (at_text, delivery_id))
+        _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
         return DeliveryStatus.DELIVERED
     if before.status is not DeliveryStatus.PENDING:
         reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        await _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
         return before.status
     if next_attempt_at is None:
-        await db.execute(_DeliveriesSql.fail, (at_text, delivery_id))
+        db.execute(_DeliveriesSql.fail, (at_text, delivery_id))
         reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        await _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
         return DeliveryStatus.FAILED
-    await db.execute(_DeliveriesSql.reschedule, (utc_text(next_attempt_at), delivery_id))
+    db.execute(_DeliveriesSql.reschedule, (utc_text(next_attempt_at), delivery_id))
     reason = f"attempt failed ({error}); retry scheduled"
     schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
     entry = _delivery_audit(before, at, "retry-scheduled", reason, **schedule)
-    await _append_audit(db, entry)
+    _append_audit(db, entry)
     return DeliveryStatus.PENDING
 
 
-async def _fail_overdue(db: aiosqlite.Connection, now: dt.datetime, max_age: dt.timedelta) -> int:
-    rows = await _fetch_all(db, _DeliveriesSql.overdue, (utc_text(now - max_age),))
+def _fail_overdue(db: sqlite3.Connection, now: dt.datetime, max_age: dt.timedelta) -> int:
+    rows = _fetch_all(db, _DeliveriesSql.overdue, (utc_text(now - max_age),))
     for row in rows:
         delivery = _pending_delivery(row)
-        await db.execute(_DeliveriesSql.fail, (utc_text(now), delivery.delivery_id))
+        db.execute(_DeliveriesSql.fail, (utc_text(now), delivery.delivery_id))
         reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
         entry = _delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
-        await _append_audit(db, entry)
+        _append_audit(db, entry)
     return len(rows)
 
 
-async def _purge_failed(db: aiosqlite.Connection, now: dt.datetime, keep: dt.timedelta) -> int:
-    rows = await _fetch_all(db, _DeliveriesSql.expired, (utc_text(now - keep),))
+def _purge_failed(db: sqlite3.Connection, now: dt.datetime, keep: dt.timedelta) -> int:
+    rows = _fetch_all(db, _DeliveriesSql.expired, (utc_text(now - keep),))
     for row in rows:
         delivery = _pending_delivery(row)
-        await db.execute(_DeliveriesSql.delete, (delivery.delivery_id,))
+        db.execute(_DeliveriesSql.delete, (delivery.delivery_id,))
         reason = f"held in the failed queue for {keep}: deleted"
-        await _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+        _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
     return len(rows)
 
 
-async def _redeliver_failed(db: aiosqlite.Connection, user_id: Eui64, now: dt.datetime) -> int:
-    rows = await _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
+def _redeliver_failed(db: sqlite3.Connection, user_id: Eui64, now: dt.datetime) -> int:
+    rows = _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
     now_text = utc_text(now)
     for row in rows:
         delivery = _pending_delivery(row)
-        await db.execute(_DeliveriesSql.redeliver, (now_text, now_text, delivery.delivery_id))
+        db.execute(_DeliveriesSql.redeliver, (now_text, now_text, delivery.delivery_id))
         reason = "taken from the failed queue for another round of delivery"
-        await _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+        _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
     return len(rows)
+
+
+# --- device commands and meter states ----------------------------------------------------
+
+
+def _command_id(db: sqlite3.Connection, request_id: str) -> int | None:
+    row = _fetch_one(db, _CommandsSql.id_by_request, (request_id,))
+    return None if row is None else int(row[0])
+
+
+def _insert_command(db: sqlite3.Connection, command: DeviceCommand) -> int:
+    """Queues ``command`` unless its RequestID is already queued; returns the command id either way."""
+    existing = _command_id(db, command.request_id)
+    if existing is not None:
+        return existing
+    return _insert(
+        db,
+        _CommandsSql.insert,
+        (
+            command.request_id,
+            str(command.originator),
+            str(command.device_id),
+            command.service_reference,
+            command.service_reference_variant,
+            command.form.value,
+            bytes(command.payload),
+            utc_text(command.queued_at),
+        ),
+    )
+
+
+def _queue_command(db: sqlite3.Connection, command: DeviceCommand, audit: AuditEntry) -> int:
+    existing = _command_id(db, command.request_id)
+    if existing is not None:
+        return existing
+    command_id = _insert_command(db, command)
+    _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
+    return command_id
+
+
+def _claimed_command(row: Row, token: str) -> ClaimedCommand:
+    command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at, claims = row
+    command = DeviceCommand(
+        request_id,
+        Eui64.parse(originator),
+        Eui64.parse(device_id),
+        service_reference,
+        srv,
+        CommandForm(form),
+        bytes(payload),
+        parse_utc_text(queued_at),
+    )
+    return ClaimedCommand(command_id, command, token, claims + 1)
+
+
+def _claim_commands(db: sqlite3.Connection, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+    rows = _fetch_all(db, _CommandsSql.claimable, (utc_text(now), limit))
+    until = utc_text(now + lease)
+    claimed = []
+    for row in rows:
+        token = secrets.token_hex(16)
+        db.execute(_CommandsSql.claim, (token, until, row[0]))
+        claimed.append(_claimed_command(row, token))
+    return claimed
+
+
+def _store_meters(
+    db: sqlite3.Connection, meters: Mapping[str, str], deliveries: Sequence[Delivery], audits: Sequence[AuditEntry]
+) -> None:
+    db.executemany(_MetersSql.upsert, list(meters.items()))
+    for delivery in deliveries:
+        _enqueue(db, delivery)
+    for entry in audits:
+        _append_audit(db, entry)
+
+
+def _complete_command(db: sqlite3.Connection, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
+    parameters = (utc_text(completion.at), completion.outcome, claimed.command_id, claimed.claim_token)
+    if db.execute(_CommandsSql.complete, parameters).rowcount != 1:
+        return False  # executed already, or claimed again by someone else: this execution must not count
+    _store_meters(db, completion.meters, completion.deliveries, completion.audits)
+    return True
+
+
+def _meter_epoch(db: sqlite3.Connection, proposed: dt.datetime) -> dt.datetime:
+    db.execute(_MetersSql.propose_epoch, (proposed.astimezone(dt.UTC).isoformat(),))
+    row = _fetch_one(db, _MetersSql.select_epoch, ())
+    if row is None:
+        raise RuntimeError("the meter epoch vanished between insert and select")
+    return dt.datetime.fromisoformat(row[0])
 
 
 # --- opening ----------------------------------------------------------------------------
 
 
-async def _pragma(db: aiosqlite.Connection, statement: str) -> Any:
-    row = await _fetch_one(db, f"PRAGMA {statement}", ())
+def _pragma(db: sqlite3.Connection, statement: str) -> Any:
+    row = _fetch_one(db, f"PRAGMA {statement}", ())
     return None if row is None else row[0]
 
 
-async def _enable_wal(db: aiosqlite.Connection, *, in_memory: bool, timeout: float) -> None:
+def _enable_wal(db: sqlite3.Connection, *, in_memory: bool, timeout: float) -> None:
     """Switches the file to WAL (a persistent setting), retrying while another connection holds a lock.
 
     Changing the journal mode needs an exclusive lock, and SQLite answers "database
@@ -728,32 +889,32 @@ async def _enable_wal(db: aiosqlite.Connection, *, in_memory: bool, timeout: flo
     one file at the same moment would otherwise fail. Some filesystems refuse WAL
     without an error, so the resulting mode is checked.
     """
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            mode = await _pragma(db, "journal_mode = WAL")
+            mode = _pragma(db, "journal_mode = WAL")
             break
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(_LOCKED_RETRY_SECONDS)
+            time.sleep(_LOCKED_RETRY_SECONDS)
     if mode != ("memory" if in_memory else "wal"):
         raise StoreSchemaError(f"SQLite refused WAL mode (journal_mode={mode!r})")
 
 
-async def _configure(db: aiosqlite.Connection, *, in_memory: bool, read_only: bool, timeout: float) -> None:
+def _configure(db: sqlite3.Connection, *, in_memory: bool, read_only: bool, timeout: float) -> None:
     """Per-connection durability settings (synchronous and foreign_keys are not stored in the file)."""
     if not read_only:
-        await _enable_wal(db, in_memory=in_memory, timeout=timeout)
-    await db.execute("PRAGMA synchronous = FULL")
-    await db.execute("PRAGMA foreign_keys = ON")
+        _enable_wal(db, in_memory=in_memory, timeout=timeout)
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
 
 
-async def _schema_version(db: aiosqlite.Connection) -> int | None:
-    exists = await _fetch_one(db, _SchemaVersionSql.exists, ())
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    exists = _fetch_one(db, _SchemaVersionSql.exists, ())
     if exists is None or exists[0] == 0:
         return None
-    row = await _fetch_one(db, _SchemaVersionSql.select, ())
+    row = _fetch_one(db, _SchemaVersionSql.select, ())
     return None if row is None else int(row[0])
 
 
@@ -762,17 +923,36 @@ def _check_version(version: int | None) -> None:
         raise StoreSchemaError(f"store schema version {version}, this build knows {SCHEMA_VERSION}")
 
 
-async def _create_schema(db: aiosqlite.Connection) -> None:
+def _create_schema(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
-        await db.execute(statement)
-    await db.execute(_SchemaVersionSql.insert, (SCHEMA_VERSION,))
+        db.execute(statement)
+    db.execute(_SchemaVersionSql.insert, (SCHEMA_VERSION,))
 
 
 # --- the store --------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one unit of a group came to: its value, or the exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+Unit = Callable[[sqlite3.Connection], T]
+
 
 class SqliteStore:
-    """:class:`gateway.store.base.Store` on one SQLite file (or ``":memory:"`` for throwaway use)."""
+    """:class:`gateway.store.base.Store` on one SQLite file (or ``":memory:"`` for throwaway use).
+
+    The connection lives on one thread of its own; every statement runs there, so
+    the event loop never waits on the disk. Writes are *grouped*: a call queues a
+    unit of work and waits; one writer task hands everything queued to the
+    thread, which runs it in a single ``BEGIN IMMEDIATE`` transaction and one
+    fsync'd COMMIT, and only then are the callers answered. When a unit raises,
+    the group is rolled back and its units run again one transaction each, so a
+    failing call fails alone. Reads run on the same thread, between groups.
+    """
 
     def __init__(
         self,
@@ -781,6 +961,7 @@ class SqliteStore:
         busy_timeout: float = 10.0,
         adt_retention: dt.timedelta = dt.timedelta(days=1),
         read_only: bool = False,
+        max_group: int = 256,
     ) -> None:
         """``busy_timeout``: seconds to wait for another connection's write transaction.
 
@@ -788,13 +969,20 @@ class SqliteStore:
         request's window); set it to the largest window the deployment uses.
         ``read_only``: for ``audit verify``; no schema is created and nothing is
         written, so evidence in a tampered file is left as found.
+        ``max_group``: the most calls one transaction takes.
         """
+        if max_group < 1:
+            raise ValueError(f"max_group must be positive: {max_group}")
         self._path = os.fspath(path)
         self._busy_timeout = busy_timeout
         self._adt_retention = adt_retention
         self._read_only = read_only
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._max_group = max_group
+        self._db: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._groups_committed = 0
 
     def __repr__(self) -> str:
         return f"SqliteStore({self._path!r})"
@@ -803,28 +991,36 @@ class SqliteStore:
     def path(self) -> str:
         return self._path
 
+    @property
+    def groups_committed(self) -> int:
+        """Write transactions committed so far (each carries one or more calls)."""
+        return self._groups_committed
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
         """Connects, applies the durability pragmas and creates (or checks) the schema."""
-        if self._db is not None:
+        if self._thread is not None:
             raise RuntimeError(f"{self!r} is already open")
-        db = await aiosqlite.connect(self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         try:
-            in_memory = self._path == ":memory:"
-            await _configure(db, in_memory=in_memory, read_only=self._read_only, timeout=self._busy_timeout)
-            await self._prepare_schema(db)
+            self._db = await self._on_thread(self._connect)
         except BaseException:
-            await db.close()
+            self._thread.shutdown(wait=False)
+            self._thread = None
             raise
-        self._db = db
 
     async def close(self) -> None:
-        """Closes the connection (SQLite checkpoints the WAL when the last one closes); idempotent."""
+        """Answers every queued call, then closes the connection (SQLite checkpoints the WAL); idempotent."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
         db, self._db = self._db, None
         if db is not None:
-            async with self._lock:
-                await db.close()
+            await asyncio.get_running_loop().run_in_executor(thread, db.close)
+        thread.shutdown(wait=True)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -838,39 +1034,39 @@ class SqliteStore:
     async def pragmas(self) -> Mapping[str, Any]:
         """The settings in force on this connection (journal_mode, synchronous, foreign_keys, busy_timeout)."""
         names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-        async with self._lock:
-            db = self._connection()
-            return {name: await _pragma(db, name) for name in names}
+        return await self._on_thread(lambda db: {name: _pragma(db, name) for name in names})
 
     # --- directives ---------------------------------------------------------------------
 
     async def append_directive(self, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
         """Stores the directive and its audit record together; a known directive_id returns the stored one
         and records nothing, so a retried submission is idempotent."""
-        async with self._write() as db:
-            return await _store_directive(db, record, audit)
+        return await self._write(lambda db: _store_directive(db, record, audit))
 
     async def find_directive(self, directive_id: str) -> DirectiveRecord | None:
         rows = await self._read(_DirectivesSql.by_id, (directive_id,))
         return _directive_record(rows[0]) if rows else None
 
-    async def directives(self) -> AsyncIterator[DirectiveRecord]:
-        """Every directive in sequence order, read a page at a time."""
-        async for row in self._pages(_DirectivesSql.page):
+    async def directives(self, after_sequence: int = 0) -> AsyncIterator[DirectiveRecord]:
+        """Directives after ``after_sequence`` in sequence order, read a page at a time."""
+        async for row in self._pages(_DirectivesSql.page, after_sequence):
             yield _directive_record(row)
+
+    async def registry_version(self) -> int:
+        return await self._on_thread(_registry_version)
 
     # --- requests -----------------------------------------------------------------------
 
     async def admit(self, request: AdmissionRequest) -> AdmissionResult:
-        """Replay check-and-set, ADT count, quarantine and audit in one write transaction.
+        """Registry version check, replay check-and-set, ADT count, quarantine, the command and the
+        audit record in one write transaction.
 
         ``last_counter`` in the result is the counter stored after the decision: the
         earlier one for a REPLAY, this request's otherwise.
         """
         _check_counter(request.counter)
-        _adt_limit(request)  # reject a malformed request before taking the write lock
-        async with self._write() as db:
-            return await _decide(db, request, self._adt_retention)
+        _adt_limit(request)  # reject a malformed request before queuing it
+        return await self._write(lambda db: _decide(db, request, self._adt_retention))
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
         rows = await self._read(_ReplayCountersSql.select, (str(originator), str(target)))
@@ -882,14 +1078,21 @@ class SqliteStore:
         return [_quarantined_request(row) for row in rows]
 
     async def settle_quarantine(
-        self, event_ref: int, user_id: Eui64, status: QuarantineStatus, audit: AuditEntry
+        self,
+        event_ref: int,
+        user_id: Eui64,
+        status: QuarantineStatus,
+        audit: AuditEntry,
+        command: DeviceCommand | None = None,
     ) -> QuarantinedRequest | None:
-        """Marks a HELD request of that user RELEASED or DELETED, with its audit record; None if there
-        is none (another user's, already settled, unknown), and then nothing is recorded."""
+        """Marks a HELD request of that user RELEASED or DELETED, with its audit record (and, released,
+        queues ``command``); None if there is none (another user's, already settled, unknown), and then
+        nothing is recorded."""
         if status is QuarantineStatus.HELD:
             raise ValueError("a quarantined request is settled as RELEASED or DELETED")
-        async with self._write() as db:
-            return await _settle(db, event_ref, user_id, status, audit)
+        if command is not None and status is not QuarantineStatus.RELEASED:
+            raise ValueError("only a released request has a command to queue")
+        return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
 
     # --- pending Pre-Commands -----------------------------------------------------------
 
@@ -908,23 +1111,64 @@ class SqliteStore:
         if expires_at <= issued_at:
             raise ValueError(f"a Pre-Command expires after it is issued ({issued_at} .. {expires_at})")
         columns = _precommand_columns(request_id, user_id, device_id, apdu, issued_at, expires_at)
-        async with self._write() as db:
-            await _remember(db, columns, audit)
+        await self._write(lambda db: _remember(db, columns, audit))
 
     async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
-        """Check-and-consume under the write lock: one caller gets it, across connections and processes."""
-        async with self._write() as db:
-            return await _take(db, request_id, user_id, at)
+        """Check-and-consume in one write transaction: one caller gets it, across connections and processes."""
+        return await self._write(lambda db: _take(db, request_id, user_id, at))
+
+    # --- device commands ----------------------------------------------------------------
+
+    async def queue_command(self, command: DeviceCommand, audit: AuditEntry) -> int:
+        return await self._write(lambda db: _queue_command(db, command, audit))
+
+    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+        if limit < 1:
+            raise ValueError(f"limit must be positive: {limit}")
+        if lease <= dt.timedelta(0):
+            raise ValueError(f"a lease must be positive: {lease}")
+        return await self._write(lambda db: _claim_commands(db, now, limit, lease))
+
+    async def release_claims(self) -> int:
+        return await self._write(lambda db: db.execute(_CommandsSql.release).rowcount)
+
+    async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
+        return await self._write(lambda db: _complete_command(db, claimed, completion))
+
+    async def command_status(self, request_id: str) -> CommandStatus | None:
+        rows = await self._read(_CommandsSql.status_by_request, (request_id,))
+        return CommandStatus(rows[0][0]) if rows else None
+
+    async def queued_commands(self) -> int:
+        rows = await self._read(_CommandsSql.count_queued, ())
+        return int(rows[0][0])
+
+    # --- meter states -------------------------------------------------------------------
+
+    async def save_meters(
+        self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
+    ) -> None:
+        if meters or deliveries or audits:
+            await self._write(lambda db: _store_meters(db, meters, deliveries, audits))
+
+    async def load_meters(self) -> dict[str, str]:
+        return {device_id: state for device_id, state in await self._read(_MetersSql.select_all, ())}
+
+    async def load_meter(self, device_id: str) -> str | None:
+        rows = await self._read(_MetersSql.select_one, (device_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
+        return await self._write(lambda db: _meter_epoch(db, proposed))
 
     # --- the outbox ---------------------------------------------------------------------
-    # Every state change is audited in its own transaction (kind "delivery"). Delivery is
-    # at least once: an attempt whose outcome was not recorded (crash, lost lease) is made
+    # Every state change is audited in the transaction that makes it (kind "delivery"). Delivery
+    # is at least once: an attempt whose outcome was not recorded (crash, lost lease) is made
     # again, so a receiver may see a document twice and dedupes by its ResponseID.
 
     async def enqueue_delivery(self, delivery: Delivery) -> int:
         """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
-        async with self._write() as db:
-            return await _enqueue(db, delivery)
+        return await self._write(lambda db: _enqueue(db, delivery))
 
     async def due_deliveries(
         self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
@@ -934,27 +1178,23 @@ class SqliteStore:
             raise ValueError(f"limit must be positive: {limit}")
         if lease is not None and lease <= dt.timedelta(0):
             raise ValueError(f"a lease must be positive: {lease}")
-        async with self._write() as db:
-            return await _claim_due(db, now, limit, lease)
+        return await self._write(lambda db: _claim_due(db, now, limit, lease))
 
     async def record_attempt(
         self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
     ) -> DeliveryStatus | None:
         """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
         failure = None if ok else (error or "unknown error")
-        async with self._write() as db:
-            return await _record_attempt(db, delivery_id, at, failure, next_attempt_at)
+        return await self._write(lambda db: _record_attempt(db, delivery_id, at, failure, next_attempt_at))
 
     async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
         """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED (exactly at the
         limit too: by then the schedule has had its attempts within it)."""
-        async with self._write() as db:
-            return await _fail_overdue(db, now, max_age)
+        return await self._write(lambda db: _fail_overdue(db, now, max_age))
 
     async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
         """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
-        async with self._write() as db:
-            return await _purge_failed(db, now, keep)
+        return await self._write(lambda db: _purge_failed(db, now, keep))
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
         rows = await self._read(_DeliveriesSql.failed_by_user, (str(user_id),))
@@ -962,21 +1202,19 @@ class SqliteStore:
 
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
-        async with self._write() as db:
-            return await _redeliver_failed(db, user_id, now)
+        return await self._write(lambda db: _redeliver_failed(db, user_id, now))
 
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        async with self._write() as db:
-            return await _append_audit(db, entry)
+        return await self._write(lambda db: _append_audit(db, entry))
 
     async def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
         async for row in self._pages(_AuditSql.page):
             yield _audit_record(row)
 
-    # --- plumbing -----------------------------------------------------------------------
+    # --- plumbing: the store's thread, grouped writes -------------------------------------
 
     def _location(self) -> str:
         if self._path == ":memory:":
@@ -984,41 +1222,109 @@ class SqliteStore:
         uri = Path(self._path).resolve().as_uri()
         return uri + "?mode=ro" if self._read_only else uri
 
-    def _connection(self) -> aiosqlite.Connection:
+    def _connect(self) -> sqlite3.Connection:
+        """On the store's thread: connect, configure and prepare the schema (closing again on failure)."""
+        db = sqlite3.connect(self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout)
+        try:
+            in_memory = self._path == ":memory:"
+            _configure(db, in_memory=in_memory, read_only=self._read_only, timeout=self._busy_timeout)
+            self._prepare_schema(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _prepare_schema(self, db: sqlite3.Connection) -> None:
+        if self._read_only:
+            _check_version(_schema_version(db))
+            return
+        with _immediate(db):  # two workers may create the file at once
+            version = _schema_version(db)
+            if version is None:
+                _create_schema(db)
+            else:
+                _check_version(version)
+            for statement in _ADDED_TABLES:
+                db.execute(statement)
+
+    async def _on_thread(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``function(connection)`` on the store's thread (``_connect`` gets no connection)."""
+        thread = self._thread
+        if thread is None:
+            raise StoreNotOpenError(f"{self!r} is not open")
+        if function == self._connect:
+            return await asyncio.get_running_loop().run_in_executor(thread, self._connect)  # type: ignore[arg-type]
+        return await asyncio.get_running_loop().run_in_executor(thread, lambda: function(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreNotOpenError(f"{self!r} is not open")
         return self._db
 
-    async def _prepare_schema(self, db: aiosqlite.Connection) -> None:
-        if self._read_only:
-            _check_version(await _schema_version(db))
-            return
-        async with _immediate(db):  # two workers may create the file at once
-            version = await _schema_version(db)
-            if version is None:
-                await _create_schema(db)
-            else:
-                _check_version(version)
-            for statement in _ADDED_TABLES:
-                await db.execute(statement)
+    async def _write(self, unit: Unit[T]) -> T:
+        """Queues ``unit`` for the next group and waits until that group has committed."""
+        if self._thread is None or self._read_only:
+            raise StoreNotOpenError(f"{self!r} is not open for writing")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append((unit, future))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_groups())
+        return await future
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction on this store's connection, one coroutine at a time."""
-        async with self._lock, _immediate(self._connection()) as db:
-            yield db
+    async def _write_groups(self) -> None:
+        """The writer: hands the queue to the thread a group at a time until it is empty."""
+        try:
+            while self._queued:
+                group = [entry for entry in self._queued[: self._max_group] if not entry[1].cancelled()]
+                del self._queued[: self._max_group]
+                if not group:
+                    continue  # every caller gave up before its unit ran: nothing to do
+                units = [unit for unit, _ in group]
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._run_group, units
+                )
+                for (_, future), outcome in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled while the group ran (it is committed all the same)
+                    if outcome.error is not None:
+                        future.set_exception(outcome.error)
+                    else:
+                        future.set_result(outcome.value)
+        finally:
+            self._writer = None
+
+    def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
+        """On the store's thread: all units in one transaction, or, if one raises, each in its own."""
+        db = self._connection()
+        try:
+            with _immediate(db):
+                values = [unit(db) for unit in units]
+        except Exception as error:
+            if len(units) == 1:
+                return [_Outcome(error=error)]
+            return [self._run_alone(db, unit) for unit in units]
+        self._groups_committed += 1
+        return [_Outcome(value) for value in values]
+
+    def _run_alone(self, db: sqlite3.Connection, unit: Unit[Any]) -> _Outcome:
+        try:
+            with _immediate(db):
+                value = unit(db)
+        except Exception as error:
+            return _Outcome(error=error)
+        self._groups_committed += 1
+        return _Outcome(value)
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Row]:
-        async with self._lock:
-            return await _fetch_all(self._connection(), sql, parameters)
+        return await self._on_thread(lambda db: _fetch_all(db, sql, parameters))
 
-    async def _pages(self, sql: str) -> AsyncIterator[Row]:
+    async def _pages(self, sql: str, after: int = 0) -> AsyncIterator[Row]:
         """Rows of a ``WHERE sequence > ? ... LIMIT ?`` query, keyed on the first column.
 
-        The lock is taken per page, not across ``yield``, so a caller may use the
-        store while it iterates.
+        One query per page, not one across ``yield``, so a caller may use the store
+        while it iterates.
         """
-        after = 0
         while True:
             rows = await self._read(sql, (after, _PAGE_SIZE))
             for row in rows:
@@ -1026,4 +1332,3 @@ class SqliteStore:
             if len(rows) < _PAGE_SIZE:
                 return
             after = rows[-1][0]
-
