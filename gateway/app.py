@@ -8,6 +8,7 @@ in simulation, GET /sim/devices/{device_id}.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -23,7 +24,7 @@ from gateway.clock import AcceleratedClock, Clock, FixedClock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.deliver.outbox import DeliveryWorker
 from gateway.devices import MeterFleet
-from gateway.devices.persistence import SqliteMeterStore
+from gateway.devices.persistence import StoreMeterPersistence
 from gateway.forward import Forwarder
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
@@ -33,7 +34,7 @@ from gateway.runtime import World, open_world
 from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
 from gateway.signing import SigningKey
 from gateway.store.base import Store
-from gateway.store.factory import open_store, sqlite_path
+from gateway.store.factory import open_store
 from gateway.verify.verifier import Verifier
 
 SERVICE = web.AppKey("service", GatewayService)
@@ -44,6 +45,7 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 FLEET = web.AppKey("fleet", MeterFleet)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 OUTBOX = web.AppKey("outbox", DeliveryWorker)
+RUNS_METERS = web.AppKey("runs_meters", bool)
 
 
 @dataclass
@@ -54,20 +56,21 @@ class Runtime:
     store: Store
     executor: ThreadPoolExecutor
     fleet: MeterFleet
-    meter_store: SqliteMeterStore
     outbox: DeliveryWorker
     forwarder: Forwarder
+    runs_meters: bool
     stop: asyncio.Event
     background: list[asyncio.Task[None]]
 
     async def close(self) -> None:
-        """Clean shutdown: finish commands in flight, then deliveries, then close the stores."""
-        await self.forwarder.drain()
+        """Clean shutdown: run the commands already queued (if this worker runs the meters), then
+        stop the loops, let deliveries in flight be recorded, and close the store."""
+        if self.runs_meters:
+            await self.forwarder.drain()
         self.stop.set()
         await self.outbox.stop()
         await asyncio.gather(*self.background, return_exceptions=True)
         self.executor.shutdown(wait=True)
-        await self.meter_store.close()
         await self.store.close()
 
 
@@ -117,7 +120,10 @@ async def admin(request: web.Request) -> web.Response:
 
 
 async def device_state(request: web.Request) -> web.Response:
-    state = request.app[FLEET].as_json(request.match_info["device_id"])
+    fleet = request.app[FLEET]
+    if not request.app[RUNS_METERS]:
+        await fleet.refresh(request.match_info["device_id"])  # the worker that runs the meters stored it
+    state = fleet.as_json(request.match_info["device_id"])
     if state is None:
         raise web.HTTPNotFound(text=json.dumps({"error": "no such simulated device"}), content_type="application/json")
     return web.json_response(state)
@@ -146,7 +152,9 @@ def clock_from_config(config: GatewayConfig) -> Clock:
     return SystemClock()
 
 
-async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Runtime:
+async def start_runtime(world: World, clock: Clock, store_url: str | None, *, runs_meters: bool = True) -> Runtime:
+    """Opens the store and builds the pipeline. ``runs_meters``: this worker simulates the meters and
+    executes the queued commands (exactly one worker of a gateway does)."""
     store = open_store(store_url or world.config.store.url, world_dir=world.directory)
     await store.open()
     access = await AccessControl.restore(
@@ -164,14 +172,11 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Ru
     if gateway_key.response_key is None:
         raise SystemExit("dcc-gateway: manifest.json names no gateway response_key")
     signer = ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert))
-    meter_path = sqlite_path(store_url or world.config.store.url, world_dir=world.directory)
-    meter_store = SqliteMeterStore(meter_path if meter_path is not None else ":memory:")
-    await meter_store.open()
-    fleet = MeterFleet.from_manifest(world.manifest, clock, store=meter_store)
+    fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store))
     await fleet.load()
     outbox = DeliveryWorker(store, clock)
     forwarder = Forwarder(
-        fleet=fleet, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
+        fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
         dsp_user_id=gateway_key.dsp_user_id,
     )
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
@@ -182,11 +187,26 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None) -> Ru
         clock=clock,
         metrics=GatewayMetrics(),
         executor=executor,
-        forward=forwarder.forward,
+        forward=forwarder,
     )
     stop = asyncio.Event()
-    background = [asyncio.create_task(outbox.run(stop)), asyncio.create_task(forwarder.run_meters(stop))]
-    return Runtime(service, store, executor, fleet, meter_store, outbox, forwarder, stop, background)
+    background = [asyncio.create_task(outbox.run(stop)), asyncio.create_task(_follow_registry(access, stop))]
+    if runs_meters:
+        await forwarder.start_executing()
+        background += [asyncio.create_task(forwarder.run_commands(stop)), asyncio.create_task(forwarder.run_meters(stop))]
+    return Runtime(service, store, executor, fleet, outbox, forwarder, runs_meters, stop, background)
+
+
+async def _follow_registry(access: AccessControl, stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Folds in directives other workers stored (an admission checks this anyway; refusals and
+    alert routing read the registry too, so it is not left to go stale)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        try:
+            await access.refresh()
+        except Exception:
+            logging.getLogger("dcc_gateway").exception("reading the directive log failed")
 
 
 @web.middleware
@@ -201,12 +221,15 @@ async def internal_errors(request: web.Request, handler):  # type: ignore[no-unt
         return to_response(problem(500, "internal-error", "the gateway failed to handle this request; see its log"))
 
 
-def create_app(world: World, *, clock: Clock | None = None, store_url: str | None = None) -> web.Application:
+def create_app(
+    world: World, *, clock: Clock | None = None, store_url: str | None = None, runs_meters: bool = True
+) -> web.Application:
     app = web.Application(client_max_size=world.config.limits.max_body_bytes, middlewares=[internal_errors])
     app[WORLD] = world
+    app[RUNS_METERS] = runs_meters
 
     async def runtime_context(app: web.Application) -> AsyncIterator[None]:
-        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url)
+        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url, runs_meters=runs_meters)
         app[SERVICE] = runtime.service
         app[FLEET] = runtime.fleet
         app[FORWARDER] = runtime.forwarder

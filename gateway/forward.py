@@ -1,104 +1,241 @@
-"""Forward: accepted commands to the simulated meters; results and alerts to the users' endpoints.
+"""Forward: queued commands to the simulated meters, exactly once; results and alerts to the users.
 
-* An accepted command (I99) runs on its meter in the background: SR 1.6 from
-  the Service Request body (SMETS1) or from the Signed Pre-Command (SMETS2);
-  other SRVs are acknowledged by the simulated device without a state change.
-  The signed result (I0) goes to the originator's ``response_url`` through the
-  durable outbox. Convention: no simulated meter for the target -> E20
-  (unreachable); the meter refusing the command (e.g. a signature its trust
-  anchor does not verify) -> E21, with the meter's reason in the audit log.
+The path of an accepted command::
+
+    admission (I99)  -> the command is queued in the same transaction as the decision
+    executor         -> claims queued commands (oldest first) -> runs each on its meter
+                     -> one transaction: command EXECUTED + the meter's new state
+                        + the signed result (and alerts) in the outbox + audit
+    outbox           -> POSTs them to the users' response_url (gateway.deliver.outbox)
+
+Exactly once: a meter's new state reaches the store only in the transaction
+that marks its command executed, under the claim the executor holds. If the
+gateway dies before that commit, neither happened, and the command is run
+again after the restart on the meter as stored; if it dies after, the command
+is done and is not claimed again. The executor is the only one that runs the
+meters (one per gateway: the first worker), so at start it ends the claims a
+dead predecessor left behind.
+
+* SMETS1 SR 1.6 runs from the signed request body, SMETS2 from the Signed
+  Pre-Command (CV5); other SRVs are acknowledged by the simulated device.
+  Convention: no simulated meter for the target -> E20 (unreachable); the
+  meter refusing (e.g. a signature its trust anchor does not verify) -> E21,
+  with the meter's reason in the audit log.
 * Meter alerts (low credit, supply disabled, payment mode changed) go to the
   supplier holding the meter's MPID, or, for a failed supplier whose SRP the
   Authority has directed (an active SoLR Contingency enablement), to the SRP's
-  SC user (MP134B requirement 7).
+  SC user (MP134B requirement 7). They are stored with the meter state that
+  raised them, in one transaction.
 * A quarantined request (E43) sends the user a DCC alert AD1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.deliver.outbox import DeliveryWorker
-from gateway.devices import MeterAlert, MeterFleet
+from gateway.devices import ExecutionResult, MeterAlert, MeterFleet, MeterState, meter_rows
 from gateway.eui64 import Eui64
 from gateway.manifest import Manifest
-from gateway.namespaces import SR
-from gateway.policy.access import AccessControl, RequestDecision
-from gateway.policy.authorise import SIGNED_PRE_COMMAND_FORMS
+from gateway.parse import HardenedParser
+from gateway.policy.access import AccessControl
 from gateway.respond import documents
 from gateway.respond.signer import ResponseSigner
-from gateway.store.base import AuditEntry, Delivery, DeliveryKind
+from gateway.store.base import (
+    AuditEntry,
+    ClaimedCommand,
+    CommandCompletion,
+    CommandForm,
+    Delivery,
+    DeliveryKind,
+    Store,
+)
 from gateway.verify.documents import VerifiedRequest
 
 LOG = logging.getLogger("dcc_gateway.forward")
-_UPDATE_PAYMENT_MODE = f"{{{SR}}}UpdatePaymentMode"
+
+COMMAND_LEASE: Final = dt.timedelta(hours=1)
+"""How long a claim hides a command. The executor is the only one, and it ends stale claims when
+it starts, so this only has to outlast one execution, on an accelerated clock too."""
+
+
+class CommandSuperseded(RuntimeError):
+    """The store refused an execution's completion: the command was done already, or claimed again."""
 
 
 class Forwarder:
+    """Runs queued commands on the meters, runs the meters down, and routes what they say."""
+
     def __init__(
         self,
         *,
         fleet: MeterFleet,
+        store: Store,
         outbox: DeliveryWorker,
         signer: ResponseSigner,
         access: AccessControl,
         manifest: Manifest,
         clock: Clock,
         dsp_user_id: Eui64,
+        batch: int = 64,
+        poll_interval: float = 0.2,
     ) -> None:
+        """``batch``: commands claimed at once; ``poll_interval``: real seconds between looks at the
+        queue when nothing woke the executor (commands queued by other workers)."""
         self._fleet = fleet
+        self._store = store
         self._outbox = outbox
         self._signer = signer
         self._access = access
         self._manifest = manifest
         self._clock = clock
         self._dsp = dsp_user_id
+        self._batch = batch
+        self._poll_interval = poll_interval
+        self._parser = HardenedParser()
+        self._wake = asyncio.Event()
+        self._executing = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._alert_counter = itertools.count(int(clock.now().timestamp() * 1000))
 
-    # --- commands ---------------------------------------------------------------------------
+    # --- what the service calls -------------------------------------------------------------
 
-    def forward(self, request: VerifiedRequest, decision: RequestDecision, raw: bytes) -> None:
-        """Schedules the command on its meter; the HTTP answer does not wait for the device."""
-        if decision.code is ResponseCode.E43 and decision.quarantine_event_ref is not None:
-            self._spawn(self._quarantine_alert(request, decision.quarantine_event_ref))
-        elif decision.code is ResponseCode.I99:
-            self._spawn(self._execute(request, decision))
+    def notify(self) -> None:
+        """A command was queued: a waiting executor looks now."""
+        self._wake.set()
 
-    async def _execute(self, request: VerifiedRequest, decision: RequestDecision) -> None:
-        device = request.target
-        if self._fleet.state(device) is None:
-            await self._result(request, ResponseCode.E20, f"no simulated meter {device}")
+    def quarantined(self, request: VerifiedRequest, event_ref: int) -> None:
+        """Sends the user its AD1 alert in the background (the HTTP answer E43 does not wait)."""
+        self._spawn(self._quarantine_alert(request, event_ref))
+
+    # --- the executor -------------------------------------------------------------------------
+
+    async def start_executing(self) -> int:
+        """Ends claims a dead executor left (this is the only one); returns how many."""
+        released = await self._store.release_claims()
+        if released:
+            LOG.info("%d command(s) claimed by a previous run are queued again", released)
+        return released
+
+    async def execute_due(self) -> int:
+        """Claims and runs queued commands until none is left; returns how many were run."""
+        total = 0
+        while True:
+            claimed = await self._store.claim_commands(self._clock.now(), self._batch, COMMAND_LEASE)
+            if not claimed:
+                return total
+            self._executing += len(claimed)
+            try:
+                # One task per command; a meter's lock (FIFO) keeps its commands in claim order.
+                await asyncio.gather(*(self._execute_logged(command) for command in claimed))
+            finally:
+                self._executing -= len(claimed)
+            total += len(claimed)
+
+    async def run_commands(self, stop: asyncio.Event) -> None:
+        """The executor's loop: runs what is queued, then waits to be woken (or polls)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.execute_due()
+            except Exception:
+                LOG.exception("executing queued commands failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._wake, stop), timeout=self._poll_interval)
+
+    async def _execute_logged(self, claimed: ClaimedCommand) -> None:
+        try:
+            await self._execute(claimed)
+        except CommandSuperseded as superseded:
+            LOG.warning("%s", superseded)
+        except Exception:
+            LOG.exception("command %s failed; it stays queued", claimed.command.request_id)
+
+    async def _execute(self, claimed: ClaimedCommand) -> None:
+        command = claimed.command
+        if command.form is CommandForm.ACKNOWLEDGE:
+            detail = f"SRV {command.service_reference_variant} acknowledged by the simulated device"
+            await self._complete(claimed, ResponseCode.I0, detail)
             return
-        if request.command_variant in SIGNED_PRE_COMMAND_FORMS and decision.signed_pre_command is not None:
-            result = await self._fleet.execute(device, precommand=decision.signed_pre_command)
-        elif request.body.tag == _UPDATE_PAYMENT_MODE:
-            result = await self._fleet.execute(device, sr_body=request.body, request_id=str(request.request_id))
+        if self._fleet.state(command.device_id) is None:
+            await self._complete(claimed, ResponseCode.E20, f"no simulated meter {command.device_id}")
+            return
+
+        async def commit(result: ExecutionResult) -> None:
+            code = ResponseCode.I0 if result.ok else ResponseCode.E21
+            states = [result.state] if result.changed and result.state is not None else []
+            await self._complete(claimed, code, result.detail, states, result.alerts)
+
+        if command.form is CommandForm.SR_BODY:
+            body = self._parser.parse(command.payload).getroot()
+            await self._fleet.execute(command.device_id, sr_body=body, request_id=command.request_id, commit=commit)
         else:
-            await self._result(request, ResponseCode.I0, f"SRV {request.service_reference_variant} acknowledged by the simulated device")
-            return
-        code = ResponseCode.I0 if result.ok else ResponseCode.E21
-        await self._result(request, code, result.detail)
-        await self.route_alerts(result.alerts)
+            await self._fleet.execute(command.device_id, precommand=command.payload, commit=commit)
 
-    async def _result(self, request: VerifiedRequest, code: ResponseCode, detail: str) -> None:
+    async def _complete(
+        self,
+        claimed: ClaimedCommand,
+        code: ResponseCode,
+        detail: str,
+        states: Sequence[MeterState] = (),
+        alerts: Iterable[MeterAlert] = (),
+    ) -> None:
+        command = claimed.command
         now = self._clock.now()
-        if code is ResponseCode.I0:
-            body = self._signer.device_result(request, now)
-        else:
-            body = self._signer.answer(request, code, now)
-        audit = AuditEntry(now, "device-result", str(request.target), str(request.request_id), code.value, detail)
-        await self._deliver(request.originator, body, DeliveryKind.RESPONSE, str(request.request_id), audit)
+        audit = AuditEntry(
+            now, "device-result", str(command.device_id), command.request_id, code.value, detail,
+            {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
+        )
+        body = self._signer.command_result(command, code, now)
+        deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
+        alert_deliveries, alert_audits = self._alerts(alerts)
+        completion = CommandCompletion(
+            at=now,
+            outcome=code.value,
+            meters=meter_rows(states),
+            deliveries=(*deliveries, *alert_deliveries),
+            audits=(*audits, *alert_audits),
+        )
+        if not await self._store.complete_command(claimed, completion):
+            raise CommandSuperseded(f"command {command.request_id} was completed or claimed again meanwhile")
+        self._outbox.notify()
+
+    # --- the meters running down -----------------------------------------------------------
+
+    async def tick(self, now: dt.datetime | None = None) -> int:
+        """Runs meters down to now and stores their states with their alerts; returns how many alerts."""
+        alerts = await self._fleet.advance(now, commit=self._store_run_down)
+        return len(alerts)
+
+    async def _store_run_down(self, states: Sequence[MeterState], alerts: Sequence[MeterAlert]) -> None:
+        deliveries, audits = self._alerts(alerts)
+        await self._store.save_meters(meter_rows(states), deliveries, audits)
+        if deliveries:
+            self._outbox.notify()
+
+    async def run_meters(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                LOG.exception("meter run-down failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
     # --- alerts -------------------------------------------------------------------------------
 
-    async def route_alerts(self, alerts: Iterable[MeterAlert]) -> None:
+    def _alerts(self, alerts: Iterable[MeterAlert]) -> tuple[list[Delivery], list[AuditEntry]]:
+        """Signed alert documents for each alert's recipients (audit-only for one without a URL)."""
+        deliveries: list[Delivery] = []
+        audits: list[AuditEntry] = []
         for alert in alerts:
             for recipient in self.alert_recipients(alert.device_id):
                 response_id = f"{alert.device_id}:{recipient}:{next(self._alert_counter)}"
@@ -112,7 +249,10 @@ class Forwarder:
                     self._clock.now(), "device-alert", str(alert.device_id), response_id, alert.kind.value, alert.detail,
                     {"recipient": str(recipient), "alert_code": f"{alert.alert_code:04X}"},
                 )
-                await self._deliver(recipient, self._signer.sign(root), DeliveryKind.DEVICE_ALERT, response_id, audit)
+                routed = self._addressed(recipient, self._signer.sign(root), DeliveryKind.DEVICE_ALERT, response_id, audit)
+                deliveries.extend(routed[0])
+                audits.extend(routed[1])
+        return deliveries, audits
 
     def alert_recipients(self, device_id: Eui64) -> list[Eui64]:
         """The supplier of the meter now, or the directed SRP's SC users for a failed supplier (R7)."""
@@ -139,16 +279,23 @@ class Forwarder:
             response_id=response_id, request_id=str(request.request_id), quarantine_event_ref=event_ref, at=now
         )
         audit = AuditEntry(now, "dcc-alert", str(self._dsp), response_id, "AD1", f"request {request.request_id} quarantined")
-        await self._deliver(request.originator, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
+        deliveries, audits = self._addressed(request.originator, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
+        for delivery in deliveries:
+            await self._outbox.submit(delivery)
+        for entry in audits:
+            await self._store.append_audit(entry)
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    async def _deliver(self, user: Eui64, body: bytes, kind: DeliveryKind, subject: str, audit: AuditEntry) -> None:
+    def _addressed(
+        self, user: Eui64, body: bytes, kind: DeliveryKind, subject: str, audit: AuditEntry
+    ) -> tuple[list[Delivery], list[AuditEntry]]:
+        """A delivery to the user's response_url carrying ``audit``, or only ``audit`` when it has none."""
         url = self._response_url(user)
         if url is None:
             LOG.info("no response_url for %s: %s %s kept in the audit log only", user, kind.value, subject)
-            return
-        await self._outbox.submit(Delivery(user, url, body, kind, subject, self._clock.now(), audit))
+            return [], [audit]
+        return [Delivery(user, url, body, kind, subject, self._clock.now(), audit)], []
 
     def _response_url(self, user: Eui64) -> str | None:
         try:
@@ -167,29 +314,23 @@ class Forwarder:
         except Exception:
             LOG.exception("forwarding failed")
 
-    async def tick(self, now: dt.datetime | None = None) -> int:
-        """Runs meters down to now and routes their alerts; returns how many alerts."""
-        alerts = await self._fleet.advance(now)
-        await self.route_alerts(alerts)
-        return len(alerts)
-
-    async def run_meters(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                LOG.exception("meter run-down failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
-
     @property
     def in_flight(self) -> int:
-        """Accepted commands and alerts still on their way to meters or the outbox."""
-        return len(self._tasks)
+        """Commands being executed and alerts on their way to the outbox."""
+        return self._executing + len(self._tasks)
 
     async def drain(self) -> None:
-        """Waits for commands in flight (clean shutdown: nothing accepted is dropped mid-way)."""
+        """Runs every queued command and waits for the alerts in flight (clean shutdown, the demo)."""
+        await self.execute_due()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Returns when any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,7 +1,8 @@
 """The gateway as a service: one request in, one reply out, along the pipeline.
 
     bytes -> verify (worker thread) -> request type vs URL (E13) -> access control
-          -> store -> forward to the device (background) -> signed DUIS answer
+          -> store (decision + queued command, one commit) -> signed DUIS answer
+    the executor (gateway.forward) then runs the queued command on its meter
 
 Pre-authentication failures become RFC 9457 problems naming the failed
 check; everything after authentication becomes a signed ``sr:Response``
@@ -20,16 +21,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.checks import VerificationError
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
-from gateway.policy.access import AccessControl, RequestDecision
+from gateway.policy.access import AccessControl
+from gateway.policy.commands import device_command
 from gateway.respond.signer import ResponseSigner
-from gateway.verify.documents import VerifiedRequest
+from gateway.store.base import DeviceCommand
+from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 from gateway.verify.verifier import Verifier
 
 LOG = logging.getLogger("dcc_gateway.requests")
@@ -70,8 +73,14 @@ class ThreadLocalVerifiers:
         return verifier
 
 
-Forward = Callable[[VerifiedRequest, RequestDecision, bytes], None]
-"""Hands an accepted command to the devices layer (it must not block)."""
+class Forward(Protocol):
+    """What the service tells the forwarding side (it must not block)."""
+
+    def notify(self) -> None:
+        """A command was queued."""
+
+    def quarantined(self, request: VerifiedRequest, event_ref: int) -> None:
+        """A request was quarantined: its user gets an AD1 alert."""
 
 
 class GatewayService:
@@ -116,8 +125,11 @@ class GatewayService:
             await self._access.record(request, ResponseCode.E13, reason, "request-type")
             return await self._answer(request, ResponseCode.E13, reason)
         decision = await self._access.decide_request(request, data)
-        if self._forward is not None and decision.code in (ResponseCode.I99, ResponseCode.E43):
-            self._forward(request, decision, data)
+        if self._forward is not None:
+            if decision.code is ResponseCode.I99:
+                self._forward.notify()
+            elif decision.code is ResponseCode.E43 and decision.quarantine_event_ref is not None:
+                self._forward.quarantined(request, decision.quarantine_event_ref)
         return await self._answer(request, decision.code, decision.reason, pre_command=decision.pre_command)
 
     async def _answer(
@@ -145,25 +157,28 @@ class GatewayService:
             directive = d.parse_directive(verified)
         except d.DirectiveError as error:
             return _json_reply({"accepted": False, "reason": str(error)}, "refused")
-        decision = await self._access.decide_directive(verified, directive)
-        if decision.released is not None:
-            await self._forward_released(decision.released.raw_request)
+        release = await self._release_command(verified, directive)
+        decision = await self._access.decide_directive(verified, directive, release=release)
+        if decision.released is not None and self._forward is not None:
+            self._forward.notify()
         outcome = "accepted" if decision.accepted else "refused"
         return _json_reply({"accepted": decision.accepted, "reason": decision.reason}, outcome)
 
-    async def _forward_released(self, raw: bytes) -> None:
-        """A quarantined request its user released goes on to its device, as if just accepted.
-
-        Its bytes are verified again (at the current clock): a certificate revoked
-        meanwhile stops it, and the refusal is logged.
-        """
+    async def _release_command(self, verified: VerifiedDirective, directive: d.Directive) -> DeviceCommand | None:
+        """For a release: the held request's command, if its bytes still verify (at the current clock:
+        a certificate revoked meanwhile stops it; the refusal is logged and the release still settles)."""
+        if not isinstance(directive, d.ReleaseQuarantine) or verified.signer.eui64 is None:
+            return None
+        held = await self._access.held_request(directive.event_ref, verified.signer.eui64)
+        if held is None:
+            return None
+        raw = held.raw_request
         try:
             request = await self._in_thread(lambda: self._verifiers.get().verify_request(raw))
         except VerificationError as error:
-            LOG.warning("released request no longer verifies (%s): not forwarded", error)
-            return
-        if self._forward is not None:
-            self._forward(request, RequestDecision(ResponseCode.I99, "released from quarantine"), raw)
+            LOG.warning("released request %s no longer verifies (%s): not forwarded", held.request_id, error)
+            return None
+        return device_command(request, self._clock.now())
 
     # --- observability -------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from gateway.devices import (
     MeterRefusal,
     MeterState,
     PaymentModeCommand,
-    SqliteMeterStore,
+    StoreMeterPersistence,
     TrustAnchor,
     TrustAnchorError,
     apply_payment_mode,
@@ -62,6 +62,7 @@ from gateway.gbcs import (
     sign_apdu,
 )
 from gateway.manifest import Device, Manifest
+from gateway.store.sqlite import SqliteStore
 from gateway.world import init_world
 from tests.scenario import credit_body, prepayment_body
 from tests.shared_data import shared_path
@@ -643,8 +644,8 @@ async def test_fleet_rejects_unknown_devices_and_ambiguous_calls(world: Manifest
 async def test_fleet_state_survives_a_restart(world: Manifest, esme: Device, tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     clock = FixedClock(T0)
-    async with SqliteMeterStore(path) as store:
-        fleet = MeterFleet.from_manifest(world, clock, store=store)
+    async with SqliteStore(path) as store:
+        fleet = MeterFleet.from_manifest(world, clock, store=StoreMeterPersistence(store))
         await fleet.load()
         clock.advance(dt.timedelta(hours=3))
         await fleet.advance()
@@ -653,8 +654,8 @@ async def test_fleet_state_survives_a_restart(world: Manifest, esme: Device, tmp
         before = {d.device_id: fleet.state(d.device_id) for d in world.devices}
 
     clock.advance(dt.timedelta(hours=1))  # restarted an hour later
-    async with SqliteMeterStore(path) as store:
-        restarted = MeterFleet.from_manifest(world, clock, store=store)
+    async with SqliteStore(path) as store:
+        restarted = MeterFleet.from_manifest(world, clock, store=StoreMeterPersistence(store))
         assert await restarted.load() >= 1
         assert restarted.epoch == T0
         assert {d.device_id: restarted.state(d.device_id) for d in world.devices} == before
@@ -662,19 +663,38 @@ async def test_fleet_state_survives_a_restart(world: Manifest, esme: Device, tmp
         assert not replay.ok and "replay" in replay.detail
 
 
-async def test_sqlite_meter_store_settings_and_upsert(world: Manifest, tmp_path: Path) -> None:
-    async with SqliteMeterStore(tmp_path / "m.db") as store:
+async def test_meter_states_in_the_store_replace_earlier_ones_and_keep_the_first_epoch(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "m.db") as store:
+        meters = StoreMeterPersistence(store)
         state = meter()
-        await store.save([state])
-        await store.save([replace(state, credit_pence=1)])
-        assert await store.load() == [replace(state, credit_pence=1)]
-        assert await store.epoch(T0) == T0
-        assert await store.epoch(T0 + SECOND) == T0
-        db = store._connection()
-        async with db.execute("PRAGMA journal_mode") as cursor:
-            assert (await cursor.fetchone())[0] == "wal"  # type: ignore[index]
-        async with db.execute("PRAGMA synchronous") as cursor:
-            assert (await cursor.fetchone())[0] == 2  # type: ignore[index]  # FULL
+        await meters.save([state])
+        await meters.save([replace(state, credit_pence=1)])
+        assert await meters.load() == [replace(state, credit_pence=1)]
+        assert await meters.load_one(state.device_id) == replace(state, credit_pence=1)
+        assert await meters.epoch(T0) == T0
+        assert await meters.epoch(T0 + SECOND) == T0
+
+
+async def test_a_failed_commit_leaves_the_meter_as_it_was(world: Manifest, esme: Device) -> None:
+    """The executor stores a command's effect with the command; if that store fails, the meter forgets it."""
+    fleet = MeterFleet.from_manifest(world, FixedClock(T0), store=MemoryMeterStore())
+    await fleet.load()
+    before = fleet.state(esme.device_id)
+
+    async def refuse(result: ExecutionResult) -> None:
+        assert result.changed and result.state != before
+        raise RuntimeError("the store is down")
+
+    with pytest.raises(RuntimeError, match="store is down"):
+        await fleet.execute(esme.device_id, precommand=precommand(world, esme, counter=7), commit=refuse)
+    assert fleet.state(esme.device_id) == before
+    stored: list[ExecutionResult] = []
+
+    async def keep(result: ExecutionResult) -> None:
+        stored.append(result)
+
+    again = await fleet.execute(esme.device_id, precommand=precommand(world, esme, counter=7), commit=keep)
+    assert again.ok and stored == [again] and fleet.state(esme.device_id) == again.state
 
 
 # --- real GBCS: the RTDS 1.6 vectors --------------------------------------------------------

@@ -34,7 +34,8 @@ from gateway.devices.meter import (
 from gateway.devices.persistence import (
     MemoryMeterStore,
     MeterPersistence,
-    SqliteMeterStore,
+    StoreMeterPersistence,
+    meter_rows,
 )
 
 __all__ = [
@@ -51,11 +52,12 @@ __all__ = [
     "MeterRefusal",
     "MeterState",
     "PaymentModeCommand",
-    "SqliteMeterStore",
+    "StoreMeterPersistence",
     "TrustAnchor",
     "TrustAnchorError",
     "apply_payment_mode",
     "execute_signed_precommand",
+    "meter_rows",
     "execute_sr_body",
     "new_meter",
     "next_event_at",

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import heapq
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -72,6 +72,17 @@ class ExecutionResult:
     alerts: tuple[MeterAlert, ...]
     ok: bool
     detail: str
+    changed: bool = False
+    """True when ``state`` is a new state to store (False for a refusal: nothing changed)."""
+
+
+CommitExecution = Callable[[ExecutionResult], Awaitable[None]]
+"""Stores what an execution did (durably, with whatever else belongs to it) before the meter moves on.
+
+Called with the meter's lock held; when it raises, the meter forgets the execution."""
+
+CommitRunDown = Callable[[Sequence[MeterState], Sequence[MeterAlert]], Awaitable[None]]
+"""Stores the states of meters that ran down and the alerts they raised."""
 
 
 @dataclass(slots=True)
@@ -176,10 +187,13 @@ class MeterFleet:
         sr_body: etree._Element | None = None,
         precommand: bytes | None = None,
         request_id: str | None = None,
+        commit: CommitExecution | None = None,
     ) -> ExecutionResult:
         """Delivers one SR 1.6 to a meter: ``sr_body`` (SMETS1) or a Signed Pre-Command's bytes (SMETS2).
 
-        Returns after the new state is stored. A refusal changes nothing and stores nothing.
+        ``commit`` stores the result (a refusal too) before the meter takes its next command; if
+        it raises, the meter is as it was before and the error propagates. Without ``commit``
+        a new state goes to the fleet's own store. Returns after that.
         """
         if (sr_body is None) == (precommand is None):
             raise ValueError("give exactly one of sr_body (SMETS1) and precommand (SMETS2)")
@@ -193,29 +207,66 @@ class MeterFleet:
             try:
                 changed, alerts, response = self._execute(state, self._clock.now(), sr_body, precommand, request_id)
             except MeterRefusal as refusal:
-                return ExecutionResult(state, (), False, refusal.reason)
+                result = ExecutionResult(state, (), False, refusal.reason)
+                if commit is not None:
+                    await commit(result)
+                return result
+            result = ExecutionResult(changed, alerts, response.ok, response.detail, changed=True)
+            held = self._states.get(key)
             self._remember(changed, reschedule=_due_micros(changed) != _due_micros(state))
-            await self._persist([key])
-        return ExecutionResult(changed, alerts, response.ok, response.detail)
+            try:
+                if commit is None:
+                    await self._persist([key])
+                else:
+                    await commit(result)
+            except BaseException:
+                self._forget(key, held)
+                raise
+        return result
 
-    async def advance(self, now: dt.datetime | None = None) -> list[MeterAlert]:
-        """Runs down every meter with an event due by ``now`` (default: the clock's); returns their alerts."""
+    async def advance(self, now: dt.datetime | None = None, *, commit: CommitRunDown | None = None) -> list[MeterAlert]:
+        """Runs down every meter with an event due by ``now`` (default: the clock's); returns their alerts.
+
+        A meter in the middle of a command is left to it (the command runs it down first) and
+        looked at again next time. ``commit`` stores the new states with their alerts; without
+        it the states go to the fleet's own store.
+        """
         moment = self._clock.now() if now is None else now
         schedule = self._ensure_schedule()
         limit = _micros(moment)
         alerts: list[MeterAlert] = []
         changed: list[Eui64] = []
+        busy: list[tuple[int, int]] = []
         while schedule and schedule[0][0] <= limit:
             due_at, value = heapq.heappop(schedule)
-            state = self._current(Eui64(value))
+            device_id = Eui64(value)
+            state = self._current(device_id)
             if state is None or _due_micros(state) != due_at:
                 continue  # a stale entry: the meter changed since it was pushed
+            if device_id in self._locks:
+                busy.append((due_at, value))
+                continue
             new, raised = run_down(state, moment)
             alerts.extend(raised)
             changed.append(new.device_id)
             self._remember(new, reschedule=True)  # its entry was just popped
-        await self._persist(changed)
+        for entry in busy:
+            heapq.heappush(schedule, entry)
+        if commit is None:
+            await self._persist(changed)
+        elif changed:
+            await commit([self._states[device_id] for device_id in dict.fromkeys(changed)], alerts)
         return alerts
+
+    async def refresh(self, device_id: Eui64 | str) -> None:
+        """Reads the meter's stored state again (a worker that does not run the meters shows the
+        state the one that does has stored)."""
+        key = _device_key(device_id)
+        if key is None or self._store is None or self._device(key) is None:
+            return
+        stored = await self._store.load_one(key)
+        if stored is not None:
+            self._states[key] = stored
 
     # --- internals ----------------------------------------------------------------------
 
@@ -266,6 +317,14 @@ class MeterFleet:
         upcoming = _due_micros(state)
         if reschedule and self._schedule is not None and upcoming is not None:
             heapq.heappush(self._schedule, (upcoming, state.device_id.value))
+
+    def _forget(self, device_id: Eui64, held: MeterState | None) -> None:
+        """Undoes an execution its commit refused: the meter is back to ``held`` (None: as installed)."""
+        if held is None:
+            self._states.pop(device_id, None)
+        else:
+            self._states[device_id] = held
+        self._schedule = None  # rebuilt on next use, from what the meters now are
 
     def _ensure_schedule(self) -> list[tuple[int, int]]:
         if self._schedule is None:

@@ -1,33 +1,25 @@
-"""Where meter states survive a restart: a small protocol and its SQLite implementation.
+"""Where meter states survive a restart: a small protocol, kept in the gateway's store.
 
 Only meters whose state has changed since installation are stored (one row each);
 every other meter is re-derived from ``manifest.json`` and the fleet's *epoch*,
 the instant the simulation first started, which is stored once. A million-meter
 world therefore costs nothing to persist until its meters start doing things.
 
-The SQLite store may share the world's ``store.db`` with the gateway's store: it
-uses its own connection and its own tables (``meters``, ``meters_meta``, created
-with ``IF NOT EXISTS``), WAL and ``synchronous=FULL`` like the gateway's, so a
-saved state is on disk when :meth:`SqliteMeterStore.save` returns.
+The states live in the gateway's own store (:class:`StoreMeterPersistence`),
+so that a command's effect on its meter is stored in the very transaction
+that marks the command executed (see :mod:`gateway.forward`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import os
-import sqlite3
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Final, Protocol, Self
-
-import aiosqlite
+from typing import Protocol
 
 from gateway.devices.meter import MeterState, state_from_json, state_to_json
-
-_EPOCH_KEY = "epoch"
-_WAL_RETRY_SECONDS = 0.05
+from gateway.eui64 import Eui64
+from gateway.store.base import Store
 
 
 class MeterPersistence(Protocol):
@@ -40,6 +32,8 @@ class MeterPersistence(Protocol):
     async def load(self) -> list[MeterState]:
         """Every stored state."""
         ...
+
+    async def load_one(self, device_id: Eui64) -> MeterState | None: ...
 
     async def epoch(self, proposed: dt.datetime) -> dt.datetime:
         """The stored epoch; on first use, stores ``proposed`` and returns it."""
@@ -54,10 +48,14 @@ class MemoryMeterStore:
         self._epoch: dt.datetime | None = None
 
     async def save(self, states: Sequence[MeterState]) -> None:
-        self._rows.update(_rows(states))
+        self._rows.update(meter_rows(states))
 
     async def load(self) -> list[MeterState]:
         return [state_from_json(json.loads(text)) for text in self._rows.values()]
+
+    async def load_one(self, device_id: Eui64) -> MeterState | None:
+        text = self._rows.get(str(device_id))
+        return None if text is None else state_from_json(json.loads(text))
 
     async def epoch(self, proposed: dt.datetime) -> dt.datetime:
         if self._epoch is None:
@@ -65,112 +63,26 @@ class MemoryMeterStore:
         return self._epoch
 
 
-class _Sql:
-    create: Final = (
-        "CREATE TABLE IF NOT EXISTS meters (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS meters_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    )
-    upsert: Final = (
-        "INSERT INTO meters (device_id, state) VALUES (?, ?) "
-        "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state"
-    )
-    select_all: Final = "SELECT state FROM meters"
-    propose_epoch: Final = "INSERT OR IGNORE INTO meters_meta (key, value) VALUES (?, ?)"
-    select_epoch: Final = "SELECT value FROM meters_meta WHERE key = ?"
+class StoreMeterPersistence:
+    """:class:`MeterPersistence` in the gateway's :class:`~gateway.store.base.Store` (SQLite or PostgreSQL)."""
 
-
-class SqliteMeterStore:
-    """:class:`MeterPersistence` on a SQLite file (its own connection and tables)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
-        self._path = os.fspath(path)
-        self._busy_timeout = busy_timeout
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        """One transaction at a time on the one connection (statements of two would interleave)."""
-
-    def __repr__(self) -> str:
-        return f"SqliteMeterStore({self._path!r})"
-
-    async def open(self) -> None:
-        if self._db is not None:
-            raise RuntimeError(f"{self!r} is already open")
-        db = await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
-        try:
-            await self._configure(db)
-            for statement in _Sql.create:
-                await db.execute(statement)
-        except BaseException:
-            await db.close()
-            raise
-        self._db = db
-
-    async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            async with self._lock:
-                await db.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.close()
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def save(self, states: Sequence[MeterState]) -> None:
-        if not states:
-            return
-        rows = list(_rows(states).items())
-        async with self._lock:
-            db = self._connection()
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.executemany(_Sql.upsert, rows)
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+        await self._store.save_meters(meter_rows(states))
 
     async def load(self) -> list[MeterState]:
-        async with self._lock, self._connection().execute(_Sql.select_all) as cursor:
-            rows = await cursor.fetchall()
-        return [state_from_json(json.loads(row[0])) for row in rows]
+        return [state_from_json(json.loads(text)) for text in (await self._store.load_meters()).values()]
+
+    async def load_one(self, device_id: Eui64) -> MeterState | None:
+        text = await self._store.load_meter(str(device_id))
+        return None if text is None else state_from_json(json.loads(text))
 
     async def epoch(self, proposed: dt.datetime) -> dt.datetime:
-        async with self._lock:
-            db = self._connection()
-            await db.execute(_Sql.propose_epoch, (_EPOCH_KEY, proposed.astimezone(dt.UTC).isoformat()))
-            async with db.execute(_Sql.select_epoch, (_EPOCH_KEY,)) as cursor:
-                row = await cursor.fetchone()
-        if row is None:
-            raise RuntimeError("the meter epoch vanished between insert and select")
-        return dt.datetime.fromisoformat(row[0])
-
-    def _connection(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError(f"{self!r} is not open")
-        return self._db
-
-    async def _configure(self, db: aiosqlite.Connection) -> None:
-        """WAL (retrying while the gateway's store holds the lock needed to switch) and synchronous=FULL."""
-        deadline = asyncio.get_running_loop().time() + self._busy_timeout
-        while True:
-            try:
-                async with db.execute("PRAGMA journal_mode = WAL") as cursor:
-                    row = await cursor.fetchone()
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(_WAL_RETRY_SECONDS)
-        if row is None or row[0] not in ("wal", "memory"):
-            raise RuntimeError(f"SQLite refused WAL mode for {self._path}")
-        await db.execute("PRAGMA synchronous = FULL")
+        return await self._store.meter_epoch(proposed)
 
 
-def _rows(states: Iterable[MeterState]) -> dict[str, str]:
-    """device id -> JSON text; the last state of a meter wins if one is listed twice."""
+def meter_rows(states: Iterable[MeterState]) -> dict[str, str]:
+    """device id -> JSON text, as the store keeps them; the last state of a meter wins if one is listed twice."""
     return {str(state.device_id): json.dumps(state_to_json(state), separators=(",", ":")) for state in states}

@@ -18,6 +18,7 @@ from gateway.eui64 import Eui64
 from gateway.policy import directives as d
 from gateway.policy import solr
 from gateway.policy import critical
+from gateway.policy.commands import device_command
 from gateway.policy.authorise import SIGNED_PRE_COMMAND_FORMS, TRANSFORM, Admissible, PolicyConfig, Refusal, authorise
 from gateway.policy.state import RegistryState, User
 from gateway.smki.certificate import SmkiCertificate
@@ -26,6 +27,7 @@ from gateway.store.base import (
     Admission,
     AdmissionRequest,
     AuditEntry,
+    DeviceCommand,
     DirectiveRecord,
     QuarantinedRequest,
     QuarantineStatus,
@@ -38,6 +40,13 @@ _ADMISSION_CODES = {
     Admission.REPLAY: ResponseCode.E40,
     Admission.QUARANTINED: ResponseCode.E43,
 }
+
+_STALE_RETRIES = 5
+"""How often a decision is taken again on a refreshed registry before giving up (several workers)."""
+
+
+class RegistryContention(RuntimeError):
+    """The registry kept changing under a decision (other workers storing directives without pause)."""
 
 
 PRECOMMAND_LIFETIME = dt.timedelta(hours=24)
@@ -84,6 +93,8 @@ class AccessControl:
         self._clock = clock
         self._repository = repository
         self._solr_limits = solr.Limits(config.contingency_max_days)
+        self._version = 0
+        """The sequence of the last stored directive folded into ``_state``."""
 
     @classmethod
     async def restore(
@@ -91,10 +102,18 @@ class AccessControl:
     ) -> AccessControl:
         """Replays every accepted directive onto ``initial``: the state the store's log implies."""
         access = cls(state=initial, store=store, config=config, clock=clock, repository=repository)
-        async for record in store.directives():
-            if record.accepted:
-                access._replay(record)
+        await access.refresh()
         return access
+
+    async def refresh(self) -> int:
+        """Folds in the directives stored since the last look (by this or another worker); returns how many."""
+        count = 0
+        async for record in self._store.directives(self._version):
+            if record.accepted:
+                self._replay(record)
+            self._version = record.sequence
+            count += 1
+        return count
 
     @property
     def state(self) -> RegistryState:
@@ -103,7 +122,19 @@ class AccessControl:
     # --- Service Requests ----------------------------------------------------------
 
     async def decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision:
-        """Static checks, then the store's replay/anomaly admission, or for CV5 the issued Pre-Command."""
+        """Static checks, then the store's replay/anomaly admission, or for CV5 the issued Pre-Command.
+
+        An admission the store finds was decided on an out-of-date registry (another worker
+        stored a directive meanwhile) is decided again on the refreshed one.
+        """
+        for _ in range(_STALE_RETRIES):
+            decision = await self._decide_request(request, raw)
+            if decision is not None:
+                return decision
+            await self.refresh()
+        raise RegistryContention(f"the registry changed under {_STALE_RETRIES} decisions of {request.request_id}")
+
+    async def _decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision | None:
         now = self._clock.now()
         verdict = authorise(self._state, request, self._config, now)
         if isinstance(verdict, Refusal):
@@ -120,7 +151,7 @@ class AccessControl:
 
     async def _admit(
         self, request: VerifiedRequest, raw: bytes, verdict: Admissible, now: dt.datetime, pre_command: bytes | None
-    ) -> RequestDecision:
+    ) -> RequestDecision | None:
         result = await self._store.admit(
             AdmissionRequest(
                 originator=request.originator,
@@ -134,8 +165,12 @@ class AccessControl:
                 adt_threshold=verdict.adt_threshold,
                 raw_request=raw,
                 audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
+                command=None if pre_command is not None else device_command(request, now),
+                registry_version=self._version,
             )
         )
+        if result.admission is Admission.STALE_REGISTRY:
+            return None
         code = _ADMISSION_CODES[result.admission]
         reason = _admission_reason(result.admission, request, result.last_counter, verdict)
         if result.admission is not Admission.ACCEPTED or pre_command is None or verdict.device is None:
@@ -163,7 +198,8 @@ class AccessControl:
         signed = critical.check_signed_precommand(pending.apdu, returned, verdict.user.role)
         reason = "Signed Pre-Command accepted and queued for the device"
         detail = {**_admissible_detail(verdict), "message_code": f"{signed.message_code:#06x}"}
-        await self._store.append_audit(_request_audit(request, now, ResponseCode.I99, reason, detail))
+        command = device_command(request, now, signed_pre_command=returned)
+        await self._store.queue_command(command, _request_audit(request, now, ResponseCode.I99, reason, detail))
         return RequestDecision(ResponseCode.I99, reason, verdict, signed_pre_command=returned)
 
     async def _refuse(
@@ -178,20 +214,28 @@ class AccessControl:
 
     # --- directives ------------------------------------------------------------------
 
-    async def decide_directive(self, verified: VerifiedDirective, directive: d.Directive) -> DirectiveDecision:
-        """Applies a verified directive once; a repeated DirectiveID gets the stored answer (idempotent)."""
+    async def decide_directive(
+        self, verified: VerifiedDirective, directive: d.Directive, *, release: DeviceCommand | None = None
+    ) -> DirectiveDecision:
+        """Applies a verified directive once; a repeated DirectiveID gets the stored answer (idempotent).
+
+        ``release``: for a release of a quarantined request, the command it carries to its
+        device (None when its bytes no longer verify), queued with the release.
+        The decision is taken on the registry as stored now, whichever worker stored it.
+        """
         directive_id = str(verified.directive_id)
         name = d.command_name(directive)
         stored = await self._store.find_directive(directive_id)
         if stored is not None:
             return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name)
+        await self.refresh()
         now = self._clock.now()
         issuer = self._state.user(verified.signer.eui64) if verified.signer.eui64 else None
         released = None
         if issuer is None:
             outcome = solr.Outcome(False, f"{verified.signer.eui64} is not a registered actor", self._state)
         elif isinstance(directive, d.QUARANTINE_DIRECTIVES):
-            outcome, released = await self._settle_quarantine(directive, issuer, now)
+            outcome, released = await self._settle_quarantine(directive, issuer, now, release)
         else:
             outcome = solr.decide(self._state, directive, issuer, now, self._solr_limits)
         record = DirectiveRecord(
@@ -215,12 +259,17 @@ class AccessControl:
         )
         stored = await self._store.append_directive(record, audit)
         ours = stored == dataclasses.replace(record, sequence=stored.sequence)
-        if ours and outcome.accepted:  # not ours: a concurrent copy of the same directive was stored first
-            self._commit(outcome, now)
+        # The state moves on only by replaying the log, ours included: every worker then folds
+        # the same records in the same order, whoever decided them.
+        await self.refresh()
         return DirectiveDecision(stored.accepted, stored.reason, directive_id, stored.name, released if ours else None)
 
     async def _settle_quarantine(
-        self, directive: d.ReleaseQuarantine | d.DeleteQuarantine, issuer: User, now: dt.datetime
+        self,
+        directive: d.ReleaseQuarantine | d.DeleteQuarantine,
+        issuer: User,
+        now: dt.datetime,
+        command: DeviceCommand | None,
     ) -> tuple[solr.Outcome, QuarantinedRequest | None]:
         refusal = solr.check_issuer(self._state, directive, issuer)
         if refusal is not None:
@@ -235,12 +284,21 @@ class AccessControl:
             outcome=status.value,
             reason=f"quarantined request {directive.event_ref} {status.value} by its user",
         )
-        settled = await self._store.settle_quarantine(directive.event_ref, issuer.user_id, status, audit)
+        settled = await self._store.settle_quarantine(
+            directive.event_ref, issuer.user_id, status, audit, command if release else None
+        )
         if settled is None:
             reason = f"no held quarantined request {directive.event_ref} of {issuer.user_id}"
             return solr.Outcome(False, reason, self._state), None
         reason = f"quarantined request {settled.request_id} {status.value}"
         return solr.Outcome(True, reason, self._state), settled if release else None
+
+    async def held_request(self, event_ref: int, user_id: Eui64) -> QuarantinedRequest | None:
+        """That user's quarantined request ``event_ref`` while it is still HELD."""
+        for held in await self._store.quarantined(user_id):
+            if held.event_ref == event_ref and held.status is QuarantineStatus.HELD:
+                return held
+        return None
 
     def revocation_delayed(self, certificate: SmkiCertificate, now: dt.datetime) -> bool:
         """MP134A: a PMA delay keeps the failed supplier's certificates usable while it is in force."""

@@ -9,7 +9,8 @@ from lxml import etree
 from gateway.codes import ResponseCode
 from gateway.respond import documents
 from gateway.signing import SigningKey, sign_tree, to_bytes
-from gateway.verify.documents import VerifiedRequest
+from gateway.store.base import DeviceCommand
+from gateway.verify.documents import MessageId, VerifiedRequest
 
 
 PRE_COMMAND_GBCS_VERSION = "4.0"
@@ -47,6 +48,27 @@ class ResponseSigner:
             service_reference=request.service_reference,
             service_reference_variant=request.service_reference_variant,
             pre_command=documents.PreCommand(PRE_COMMAND_GBCS_VERSION, pre_command) if pre_command is not None else None,
+        )
+        return self.sign(root)
+
+    def command_result(self, command: DeviceCommand, code: ResponseCode, at: dt.datetime) -> bytes:
+        """The asynchronous result of a queued command (I0 executed; E20, E21 not), for the originator."""
+        if not code.is_success:
+            root = documents.error_response(
+                request_id=command.request_id,
+                code=code,
+                at=at,
+                service_reference=command.service_reference,
+                service_reference_variant=command.service_reference_variant,
+            )
+            return self.sign(root)
+        root = documents.response_message(
+            request_id=command.request_id,
+            response_id=str(MessageId.parse(command.request_id).swapped()),
+            code=code,
+            at=at,
+            service_reference=command.service_reference,
+            service_reference_variant=command.service_reference_variant,
         )
         return self.sign(root)
 
