@@ -2,7 +2,9 @@
 
 Generates the suite for a fresh world (which imports the vectors' extra
 certificates into the world), then starts ``dcc-gateway serve`` on a free
-loopback port, so the gateway loads them, and runs the suite over HTTP.
+loopback port, so the gateway loads them, and runs the suite over HTTP: the
+catalogue's signature-level vectors, then the stateful policy scenario
+(directives, policy refusals, replays, acceptances) against the fresh store.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pytest
 from lxml import etree
 
 from gateway.cli import main
-from gateway.vectors import CATEGORIES, VECTORS
-from gateway.vectors.suite import SuiteError, require_loopback
+from gateway.vectors import VECTORS
+from gateway.vectors.policy_vectors import ADMIN, POLICY_CATEGORIES, SERVICE_D, SERVICE_S, SERVICE_T
+from gateway.vectors.suite import SUITE_CATEGORIES, SuiteError, require_loopback
 from gateway.world import init_world
 
 DCC_GATEWAY = Path(sys.executable).with_name("dcc-gateway")
@@ -74,16 +77,25 @@ def gateway_url(suite: tuple[Path, Path]) -> Iterator[str]:
 def test_generate_writes_every_vector_or_a_reason(suite: tuple[Path, Path]) -> None:
     world, out = suite
     skipped = {entry["id"]: entry["reason"] for entry in json.loads((out / "skipped.json").read_text())}
-    written = {path.stem for path in out.glob("*.xml")}
-    assert written | set(skipped) == {vector.id for vector in VECTORS}
-    assert not written & set(skipped)
+    sidecars = {path.stem: json.loads(path.with_suffix(".json").read_text()) for path in out.glob("*.xml")}
+    catalogue = {vector_id for vector_id, sidecar in sidecars.items() if "sequence" not in sidecar}
+    stateful = {vector_id: sidecar for vector_id, sidecar in sidecars.items() if "sequence" in sidecar}
+    assert catalogue | set(skipped) == {vector.id for vector in VECTORS}
+    assert not set(sidecars) & set(skipped)
     assert all(reason for reason in skipped.values())
-    for vector_id in written:
-        sidecar = json.loads((out / f"{vector_id}.json").read_text())
+    for sidecar in sidecars.values():
         assert set(sidecar) >= {"id", "description", "reference", "endpoint", "expect"}
-        assert sidecar["endpoint"] == "/api/v1/serviceS"
         expect = sidecar["expect"]
-        assert ("check" in expect) == (expect["http_status"] != 200)
+        if sidecar["endpoint"] == ADMIN:
+            assert set(expect) == {"http_status", "accepted"} and expect["http_status"] == 200
+        else:
+            assert ("check" in expect) == (expect["http_status"] != 200)
+    assert {sidecars[v]["endpoint"] for v in catalogue} == {SERVICE_S}
+    # The default world holds every meter the policy scenario needs: it is generated whole, in one order.
+    assert {s["category"] for s in stateful.values()} == set(POLICY_CATEGORIES)
+    assert {s["endpoint"] for s in stateful.values()} == {SERVICE_S, SERVICE_T, SERVICE_D, ADMIN}
+    assert sorted(s["sequence"] for s in stateful.values()) == list(range(1, len(stateful) + 1))
+    assert all(s["reference"] and s["description"] for s in stateful.values())
     # The vectors' extra certificates were imported for the live gateway to load.
     assert list((world / "smki" / "imported").glob("*.pem"))
 
@@ -95,6 +107,7 @@ def test_generated_vectors_are_signed_by_the_world_actor(suite: tuple[Path, Path
         for path in sorted(out.glob("*.json"))
         if path.name not in ("skipped.json", "suite.json")
         and json.loads(path.read_text())["expect"]["http_status"] == 200
+        and "sequence" not in json.loads(path.read_text())  # the catalogue's, signed by the suite's signer
     ]
     assert accepted, "no accepted vectors were written"
     result = subprocess.run(
@@ -120,12 +133,15 @@ def test_run_against_live_gateway_has_no_mismatch(
     counts = {}
     for line in printed.splitlines():
         fields = line.split()
-        if len(fields) == 4 and fields[0] in (*CATEGORIES, "all") and fields[1].isdigit():
+        if len(fields) == 4 and fields[0] in (*SUITE_CATEGORIES, "all") and fields[1].isdigit():
             counts[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]))
-    for category in CATEGORIES:
+    for category in SUITE_CATEGORIES:
         expected = summary["categories"].get(category, 0)
         if expected:
             assert counts[category] == (expected, expected, 0), (category, printed)
+    # The policy-level categories ran (exact DUIS codes and directive verdicts), not only signature-level ones.
+    for category in POLICY_CATEGORIES:
+        assert counts[category][0] > 0 and counts[category][2] == 0, (category, printed)
     assert counts["all"][0] == len(summary["vectors"]) and counts["all"][2] == 0
     tree = etree.parse(str(junit))
     assert sum(int(s.get("tests")) for s in tree.iter("testsuite")) == len(summary["vectors"])
@@ -138,7 +154,12 @@ def test_run_reports_a_mismatch_and_exits_non_zero(
     _, out = suite
     broken = tmp_path / "broken"
     broken.mkdir()
-    source = next(p for p in sorted(out.glob("*.json")) if p.name not in ("skipped.json", "suite.json"))
+    # A catalogue vector: it stands alone, so sending it again cannot disturb the stateful scenario's run.
+    source = next(
+        p
+        for p in sorted(out.glob("*.json"))
+        if p.name not in ("skipped.json", "suite.json") and "sequence" not in json.loads(p.read_text())
+    )
     sidecar = json.loads(source.read_text())
     sidecar["expect"] = {"http_status": 401, "check": "no-such-check"}
     (broken / source.name).write_text(json.dumps(sidecar))

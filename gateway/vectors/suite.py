@@ -34,8 +34,22 @@ validates against it before the signature profile; vectors that XSD refuses
 non-zero padding bits that ``xs:base64Binary`` forbids) expect ``400 schema``,
 with the catalogue's verdict kept as ``catalogue_expect`` and a ``note``.
 
+Then the stateful vectors of :mod:`gateway.vectors.policy_vectors` (categories
+``directive``, ``policy``, ``replay``, ``accepted``): the SoLR story as signed
+directives and Service Requests that expect exact DUIS codes (I99, I0, E1-E43)
+or a directive's ``accepted`` verdict. Their sidecars carry ``sequence`` (the
+run order) and ``relies_on`` (the earlier vectors whose effect they need).
+All their counters come from one :class:`~gateway.vectors.replay_plan.CounterSource`,
+and :func:`~gateway.vectors.replay_plan.plan_errors` re-reads every request of
+the suite in run order and refuses to write a suite whose I99/I0/E40
+expectations could not all come true against a fresh store. They need a fresh
+store (``dcc-gateway init`` + ``serve``): a second run against the same store
+meets E40 where it expects I99, and the runner says so.
+
 Run (``run_suite``) POSTs each ``OUT/<id>.xml`` to a loopback gateway and
-compares the HTTP status and the problem's ``check`` (or the response code).
+compares the HTTP status and the problem's ``check`` (or the response code,
+or a directive's verdict). Order: the catalogue's vectors first, by id (each
+stands alone), then the stateful vectors by ``sequence``.
 """
 
 from __future__ import annotations
@@ -51,7 +65,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -61,12 +75,31 @@ from cryptography.hazmat.primitives import serialization
 from gateway.checks import Check
 from gateway.clock import FixedClock  # noqa: F401  (documented: vectors with ``at`` need it in-process)
 from gateway.vectors.catalogue import VECTORS
+from gateway.vectors.policy_vectors import (
+    ADMIN,
+    COUNTER_START,
+    ENABLEMENT_DAYS,
+    POLICY_CATEGORIES,
+    ScenarioUnavailable,
+    ScenarioWorld,
+    StatefulVector,
+    build_policy_vectors,
+)
+from gateway.vectors.replay_plan import CounterSource, PlannedRequest, plan_errors, read_planned
 from gateway.vectors.signature_vectors import CATEGORIES, Vector, VectorContext
 
 ENDPOINT = "/api/v1/serviceS"
 ANY_CODE = "*"
 DEFAULT_ACTOR = "failed_supplier_is"
 STATUS_BY_CHECK: Mapping[str, int] = {check.check_id: check.http_status for check in Check}
+SUITE_CATEGORIES = (*CATEGORIES, *POLICY_CATEGORIES)
+"""Every category a generated suite can hold, in report order."""
+SCENARIO_ID = "policy-scenario"
+"""The ``skipped.json`` id under which the stateful vectors are skipped as a whole."""
+FRESH_STORE_NOTE = (
+    "stateful vectors (those with a 'sequence') expect a fresh store from 'dcc-gateway init' + 'serve': "
+    "a second run against the same store meets E40 (replay) where they expect I99"
+)
 
 
 class SuiteError(ValueError):
@@ -196,11 +229,13 @@ def generate_suite(
     from gateway.smki.repository import SmkiRepository
 
     context = world_context(directory, actor=actor)
-    official_path = open_world(directory).official_xsd
+    world = open_world(directory)
+    official_path = world.official_xsd
     official = compile_xsd(official_path) if official_path is not None else None
     out.mkdir(parents=True, exist_ok=True)
     report = GenerateReport()
     to_import: dict[bytes, x509.Certificate] = {}
+    written: dict[str, tuple[bytes, Mapping[str, object]]] = {}
     for vector in vectors:
         recorder = _RecordingRepository()
         reason = _skip_reason(vector, context, recorder)
@@ -232,6 +267,24 @@ def generate_suite(
         (out / f"{vector.id}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
         report.written.append(vector.id)
         report.categories[vector.category] += 1
+        written[vector.id] = (data, cast(Mapping[str, object], sidecar["expect"]))
+    stateful = _stateful_vectors(world.manifest, context.now, report)
+    _check_run_order(written, stateful, official)
+    for sequence, step in enumerate(stateful, start=1):
+        (out / f"{step.id}.xml").write_bytes(step.data)
+        step_sidecar = {
+            "id": step.id,
+            "category": step.category,
+            "description": step.description,
+            "reference": step.reference,
+            "endpoint": step.endpoint,
+            "expect": dict(step.expect),
+            "sequence": sequence,
+            "relies_on": list(step.relies_on),
+        }
+        (out / f"{step.id}.json").write_text(json.dumps(step_sidecar, indent=2) + "\n", encoding="utf-8")
+        report.written.append(step.id)
+        report.categories[step.category] += 1
     if to_import:
         bundle = out / "imported-certificates.pem"
         bundle.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in to_import.values()))
@@ -253,6 +306,11 @@ def generate_suite(
                 "skipped": len(report.skipped),
                 "official_xsd": str(official_path) if official_path is not None else None,
                 "refused_by_official_xsd": report.official_schema,
+                "stateful": {
+                    "requires": FRESH_STORE_NOTE,
+                    "run_before": (context.now + dt.timedelta(days=ENABLEMENT_DAYS)).isoformat(),
+                    "vectors": len(report.written) - sum(report.categories[c] for c in CATEGORIES),
+                },
             },
             indent=2,
         )
@@ -260,6 +318,52 @@ def generate_suite(
         encoding="utf-8",
     )
     return report
+
+
+def _stateful_vectors(manifest: Any, now: dt.datetime, report: GenerateReport) -> list[StatefulVector]:
+    """The policy scenario for this world, or none (with the reason in ``skipped.json``)."""
+    try:
+        world = ScenarioWorld.from_manifest(manifest)
+    except ScenarioUnavailable as exc:
+        report.skipped[SCENARIO_ID] = f"stateful policy vectors not generated: {exc}"
+        return []
+    return build_policy_vectors(world, CounterSource(COUNTER_START), now)
+
+
+def _check_run_order(
+    catalogue: Mapping[str, tuple[bytes, Mapping[str, object]]], stateful: Sequence[StatefulVector], official: Any
+) -> None:
+    """Refuses a suite whose expectations could not all come true in run order against a fresh store.
+
+    The catalogue's accepted vectors (any code) run first, by id, as :func:`run_suite` sends them; a
+    stateful vector expecting I99 must beat whatever counter they may have consumed. The stateful
+    vectors must also pass the official DUIS XSD when the world configures it: their expectations are
+    policy codes, not ``400 schema``.
+    """
+    planned: list[PlannedRequest] = []
+    for vector_id in sorted(catalogue, key=lambda vector_id: f"{vector_id}.xml"):  # run_suite's order
+        data, expect = catalogue[vector_id]
+        if expect.get("http_status") == 200:
+            request = read_planned(vector_id, data, str(expect.get("response_code", ANY_CODE)))
+            if request is not None:
+                planned.append(request)
+    problems = []
+    for step in stateful:
+        code = step.expect.get("response_code")
+        if code is not None:
+            request = read_planned(step.id, step.data, str(code))
+            if request is None:
+                problems.append(f"{step.id}: no RequestID and command variant to read back")
+            else:
+                planned.append(request)
+        if official is not None and step.endpoint != ADMIN:
+            from lxml import etree
+
+            if not official.validate(etree.fromstring(step.data)):
+                problems.append(f"{step.id}: refused by the official DUIS XSD: {official.error_log.last_error}")
+    problems += plan_errors(planned)
+    if problems:
+        raise SuiteError("the suite could not pass against a fresh store:\n  " + "\n  ".join(problems))
 
 
 def _sha256() -> Any:
@@ -279,6 +383,8 @@ class Outcome:
     got: str
     ok: bool
     seconds: float
+    stateful: bool = False
+    """A vector of the ordered policy scenario (its sidecar has a ``sequence``)."""
 
 
 def require_loopback(url: str) -> str:
@@ -320,6 +426,8 @@ def _response_code(body: bytes) -> str | None:
 
 
 def _judge(expect: Mapping[str, Any], status: int, content_type: str, body: bytes) -> tuple[str, bool]:
+    if "accepted" in expect:
+        return _judge_directive(expect, status, content_type, body)
     if status != 200:
         check = None
         if content_type.startswith("application/problem+json"):
@@ -337,7 +445,30 @@ def _judge(expect: Mapping[str, Any], status: int, content_type: str, body: byte
     return got, wanted == ANY_CODE or wanted == code
 
 
+def _judge_directive(expect: Mapping[str, Any], status: int, content_type: str, body: bytes) -> tuple[str, bool]:
+    """A directive's answer: HTTP 200 with JSON ``{"accepted": bool, "reason": ...}``."""
+    verdict = None
+    if status == 200 and content_type.startswith("application/json"):
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("accepted"), bool):
+            verdict = answer["accepted"]
+    if verdict is None:
+        return f"{status} (no directive verdict)", False
+    got = f"200 {'accepted' if verdict else 'refused'}"
+    return got, expect["http_status"] == 200 and expect["accepted"] is verdict
+
+
+def _wanted(expect: Mapping[str, Any]) -> str:
+    if "accepted" in expect:
+        return f"{expect['http_status']} {'accepted' if expect['accepted'] else 'refused'}"
+    return f"{expect['http_status']} {expect.get('check', expect.get('response_code'))}"
+
+
 def load_suite(out: Path) -> list[dict[str, Any]]:
+    """The sidecars in run order: the catalogue's (no ``sequence``) by file name, then the rest by ``sequence``."""
     sidecars = []
     for path in sorted(out.glob("*.json")):
         if path.name in ("skipped.json", "suite.json"):
@@ -347,7 +478,7 @@ def load_suite(out: Path) -> list[dict[str, Any]]:
         sidecars.append(sidecar)
     if not sidecars:
         raise SuiteError(f"{out}: no vectors (run 'dcc-gateway vectors generate' first)")
-    return sidecars
+    return sorted(sidecars, key=lambda sidecar: (sidecar.get("sequence", 0), sidecar["_xml"].name))
 
 
 def run_suite(out: Path, url: str, *, timeout: float = 30.0) -> list[Outcome]:
@@ -361,9 +492,16 @@ def run_suite(out: Path, url: str, *, timeout: float = 30.0) -> list[Outcome]:
             got, ok = _judge(expect, status, content_type, body)
         except (OSError, urllib.error.URLError) as exc:
             got, ok = f"error: {exc}", False
-        wanted = f"{expect['http_status']} {expect.get('check', expect.get('response_code'))}"
         outcomes.append(
-            Outcome(sidecar["id"], sidecar.get("category", "?"), wanted, got, ok, time.monotonic() - started)
+            Outcome(
+                sidecar["id"],
+                sidecar.get("category", "?"),
+                _wanted(expect),
+                got,
+                ok,
+                time.monotonic() - started,
+                stateful="sequence" in sidecar,
+            )
         )
     return outcomes
 
@@ -374,7 +512,7 @@ def category_counts(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
         entry = counts.setdefault(outcome.category, {"total": 0, "passed": 0, "mismatched": 0})
         entry["total"] += 1
         entry["passed" if outcome.ok else "mismatched"] += 1
-    order = {category: index for index, category in enumerate(CATEGORIES)}
+    order = {category: index for index, category in enumerate(SUITE_CATEGORIES)}
     return dict(sorted(counts.items(), key=lambda item: order.get(item[0], len(order))))
 
 
@@ -390,6 +528,8 @@ def print_report(outcomes: Sequence[Outcome], stream: TextIO, *, verbose: bool =
         print(f"{category:<14} {entry['total']:>6} {entry['passed']:>7} {entry['mismatched']:>11}", file=stream)
     failed = sum(not o.ok for o in outcomes)
     print(f"{'all':<14} {len(outcomes):>6} {len(outcomes) - failed:>7} {failed:>11}", file=stream)
+    if any(o.stateful and not o.ok and o.got == "200 E40" for o in outcomes):
+        print(f"\nnote: {FRESH_STORE_NOTE}", file=stream)
 
 
 def write_junit(outcomes: Sequence[Outcome], path: Path) -> None:
