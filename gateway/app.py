@@ -34,7 +34,7 @@ from gateway.runtime import World, open_world
 from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
 from gateway.signing import SigningKey
 from gateway.store.base import Store
-from gateway.store.factory import open_store
+from gateway.store.factory import is_postgres_url, open_store
 from gateway.verify.verifier import Verifier
 
 SERVICE = web.AppKey("service", GatewayService)
@@ -249,12 +249,22 @@ def create_app(
 
 
 def serve(directory: Path, *, host: str | None, port: int | None, store_url: str | None, workers: int) -> int:
-    """Runs the gateway until SIGINT/SIGTERM (aiohttp's run_app stops cleanly on both)."""
-    if workers != 1:
-        raise SystemExit("dcc-gateway serve: --workers needs the PostgreSQL store (issue #5)")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """Runs the gateway until SIGINT/SIGTERM (aiohttp's run_app stops cleanly on both).
+
+    ``workers`` > 1 runs that many processes on one port (PostgreSQL only: they share its database).
+    """
     world = open_world(directory)
     server = world.config.server
+    url = store_url or world.config.store.url
+    if workers < 1:
+        raise SystemExit("dcc-gateway serve: --workers is at least 1")
+    if workers > 1:
+        if not is_postgres_url(url):
+            raise SystemExit("dcc-gateway serve: --workers N needs the PostgreSQL store (--store postgresql://…)")
+        from gateway.workers import serve_workers
+
+        return serve_workers(directory, host=host or server.host, port=port or server.port, store_url=url, workers=workers)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     web.run_app(
         create_app(world, store_url=store_url),
         host=host or server.host,
