@@ -32,3 +32,38 @@ install_project() {
         touch "$stamp"
     fi
 }
+
+ensure_postgres() {
+    # ensure_postgres: makes sure the PostgreSQL the store tests use (127.0.0.1:5432) is accepting
+    # connections, starting this machine's cluster when it is installed but stopped. Another server
+    # named by DCC_TEST_POSTGRES_URL is left to the tests, which say so when it cannot be reached.
+    if [ -n "${DCC_TEST_POSTGRES_URL:-}" ]; then
+        return 0
+    fi
+    if ! command -v pg_isready >/dev/null; then
+        echo "pg_isready not found: cannot check PostgreSQL; its store tests fail under CI and skip otherwise" >&2
+        return 0
+    fi
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -z "$version" ] || ! command -v pg_ctlcluster >/dev/null; then
+        echo "PostgreSQL is not running on 127.0.0.1:5432 and there is no local cluster to start" \
+             "(no pg_ctlcluster or /etc/postgresql): its store tests fail under CI and skip otherwise" >&2
+        return 0
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "starting PostgreSQL $version (cluster main) for the store tests" >&2
+    $sudo pg_ctlcluster --skip-systemctl-redirect "$version" main start \
+        || echo "could not start PostgreSQL $version main" >&2
+    local tries=0
+    until pg_isready -q -h 127.0.0.1 -p 5432; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 30 ]; then
+            echo "PostgreSQL did not accept connections on 127.0.0.1:5432 within 15 s" >&2
+            return 0
+        fi
+        sleep 0.5
+    done
+}

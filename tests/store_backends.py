@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,6 +50,10 @@ class StoreOpener(Protocol):
 
     async def close_all(self) -> None: ...
 
+    async def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Runs SQL both dialects accept on the database itself, outside any store (to inspect it)."""
+        ...
+
 
 class SqliteOpener:
     """Stores on one SQLite file."""
@@ -72,6 +77,12 @@ class SqliteOpener:
     async def close_all(self) -> None:
         while self._open:
             await self._open.pop().close()
+
+    async def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.path)) as db:
+            rows = db.execute(sql).fetchall()
+            db.commit()
+            return [tuple(row) for row in rows]
 
 
 def postgres_server_url() -> str:
@@ -115,12 +126,12 @@ class PostgresOpener:
         while self._open:
             await self._open.pop().close()
 
-    async def execute(self, sql: str, *args: Any) -> Any:
-        """Runs one statement in this opener's schema, outside any store (tests tamper or inspect with it)."""
+    async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Runs one statement in this opener's schema, outside any store (tests inspect or tamper with it)."""
         connection = await asyncpg.connect(_server_dsn(self.server_url), timeout=_CONNECT_TIMEOUT_SECONDS)
         try:
             await connection.execute(f'SET search_path TO "{self.schema}"')
-            return await connection.fetch(sql, *args)
+            return [tuple(row) for row in await connection.fetch(sql, *args)]
         finally:
             await connection.close()
 

@@ -6,6 +6,7 @@ the closed store file, dropping the append-only triggers first.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -34,7 +35,9 @@ from gateway.store.factory import (
     sqlite_path,
     verify_audit,
 )
+from gateway.store.postgresql import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from tests.store_backends import StoreOpener
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -148,12 +151,21 @@ async def test_verify_chain_names_the_first_position_out_of_place(order: list[in
     assert (report.ok, report.first_broken, report.records) == (False, first_broken, len(order))
 
 
-async def test_verify_chain_reads_an_async_iterator(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "s.db") as store:
-        for n in range(1, RECORDS + 1):
-            record = await store.append_audit(entry(n))
-        assert record.sequence == RECORDS
-        assert (await verify_chain(store.audit_records())).ok
+async def test_verify_chain_reads_an_async_iterator(store_factory: StoreOpener) -> None:
+    store = await store_factory.open()
+    for n in range(1, RECORDS + 1):
+        record = await store.append_audit(entry(n))
+    assert record.sequence == RECORDS
+    assert (await verify_chain(store.audit_records())).ok
+
+
+async def test_a_chain_written_by_several_stores_at_once_verifies(store_factory: StoreOpener) -> None:
+    """Two workers appending concurrently still make one chain: every record links to the one before."""
+    one, two = await store_factory.open(), await store_factory.open()
+    written = await asyncio.gather(*(store.append_audit(entry(n)) for n in range(1, 41) for store in (one, two)))
+    assert sorted(record.sequence for record in written) == list(range(1, 81))
+    report = await verify_chain(one.audit_records())
+    assert (report.ok, report.records) == (True, 80)
 
 
 # --- tampering with the file -------------------------------------------------------------
@@ -338,11 +350,21 @@ async def test_verify_audit_without_a_store_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "store.db").exists()
 
 
-async def test_postgresql_is_not_built_yet(tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedError, match="issue #5"):
-        open_store("postgresql://gateway@localhost/dcc", world_dir=tmp_path)
-    with pytest.raises(NotImplementedError, match="issue #5"):
-        await verify_audit(tmp_path, "postgresql://gateway@localhost/dcc")
+async def test_verify_audit_takes_the_url_of_either_backend(store_factory: StoreOpener, tmp_path: Path) -> None:
+    store = await store_factory.open()
+    for n in range(1, RECORDS + 1):
+        await store.append_audit(entry(n))
+    await store.close()
+    report = await verify_audit(tmp_path / "elsewhere", store_factory.url)
+    assert (report.ok, report.records) == (True, RECORDS)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_names_a_postgresql_store_not_yet_opened(tmp_path: Path, scheme: str) -> None:
+    store = open_store(f"{scheme}://gateway@localhost:5432/dcc?schema=tenant_1", world_dir=tmp_path)
+    assert isinstance(store, PostgresStore) and store.schema == "tenant_1"
+    default = open_store(f"{scheme}://gateway@localhost/dcc", world_dir=tmp_path)
+    assert isinstance(default, PostgresStore) and default.schema == "dcc_gateway"
 
 
 @pytest.mark.parametrize(

@@ -3,17 +3,17 @@
 Receivers are real aiohttp servers on 127.0.0.1; a receiver that is "down" is a
 free port with nothing listening (connection refused). Decisions follow the
 FixedClock, advanced by hand to one second either side of every limit:
-backoff steps, the 300 s round, the 2-day failed queue.
+backoff steps, the 300 s round, the 2-day failed queue. The outbox's store
+contract runs on each backend (``store_factory``: SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,10 @@ from gateway.store.base import (
     DeliveryKind,
     DeliveryStatus,
     PendingDelivery,
+    Store,
 )
 from gateway.store.sqlite import SqliteStore
+from tests.store_backends import StoreOpener
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -119,13 +121,14 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
+    """For the tests of the worker against a SQLite store subclass (not of the Store contract)."""
     return tmp_path / "store.db"
 
 
 @pytest.fixture
-async def store(path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(path) as opened:
-        yield opened
+async def store(store_factory: StoreOpener) -> Store:
+    """A store of each backend (SQLite and PostgreSQL): the outbox contract holds on both."""
+    return await store_factory.open()
 
 
 @pytest.fixture
@@ -155,7 +158,7 @@ async def receiver_on(receivers: list[Receiver], clock: FixedClock, *, port: int
 
 
 def worker_for(
-    workers: list[DeliveryWorker], store: SqliteStore, clock: FixedClock, **options: object
+    workers: list[DeliveryWorker], store: Store, clock: FixedClock, **options: object
 ) -> DeliveryWorker:
     settings: dict[str, object] = {"attempt_timeout": 2.0, "poll_interval": 0.05, **options}
     worker = DeliveryWorker(store, clock, **settings)  # type: ignore[arg-type]
@@ -168,25 +171,18 @@ def delivery(url: str, *, user: Eui64 = SUPPLIER, subject: str = "RQ-1", body: b
     return Delivery(user, url, body, DeliveryKind.RESPONSE, subject, at, audit)
 
 
-@contextlib.contextmanager
-def raw_sqlite(path: Path) -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(path)
-    try:
-        yield connection
-    finally:
-        connection.close()
+async def statuses(database: StoreOpener) -> dict[int, str]:
+    """Every delivery's status as stored, read from the database itself."""
+    return {int(delivery_id): status for delivery_id, status in await database.query(
+        "SELECT delivery_id, status FROM deliveries"
+    )}
 
 
-def statuses(path: Path) -> dict[int, str]:
-    with raw_sqlite(path) as db:
-        return dict(db.execute("SELECT delivery_id, status FROM deliveries"))
-
-
-async def delivery_log(store: SqliteStore) -> list[str]:
+async def delivery_log(store: Store) -> list[str]:
     return [r.entry.outcome async for r in store.audit_records() if r.entry.kind == "delivery"]
 
 
-async def chain_ok(store: SqliteStore) -> bool:
+async def chain_ok(store: Store) -> bool:
     return (await verify_chain(store.audit_records())).ok
 
 
@@ -212,14 +208,14 @@ async def run_until(worker: DeliveryWorker, clock: FixedClock, until: dt.datetim
 
 
 async def test_a_delivery_is_posted_as_signed_xml_and_audited(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], path: Path
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
     receiver = await receiver_on(receivers, clock)
     decision = AuditEntry(T0, "request", str(SUPPLIER), "RQ-1", "I0", "device answered", {"srv": "1.6"})
     delivery_id = await store.enqueue_delivery(delivery(receiver.url, audit=decision))
     assert await worker_for(workers, store, clock).run_once() == 1
     assert [(body, ctype) for _, body, ctype, _ in receiver.received] == [(BODY, "application/xml")]
-    assert statuses(path) == {delivery_id: "delivered"}
+    assert await statuses(store_factory) == {delivery_id: "delivered"}
     records = [r.entry async for r in store.audit_records()]
     expected = [("request", "I0"), ("delivery", "enqueued"), ("delivery", "delivered")]
     assert [(e.kind, e.outcome) for e in records] == expected
@@ -234,7 +230,7 @@ async def test_a_delivery_is_posted_as_signed_xml_and_audited(
     + [pytest.param(s, False, id=str(s)) for s in (302, 400, 404, 429, 500, 503)],
 )
 async def test_only_2xx_is_delivered(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker],
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker],
     status: int, delivered: bool,
 ) -> None:
     receiver = await receiver_on(receivers, clock, statuses=[status])
@@ -245,7 +241,7 @@ async def test_only_2xx_is_delivered(
 
 
 async def test_a_receiver_that_is_down_then_up_gets_it_on_the_retry(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], path: Path
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
     receiver = await receiver_on(receivers, clock, start=False)  # connection refused
     delivery_id = await store.enqueue_delivery(delivery(receiver.url))
@@ -258,13 +254,13 @@ async def test_a_receiver_that_is_down_then_up_gets_it_on_the_retry(
     assert await worker.run_once() == 0  # not due yet: the first backoff step is 1 s
     clock.advance(SECOND)
     assert await worker.run_once() == 1
-    assert receiver.bodies == [BODY] and statuses(path) == {delivery_id: "delivered"}
+    assert receiver.bodies == [BODY] and await statuses(store_factory) == {delivery_id: "delivered"}
     assert await delivery_log(store) == ["enqueued", "retry-scheduled", "delivered"]
     assert await chain_ok(store)
 
 
 async def test_500_then_200(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock, statuses=[500])
     await store.enqueue_delivery(delivery(receiver.url))
@@ -276,7 +272,7 @@ async def test_500_then_200(
 
 
 async def test_a_receiver_that_never_answers_times_out_and_others_are_still_served(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     hanging = await receiver_on(receivers, clock, delay=-1)
     good = await receiver_on(receivers, clock)
@@ -299,7 +295,7 @@ def test_the_default_backoff_steps() -> None:
 
 
 async def test_backoff_schedule_then_failed_queue_at_300_s(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], path: Path
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
     """A pass every second of the round: attempts fall exactly on the schedule, none early or late."""
     receiver = await receiver_on(receivers, clock, statuses=[500] * 1000)
@@ -307,7 +303,7 @@ async def test_backoff_schedule_then_failed_queue_at_300_s(
     worker = worker_for(workers, store, clock)
     await run_until(worker, clock, T0 + ROUND - SECOND)
     assert [t.total_seconds() for t in receiver.times] == [0, 1, 3, 7, 15, 31, 61, 121, 181, 241]
-    assert statuses(path) == {delivery_id: "pending"} and await store.failed_deliveries(SUPPLIER) == []
+    assert await statuses(store_factory) == {delivery_id: "pending"} and await store.failed_deliveries(SUPPLIER) == []
     clock.advance(SECOND)  # 300 s: the round is over (the store tests cover 299/300/301 s)
     await worker.run_once()
     [failed] = await store.failed_deliveries(SUPPLIER)
@@ -323,7 +319,7 @@ async def test_backoff_schedule_then_failed_queue_at_300_s(
 
 
 async def test_a_custom_backoff_is_followed(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock, statuses=[503] * 100)
     await store.enqueue_delivery(delivery(receiver.url))
@@ -339,14 +335,14 @@ async def test_a_custom_backoff_is_followed(
         pytest.param(ROUND + SECOND, True, id="301s"),
     ],
 )
-async def test_the_round_is_300_s(store: SqliteStore, age: dt.timedelta, failed: bool) -> None:
+async def test_the_round_is_300_s(store: Store, age: dt.timedelta, failed: bool) -> None:
     await store.enqueue_delivery(delivery("http://127.0.0.1:1/receive"))
     assert await store.fail_overdue(T0 + age) == int(failed)
     assert len(await store.failed_deliveries(SUPPLIER)) == int(failed)
 
 
 async def test_a_delivery_overdue_at_start_up_gets_one_attempt_first(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     """The gateway was down for the whole round: the pass attempts what is due, then fails the overdue."""
     receiver = await receiver_on(receivers, clock, statuses=[500])
@@ -359,14 +355,14 @@ async def test_a_delivery_overdue_at_start_up_gets_one_attempt_first(
 # --- the failed queue -------------------------------------------------------------------
 
 
-async def fail_one(store: SqliteStore, url: str, *, user: Eui64 = SUPPLIER, subject: str = "RQ-1") -> int:
+async def fail_one(store: Store, url: str, *, user: Eui64 = SUPPLIER, subject: str = "RQ-1") -> int:
     delivery_id = await store.enqueue_delivery(delivery(url, user=user, subject=subject))
     assert await store.fail_overdue(T0 + ROUND) >= 1
     return delivery_id
 
 
 async def test_failed_deliveries_are_purged_after_2_days(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock, start=False)
     await fail_one(store, receiver.url)  # failed at T0 + 300 s
@@ -382,13 +378,13 @@ async def test_failed_deliveries_are_purged_after_2_days(
 
 
 @pytest.mark.parametrize(("offset", "purged"), [(-SECOND, 0), (dt.timedelta(0), 1), (SECOND, 1)])
-async def test_purge_boundary(store: SqliteStore, offset: dt.timedelta, purged: int) -> None:
+async def test_purge_boundary(store: Store, offset: dt.timedelta, purged: int) -> None:
     await fail_one(store, "http://127.0.0.1:1/receive")
     assert await store.purge_failed(T0 + ROUND + KEEP + offset) == purged
 
 
 async def test_redeliver_failed_starts_a_new_round_for_that_user_only(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], path: Path
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
     receiver = await receiver_on(receivers, clock, start=False)
     mine = await fail_one(store, receiver.url, subject="RQ-mine")
@@ -400,27 +396,27 @@ async def test_redeliver_failed_starts_a_new_round_for_that_user_only(
     assert await store.failed_deliveries(SUPPLIER) == []
     worker = worker_for(workers, store, clock)
     await run_until(worker, clock, redelivered_at + ROUND - SECOND)  # the receiver is still down
-    assert statuses(path)[mine] == "pending"  # a new round of 300 s from the redelivery
+    assert (await statuses(store_factory))[mine] == "pending"  # a new round of 300 s from the redelivery
     await receiver.start()
     clock.advance(dt.timedelta(seconds=60))
     assert await worker.run_once() == 1
-    assert receiver.bodies == [BODY] and statuses(path) == {mine: "delivered", theirs: "failed"}
+    assert receiver.bodies == [BODY] and await statuses(store_factory) == {mine: "delivered", theirs: "failed"}
     mine_log = [r.entry.outcome async for r in store.audit_records() if r.entry.subject == "RQ-mine"]
     assert mine_log == ["enqueued", "failed", "redelivery", *["retry-scheduled"] * 10, "delivered"]
     assert await chain_ok(store)
 
 
-async def test_an_attempt_in_flight_when_the_round_ended_still_counts(store: SqliteStore, path: Path) -> None:
+async def test_an_attempt_in_flight_when_the_round_ended_still_counts(store: Store, store_factory: StoreOpener) -> None:
     [claimed] = [await store.enqueue_delivery(delivery("http://127.0.0.1:1/receive"))]
     assert len(await store.due_deliveries(T0 + ROUND - SECOND, 10, lease=dt.timedelta(seconds=20))) == 1
     assert await store.fail_overdue(T0 + ROUND) == 1
     assert await store.record_attempt(claimed, T0 + ROUND + SECOND, False, "HTTP 500", None) is DeliveryStatus.FAILED
     assert await store.record_attempt(claimed, T0 + ROUND + SECOND, True, None, None) is DeliveryStatus.DELIVERED
-    assert statuses(path) == {claimed: "delivered"}
+    assert await statuses(store_factory) == {claimed: "delivered"}
     assert await store.record_attempt(9999, T0, True, None, None) is None
 
 
-async def test_a_failed_attempt_without_a_next_time_goes_to_the_failed_queue(store: SqliteStore) -> None:
+async def test_a_failed_attempt_without_a_next_time_goes_to_the_failed_queue(store: Store) -> None:
     delivery_id = await store.enqueue_delivery(delivery("http://127.0.0.1:1/receive"))
     assert await store.record_attempt(delivery_id, T0, False, "gone", None) is DeliveryStatus.FAILED
     [failed] = await store.failed_deliveries(SUPPLIER)
@@ -431,54 +427,55 @@ async def test_a_failed_attempt_without_a_next_time_goes_to_the_failed_queue(sto
 
 
 async def test_the_outbox_survives_reopen(
-    path: Path, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store_factory: StoreOpener, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock)
-    async with SqliteStore(path) as store:
-        delivery_id = await store.enqueue_delivery(delivery(receiver.url))
-    async with SqliteStore(path) as store:
-        assert await worker_for(workers, store, clock).run_once() == 1
-        assert await delivery_log(store) == ["enqueued", "delivered"]
-        assert await chain_ok(store)
-    assert receiver.bodies == [BODY] and statuses(path) == {delivery_id: "delivered"}
+    store = await store_factory.open()
+    delivery_id = await store.enqueue_delivery(delivery(receiver.url))
+    await store.close()
+    store = await store_factory.open()
+    assert await worker_for(workers, store, clock).run_once() == 1
+    assert await delivery_log(store) == ["enqueued", "delivered"]
+    assert await chain_ok(store)
+    assert receiver.bodies == [BODY] and await statuses(store_factory) == {delivery_id: "delivered"}
 
 
 async def test_an_unrecorded_attempt_is_made_again_after_the_lease(
-    path: Path, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store_factory: StoreOpener, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     """At least once: a worker claimed it and died before recording; another delivers it after the lease."""
     receiver = await receiver_on(receivers, clock)
     lease = dt.timedelta(seconds=20)
-    async with SqliteStore(path) as crashed:
-        await crashed.enqueue_delivery(delivery(receiver.url))
-        assert len(await crashed.due_deliveries(T0, 10, lease=lease)) == 1
-    async with SqliteStore(path) as store:
-        worker = worker_for(workers, store, clock, lease=lease)
-        clock.set(T0 + lease - SECOND)
-        assert await worker.run_once() == 0  # still claimed
-        clock.advance(SECOND)
-        assert await worker.run_once() == 1
+    crashed = await store_factory.open()
+    await crashed.enqueue_delivery(delivery(receiver.url))
+    assert len(await crashed.due_deliveries(T0, 10, lease=lease)) == 1
+    await crashed.close()
+    worker = worker_for(workers, await store_factory.open(), clock, lease=lease)
+    clock.set(T0 + lease - SECOND)
+    assert await worker.run_once() == 0  # still claimed
+    clock.advance(SECOND)
+    assert await worker.run_once() == 1
     assert receiver.bodies == [BODY]
 
 
 async def test_two_workers_on_one_database_post_each_delivery_once(
-    path: Path, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store_factory: StoreOpener, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock, delay=0.01)
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        for n in range(40):
-            await one.enqueue_delivery(delivery(receiver.url, subject=f"RQ-{n}", body=BODY + str(n).encode()))
-        delivered = await asyncio.gather(
-            worker_for(workers, one, clock, max_in_flight=4).run_once(),
-            worker_for(workers, two, clock, max_in_flight=4).run_once(),
-        )
-        assert sum(delivered) == 40
-        assert await chain_ok(one)
+    one, two = await store_factory.open(), await store_factory.open()
+    for n in range(40):
+        await one.enqueue_delivery(delivery(receiver.url, subject=f"RQ-{n}", body=BODY + str(n).encode()))
+    delivered = await asyncio.gather(
+        worker_for(workers, one, clock, max_in_flight=4).run_once(),
+        worker_for(workers, two, clock, max_in_flight=4).run_once(),
+    )
+    assert sum(delivered) == 40
+    assert await chain_ok(one)
     assert sorted(receiver.bodies) == sorted(BODY + str(n).encode() for n in range(40))
 
 
 async def test_run_once_keeps_at_most_max_in_flight(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
 ) -> None:
     receiver = await receiver_on(receivers, clock, delay=0.02)
     for n in range(20):
@@ -491,7 +488,7 @@ async def test_run_once_keeps_at_most_max_in_flight(
 
 
 async def test_run_wakes_on_notify_and_stop_finishes_the_attempt_in_flight(
-    store: SqliteStore, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], path: Path
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
     receiver = await receiver_on(receivers, clock, delay=0.3)
     worker = worker_for(workers, store, clock, poll_interval=60.0)  # only notify() can wake it in time
@@ -501,12 +498,12 @@ async def test_run_wakes_on_notify_and_stop_finishes_the_attempt_in_flight(
     await eventually(lambda: receiver.in_flight == 1, timeout=1.0)
     await worker.stop()  # while the receiver is still answering
     assert task.done() and task.exception() is None
-    assert receiver.bodies == [BODY] and statuses(path) == {delivery_id: "delivered"}
+    assert receiver.bodies == [BODY] and await statuses(store_factory) == {delivery_id: "delivered"}
     assert await delivery_log(store) == ["enqueued", "delivered"]
 
 
 async def test_run_stops_on_its_stop_event(
-    store: SqliteStore, clock: FixedClock, workers: list[DeliveryWorker]
+    store: Store, clock: FixedClock, workers: list[DeliveryWorker]
 ) -> None:
     stop_event = asyncio.Event()
     task = asyncio.create_task(worker_for(workers, store, clock, poll_interval=60.0).run(stop_event))

@@ -2,7 +2,8 @@
 
 A Pre-Command issued on CV4 is kept per RequestID; CV5 under the same RequestID
 takes it for the E42 comparison. "At most once" must hold across connections and
-processes, since several gateway workers may share one database.
+processes, since several gateway workers may share one database. Every test of
+that contract runs on each store backend (``store_factory``: SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,9 @@ import pytest
 from gateway.eui64 import Eui64
 from gateway.gbcs.payment_mode import build_update_payment_mode_precommand
 from gateway.store.audit import verify_chain
-from gateway.store.base import AuditEntry, PendingPreCommand, PreCommandConflict
+from gateway.store.base import AuditEntry, PendingPreCommand, PreCommandConflict, Store
 from gateway.store.sqlite import SqliteStore
+from tests.store_backends import StoreOpener
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -46,24 +48,24 @@ def issued_audit(request_id: str = REQUEST_ID) -> AuditEntry:
 
 
 async def remember(
-    store: SqliteStore, request_id: str = REQUEST_ID, *, apdu: bytes = APDU, user: Eui64 = SUPPLIER
+    store: Store, request_id: str = REQUEST_ID, *, apdu: bytes = APDU, user: Eui64 = SUPPLIER
 ) -> None:
     await store.remember_precommand(request_id, user, ESME, apdu, T0, T0 + LIFETIME, issued_audit(request_id))
 
 
-async def audit_outcomes(store: SqliteStore) -> list[tuple[str, str]]:
+async def audit_outcomes(store: Store) -> list[tuple[str, str]]:
     return [(r.entry.subject, r.entry.outcome) async for r in store.audit_records()]
 
 
 @pytest.fixture
 async def path(tmp_path: Path) -> Path:
+    """For the SQLite-only tests (the file's schema history)."""
     return tmp_path / "store.db"
 
 
 @pytest.fixture
-async def store(path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(path) as opened:
-        yield opened
+async def store(store_factory: StoreOpener) -> Store:
+    return await store_factory.open()
 
 
 @contextlib.contextmanager
@@ -79,19 +81,19 @@ def raw_sqlite(path: Path) -> Iterator[sqlite3.Connection]:
 # --- remember / take --------------------------------------------------------------------
 
 
-async def test_the_issued_precommand_is_taken_once(store: SqliteStore) -> None:
+async def test_the_issued_precommand_is_taken_once(store: Store) -> None:
     await remember(store)
     taken = await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + SECOND)
     assert taken == PendingPreCommand(REQUEST_ID, SUPPLIER, ESME, APDU, T0, T0 + LIFETIME)
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + 2 * SECOND) is None
 
 
-async def test_an_unknown_request_id_takes_nothing(store: SqliteStore) -> None:
+async def test_an_unknown_request_id_takes_nothing(store: Store) -> None:
     await remember(store)
     assert await store.take_precommand(f"{SUPPLIER}:{ESME}:1003", SUPPLIER, T0) is None
 
 
-async def test_another_user_cannot_take_it_and_the_owner_still_can(store: SqliteStore) -> None:
+async def test_another_user_cannot_take_it_and_the_owner_still_can(store: Store) -> None:
     await remember(store)
     assert await store.take_precommand(REQUEST_ID, OTHER_USER, T0) is None
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is not None
@@ -105,13 +107,13 @@ async def test_another_user_cannot_take_it_and_the_owner_still_can(store: Sqlite
         pytest.param(SECOND, False, id="1s-after-expiry"),
     ],
 )
-async def test_expiry_is_exclusive(store: SqliteStore, offset: dt.timedelta, taken: bool) -> None:
+async def test_expiry_is_exclusive(store: Store, offset: dt.timedelta, taken: bool) -> None:
     await remember(store)
     result = await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + LIFETIME + offset)
     assert (result is not None) is taken
 
 
-async def test_an_expired_take_consumes_nothing_and_an_expiry_before_issue_is_refused(store: SqliteStore) -> None:
+async def test_an_expired_take_consumes_nothing_and_an_expiry_before_issue_is_refused(store: Store) -> None:
     await remember(store)
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + LIFETIME + SECOND) is None
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + LIFETIME - SECOND) is not None  # the clock went back
@@ -122,13 +124,13 @@ async def test_an_expired_take_consumes_nothing_and_an_expiry_before_issue_is_re
 # --- remembering twice ------------------------------------------------------------------
 
 
-async def test_remembering_the_same_precommand_again_is_a_no_op(store: SqliteStore) -> None:
+async def test_remembering_the_same_precommand_again_is_a_no_op(store: Store) -> None:
     await remember(store)
     await remember(store)
     assert await audit_outcomes(store) == [(REQUEST_ID, "I0")]  # recorded once
 
 
-async def test_a_different_precommand_under_a_known_request_id_is_refused(store: SqliteStore) -> None:
+async def test_a_different_precommand_under_a_known_request_id_is_refused(store: Store) -> None:
     await remember(store)
     with pytest.raises(PreCommandConflict, match="already remembered"):
         await remember(store, apdu=APDU + b"\x00")
@@ -139,14 +141,14 @@ async def test_a_different_precommand_under_a_known_request_id_is_refused(store:
     assert await audit_outcomes(store) == [(REQUEST_ID, "I0")]
 
 
-async def test_remembering_a_taken_precommand_does_not_rearm_it(store: SqliteStore) -> None:
+async def test_remembering_a_taken_precommand_does_not_rearm_it(store: Store) -> None:
     await remember(store)
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is not None
     await remember(store)
     assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is None
 
 
-async def test_remember_is_audited_in_its_transaction_and_the_chain_verifies(store: SqliteStore) -> None:
+async def test_remember_is_audited_in_its_transaction_and_the_chain_verifies(store: Store) -> None:
     await remember(store)
     await store.take_precommand(REQUEST_ID, SUPPLIER, T0)
     records = [r async for r in store.audit_records()]
@@ -157,33 +159,36 @@ async def test_remember_is_audited_in_its_transaction_and_the_chain_verifies(sto
 # --- restarts and several workers -------------------------------------------------------
 
 
-async def test_a_precommand_survives_reopen_and_so_does_its_consumption(path: Path) -> None:
-    async with SqliteStore(path) as store:
-        await remember(store)
-    async with SqliteStore(path) as store:
-        assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is not None
-    async with SqliteStore(path) as store:
-        assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is None
+async def test_a_precommand_survives_reopen_and_so_does_its_consumption(store_factory: StoreOpener) -> None:
+    store = await store_factory.open()
+    await remember(store)
+    await store.close()
+    store = await store_factory.open()
+    assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is not None
+    await store.close()
+    store = await store_factory.open()
+    assert await store.take_precommand(REQUEST_ID, SUPPLIER, T0) is None
 
 
-async def test_two_connections_take_it_exactly_once(path: Path) -> None:
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        ids = [f"{SUPPLIER}:{ESME}:{n}" for n in range(20)]
-        for request_id in ids:
-            await remember(one, request_id)
-        takes = [store.take_precommand(rid, SUPPLIER, T0) for rid in ids for store in (one, two, one, two)]
-        results = await asyncio.gather(*takes)
+async def test_two_connections_take_it_exactly_once(store_factory: StoreOpener) -> None:
+    one, two = await store_factory.open(), await store_factory.open()
+    ids = [f"{SUPPLIER}:{ESME}:{n}" for n in range(20)]
+    for request_id in ids:
+        await remember(one, request_id)
+    takes = [store.take_precommand(rid, SUPPLIER, T0) for rid in ids for store in (one, two, one, two)]
+    results = await asyncio.gather(*takes)
     taken = [r.request_id for r in results if r is not None]
     assert sorted(taken) == sorted(ids)  # each one exactly once
 
 
 _TAKER_SCRIPT = """
 import asyncio, datetime as dt, json, sys, time
-from gateway.store.sqlite import SqliteStore
+from pathlib import Path
+from gateway.store.factory import open_store
 from tests.test_precommands import SUPPLIER, ESME, T0
 
-async def main(path, start_at, count):
-    async with SqliteStore(path) as store:
+async def main(url, start_at, count):
+    async with open_store(url, world_dir=Path(".")) as store:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         taken = []
         for n in range(count):
@@ -195,12 +200,12 @@ asyncio.run(main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
 """
 
 
-async def run_taker(path: Path, start_at: float, count: int) -> list[int]:
+async def run_taker(url: str, start_at: float, count: int) -> list[int]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         _TAKER_SCRIPT,
-        str(path),
+        url,
         str(start_at),
         str(count),
         stdout=asyncio.subprocess.PIPE,
@@ -213,13 +218,15 @@ async def run_taker(path: Path, start_at: float, count: int) -> list[int]:
     return taken
 
 
-async def test_two_processes_take_each_precommand_exactly_once(path: Path) -> None:
+async def test_two_processes_take_each_precommand_exactly_once(store_factory: StoreOpener) -> None:
     count = 60
-    async with SqliteStore(path) as store:
-        for n in range(count):
-            await remember(store, f"{SUPPLIER}:{ESME}:{n}")
+    store = await store_factory.open()
+    for n in range(count):
+        await remember(store, f"{SUPPLIER}:{ESME}:{n}")
+    await store.close()
     start_at = time.time() + 1.5
-    one, two = await asyncio.gather(run_taker(path, start_at, count), run_taker(path, start_at, count))
+    url = store_factory.url
+    one, two = await asyncio.gather(run_taker(url, start_at, count), run_taker(url, start_at, count))
     assert sorted(one + two) == list(range(count))
 
 

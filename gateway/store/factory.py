@@ -2,7 +2,8 @@
 
 URLs: ``sqlite:///relative/path.db`` (resolved against the world directory),
 ``sqlite:////abs/path.db``, ``sqlite:///:memory:``, a plain file path, or
-``postgresql://…`` (issue #5).
+``postgresql://user@host:port/db[?schema=NAME]`` (also ``postgres://``; issue #5, see
+:mod:`gateway.store.postgresql`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 from gateway.config import CONFIG_FILE_NAME, load_config
 from gateway.store.audit import ChainReport, verify_chain
 from gateway.store.base import Store
+from gateway.store.postgresql import POSTGRES_SCHEMES, PostgresStore
 from gateway.store.sqlite import SqliteStore
 
 SQLITE_SCHEME = "sqlite:///"
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _ANY_SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -41,13 +42,17 @@ def sqlite_path(url: str, *, world_dir: Path) -> Path | None:
     return path if path.is_absolute() else world_dir / path
 
 
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
 def open_store(url: str, *, world_dir: Path, read_only: bool = False) -> Store:
     """The store a URL names, not yet opened: the caller owns ``await store.open()`` / ``close()``.
 
-    ``read_only`` opens an existing SQLite file without creating or changing anything.
+    ``read_only`` opens an existing store without creating, migrating or changing anything.
     """
-    if url.startswith(_POSTGRES_SCHEMES):
-        raise NotImplementedError("PostgreSQL store: issue #5")
+    if is_postgres_url(url):
+        return PostgresStore(url, read_only=read_only)
     path = sqlite_path(url, world_dir=world_dir)
     return SqliteStore(":memory:" if path is None else path, read_only=read_only)
 
@@ -61,12 +66,12 @@ async def verify_audit(world_dir: Path, store_url: str | None = None) -> ChainRe
     """Checks the hash chain of a world's audit log (``dcc-gateway audit verify DIR``).
 
     The store is opened read-only: no schema is created and no row is written, so a
-    tampered file keeps its evidence (SQLite may leave an empty ``-wal``/``-shm`` beside it).
-    Raises FileNotFoundError when the store does not exist (there is nothing to
-    vouch for, which is not the same as an intact log).
+    tampered file keeps its evidence (SQLite may leave an empty ``-wal``/``-shm`` beside it;
+    PostgreSQL connections are read-only). Raises FileNotFoundError when the store does not
+    exist (there is nothing to vouch for, which is not the same as an intact log).
     """
     url = store_url or _configured_url(world_dir)
-    if not url.startswith(_POSTGRES_SCHEMES):
+    if not is_postgres_url(url):
         path = sqlite_path(url, world_dir=world_dir)
         if path is None or not path.is_file():
             raise FileNotFoundError(f"no store to verify at {url!r} (world {world_dir})")

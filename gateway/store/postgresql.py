@@ -1,0 +1,1332 @@
+""":class:`gateway.store.base.Store` on PostgreSQL, for several gateway workers on one database (issue #5).
+
+URL: ``postgresql://user[:password]@host[:port]/database[?schema=NAME]`` (``postgres://``
+too). The tables live in schema ``NAME`` (default ``dcc_gateway``), created if absent;
+every connection of the store has ``search_path`` set to it, so tests can isolate
+themselves in a throwaway schema. Other query parameters go to asyncpg as they are.
+
+Schema migrations: ``schema_migrations (version, applied_at)`` records the steps of
+:data:`MIGRATIONS` applied, in order, each in its own transaction. :meth:`PostgresStore.open`
+applies the missing ones under a session advisory lock keyed on the schema, so two
+workers starting at once do not race, and refuses a schema newer than this build.
+A read-only store (``audit verify``) creates and migrates nothing.
+
+Concurrency across workers: every write transaction first takes
+``pg_advisory_xact_lock(<the schema's write key>)``. Writers of one schema are thus
+serialised whichever process they run in: the replay check-and-set, the ADT count,
+quarantine, taking a Pre-Command, outbox leases and command claims are each decided
+on data no other writer is changing, and the audit chain (which needs a total order
+anyway) gets one without deadlocks, since no writer waits for a row lock another
+holds while itself holding one. Reads (``last_counter``, ``audit_records``…) use a
+small pool and see committed data only.
+
+Group commit: the write lock makes writers take turns, so each turn is made to
+count. Concurrent write calls on one store object are queued; one writer task takes
+up to ``group_limit`` of them, runs them on one dedicated connection in one
+transaction, each in its own SAVEPOINT (a call that raises is rolled back alone and
+gets its exception; the others go on), and answers every caller only after COMMIT
+returned. While a group commits, the next one gathers, so a busy store pays one
+durable commit (``synchronous_commit=on``, the server's default, is left alone) for
+many calls. :attr:`PostgresStore.groups_committed` counts the groups.
+
+Encodings: times are ``timestamptz`` (microsecond precision, compared as instants);
+replay counters ``numeric(20, 0)`` checked to 0..2^64-1 (``bigint`` is signed);
+JSON (directive arguments, audit details) is the text of
+:func:`~gateway.store.audit.canonical_json`, stored as text so that what the hash
+chain hashed is what is read back; bytes are ``bytea``. Audit and directive
+sequence numbers are assigned as last + 1 under the write lock, so they have no
+gaps (a gap in the audit log is evidence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Generic, Self, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from gateway.codes import ResponseCode
+from gateway.eui64 import Eui64
+from gateway.store.audit import AuditRecordUnreadable, canonical_json, chain_hash, parse_utc_text, utc_text
+from gateway.store.base import (
+    DELIVERY_MAX_AGE,
+    FAILED_DELIVERY_KEEP,
+    GENESIS_HASH,
+    Admission,
+    AdmissionRequest,
+    AdmissionResult,
+    AuditEntry,
+    AuditRecord,
+    ClaimedCommand,
+    CommandCompletion,
+    CommandForm,
+    CommandStatus,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    DeviceCommand,
+    DirectiveRecord,
+    PendingDelivery,
+    PendingPreCommand,
+    PreCommandConflict,
+    QuarantinedRequest,
+    QuarantineStatus,
+)
+from gateway.store.sqlite import StoreNotOpenError, StoreSchemaError
+
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+DEFAULT_SCHEMA: Final = "dcc_gateway"
+DEFAULT_GROUP_LIMIT: Final = 256
+DEFAULT_POOL_SIZE: Final = 4
+MAX_COUNTER: Final = (1 << 64) - 1
+_PAGE_SIZE: Final = 500
+"""Rows per query when streaming a log, so that no connection is held while the caller consumes it."""
+
+_SCHEMA_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
+    {
+        Admission.ACCEPTED: ResponseCode.I99.value,
+        Admission.REPLAY: ResponseCode.E40.value,
+        Admission.QUARANTINED: ResponseCode.E43.value,
+    }
+)
+DELIVERY_ACTOR: Final = "outbox"
+"""The audit actor of the outbox's own state changes (as in the SQLite store)."""
+
+T = TypeVar("T")
+
+
+class StoreReadOnlyError(RuntimeError):
+    """A write was asked of a store opened read-only."""
+
+
+class PostgresStoreMissing(FileNotFoundError):
+    """A read-only open found no gateway store in that schema (nothing to verify, not an intact log)."""
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_AUDIT_APPEND_ONLY: Final = """CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "audit log, directive log, replay counters, ADT windows, quarantine",
+        (
+            """CREATE TABLE audit (
+                sequence bigint PRIMARY KEY CHECK (sequence >= 1),
+                at timestamptz NOT NULL,
+                kind text NOT NULL,
+                actor text NOT NULL,
+                subject text NOT NULL,
+                outcome text NOT NULL,
+                reason text NOT NULL,
+                detail text NOT NULL,
+                previous_hash text NOT NULL CHECK (length(previous_hash) = 64),
+                hash text NOT NULL UNIQUE CHECK (length(hash) = 64)
+            )""",
+            # Append-only against the gateway's own code; whoever owns the database can drop
+            # these, which is what the hash chain is for.
+            _AUDIT_APPEND_ONLY,
+            """CREATE TRIGGER audit_no_update_or_delete BEFORE UPDATE OR DELETE ON audit
+                FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+            """CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+            """CREATE TABLE directives (
+                sequence bigint PRIMARY KEY CHECK (sequence >= 1),
+                directive_id text NOT NULL UNIQUE,
+                actor text NOT NULL,
+                name text NOT NULL,
+                arguments text NOT NULL,
+                decided_at timestamptz NOT NULL,
+                accepted boolean NOT NULL,
+                reason text NOT NULL,
+                audit_sequence bigint NOT NULL REFERENCES audit (sequence)
+            )""",
+            f"""CREATE TABLE replay_counters (
+                originator text NOT NULL,
+                target text NOT NULL,
+                last_counter numeric(20, 0) NOT NULL CHECK (last_counter BETWEEN 0 AND {MAX_COUNTER}),
+                PRIMARY KEY (originator, target)
+            )""",
+            """CREATE TABLE adt_events (
+                user_id text NOT NULL,
+                srv text NOT NULL,
+                at timestamptz NOT NULL
+            )""",
+            "CREATE INDEX adt_events_window ON adt_events (user_id, srv, at)",
+            """CREATE TABLE quarantine (
+                event_ref bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                request_id text NOT NULL,
+                user_id text NOT NULL,
+                srv text NOT NULL,
+                raw_request bytea NOT NULL,
+                quarantined_at timestamptz NOT NULL,
+                status text NOT NULL CHECK (status IN ('held', 'released', 'deleted')),
+                settled_at timestamptz
+            )""",
+            "CREATE INDEX quarantine_user ON quarantine (user_id, event_ref)",
+        ),
+    ),
+    Migration(
+        2,
+        "pending Pre-Commands and the outbox",
+        (
+            """CREATE TABLE precommands (
+                request_id text PRIMARY KEY,
+                user_id text NOT NULL,
+                device_id text NOT NULL,
+                apdu bytea NOT NULL,
+                issued_at timestamptz NOT NULL,
+                expires_at timestamptz NOT NULL,
+                status text NOT NULL CHECK (status IN ('pending', 'consumed')),
+                consumed_at timestamptz,
+                audit_sequence bigint NOT NULL REFERENCES audit (sequence)
+            )""",
+            """CREATE TABLE deliveries (
+                delivery_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                user_id text NOT NULL,
+                url text NOT NULL,
+                body bytea NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('response', 'device-alert', 'dcc-alert')),
+                subject text NOT NULL,
+                created_at timestamptz NOT NULL,
+                status text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+                attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+                total_attempts integer NOT NULL DEFAULT 0 CHECK (total_attempts >= attempts),
+                round_started_at timestamptz NOT NULL,
+                next_attempt_at timestamptz NOT NULL,
+                leased_until timestamptz,
+                last_attempt_at timestamptz,
+                last_error text,
+                delivered_at timestamptz,
+                failed_at timestamptz
+            )""",
+            "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+            "CREATE INDEX deliveries_user ON deliveries (user_id, status, delivery_id)",
+        ),
+    ),
+    Migration(
+        3,
+        "the device command queue and the simulated meters' states",
+        (
+            """CREATE TABLE commands (
+                command_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                request_id text NOT NULL UNIQUE,
+                originator text NOT NULL,
+                device_id text NOT NULL,
+                service_reference text NOT NULL,
+                srv text NOT NULL,
+                form text NOT NULL CHECK (form IN ('sr-body', 'signed-pre-command', 'acknowledge')),
+                payload bytea NOT NULL,
+                queued_at timestamptz NOT NULL,
+                status text NOT NULL CHECK (status IN ('queued', 'executed')),
+                claim_token text,
+                claimed_until timestamptz,
+                claims integer NOT NULL DEFAULT 0 CHECK (claims >= 0),
+                executed_at timestamptz,
+                outcome text
+            )""",
+            "CREATE INDEX commands_queued ON commands (status, command_id)",
+            "CREATE TABLE meters (device_id text PRIMARY KEY, state text NOT NULL)",
+            "CREATE TABLE meters_meta (key text PRIMARY KEY, value text NOT NULL)",
+        ),
+    ),
+)
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+"""The newest schema this build knows; :meth:`PostgresStore.open` refuses a newer one."""
+
+
+class _MigrationsSql:
+    create: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (
+        version integer PRIMARY KEY CHECK (version >= 1),
+        applied_at timestamptz NOT NULL DEFAULT now()
+    )"""
+    exists: Final = "SELECT to_regclass('schema_migrations') IS NOT NULL"
+    current: Final = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+    # applied_at is the database's own bookkeeping of when it changed shape, not a decision's
+    # time, so the server's clock is the right one (the injected clock governs decisions).
+    insert: Final = "INSERT INTO schema_migrations (version) VALUES ($1)"
+
+
+# --- SQL of the store's operations --------------------------------------------------------
+
+
+class _Sql:
+    audit_last: Final = "SELECT sequence, hash FROM audit ORDER BY sequence DESC LIMIT 1"
+    audit_insert: Final = """INSERT INTO audit
+        (sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+    audit_page: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
+        FROM audit WHERE sequence > $1 ORDER BY sequence LIMIT $2"""
+
+    directive_columns: Final = "sequence, directive_id, actor, name, arguments, decided_at, accepted, reason"
+    directive_insert: Final = """INSERT INTO directives
+        (sequence, directive_id, actor, name, arguments, decided_at, accepted, reason, audit_sequence)
+        SELECT coalesce(max(sequence), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8 FROM directives
+        RETURNING sequence"""
+    directive_by_id: Final = f"SELECT {directive_columns} FROM directives WHERE directive_id = $1"
+    directive_page: Final = f"SELECT {directive_columns} FROM directives WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+    registry_version: Final = "SELECT coalesce(max(sequence), 0) FROM directives"
+
+    counter_select: Final = "SELECT last_counter FROM replay_counters WHERE originator = $1 AND target = $2"
+    counter_upsert: Final = """INSERT INTO replay_counters (originator, target, last_counter) VALUES ($1, $2, $3)
+        ON CONFLICT (originator, target) DO UPDATE SET last_counter = excluded.last_counter"""
+
+    adt_prune: Final = "DELETE FROM adt_events WHERE user_id = $1 AND srv = $2 AND at <= $3"
+    adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"
+    adt_insert: Final = "INSERT INTO adt_events (user_id, srv, at) VALUES ($1, $2, $3)"
+
+    quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
+    quarantine_insert: Final = """INSERT INTO quarantine (request_id, user_id, srv, raw_request, quarantined_at, status)
+        VALUES ($1, $2, $3, $4, $5, 'held') RETURNING event_ref"""
+    quarantine_by_user: Final = f"SELECT {quarantine_columns} FROM quarantine WHERE user_id = $1 ORDER BY event_ref"
+    quarantine_held: Final = f"""SELECT {quarantine_columns} FROM quarantine
+        WHERE event_ref = $1 AND user_id = $2 AND status = 'held'"""
+    quarantine_settle: Final = """UPDATE quarantine SET status = $1, settled_at = $2
+        WHERE event_ref = $3 AND status = 'held'"""
+
+    precommand_columns: Final = "request_id, user_id, device_id, apdu, issued_at, expires_at"
+    precommand_insert: Final = """INSERT INTO precommands
+        (request_id, user_id, device_id, apdu, issued_at, expires_at, status, audit_sequence)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)"""
+    precommand_by_id: Final = f"SELECT {precommand_columns} FROM precommands WHERE request_id = $1"
+    precommand_take: Final = f"""UPDATE precommands SET status = 'consumed', consumed_at = $3
+        WHERE request_id = $1 AND user_id = $2 AND status = 'pending' AND expires_at > $3
+        RETURNING {precommand_columns}"""
+
+    delivery_columns: Final = """delivery_id, user_id, url, body, kind, subject, created_at, status,
+        attempts, round_started_at, next_attempt_at, last_error, failed_at"""
+    delivery_insert: Final = f"""INSERT INTO deliveries
+        (user_id, url, body, kind, subject, created_at, status, round_started_at, next_attempt_at)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $6, $6) RETURNING {delivery_columns}"""
+    delivery_by_id: Final = f"SELECT {delivery_columns} FROM deliveries WHERE delivery_id = $1"
+    delivery_due: Final = f"""SELECT {delivery_columns} FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until <= $1)
+        ORDER BY next_attempt_at, delivery_id LIMIT $2"""
+    delivery_lease: Final = "UPDATE deliveries SET leased_until = $1 WHERE delivery_id = ANY($2::bigint[])"
+    delivery_attempted: Final = """UPDATE deliveries SET attempts = attempts + 1, total_attempts = total_attempts + 1,
+        last_attempt_at = $1, last_error = $2, leased_until = NULL WHERE delivery_id = $3"""
+    delivery_delivered: Final = "UPDATE deliveries SET status = 'delivered', delivered_at = $1 WHERE delivery_id = $2"
+    delivery_reschedule: Final = "UPDATE deliveries SET next_attempt_at = $1 WHERE delivery_id = $2"
+    delivery_fail: Final = "UPDATE deliveries SET status = 'failed', failed_at = $1 WHERE delivery_id = $2"
+    delivery_overdue: Final = f"""SELECT {delivery_columns} FROM deliveries
+        WHERE status = 'pending' AND round_started_at <= $1 ORDER BY delivery_id"""
+    delivery_expired: Final = f"""SELECT {delivery_columns} FROM deliveries
+        WHERE status = 'failed' AND failed_at <= $1 ORDER BY delivery_id"""
+    delivery_delete: Final = "DELETE FROM deliveries WHERE delivery_id = $1"
+    delivery_failed_by_user: Final = f"""SELECT {delivery_columns} FROM deliveries
+        WHERE user_id = $1 AND status = 'failed' ORDER BY delivery_id"""
+    delivery_redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = $1,
+        next_attempt_at = $1, leased_until = NULL, failed_at = NULL WHERE delivery_id = $2"""
+
+    command_columns: Final = (
+        "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
+    )
+    command_insert: Final = """INSERT INTO commands
+        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued') RETURNING command_id"""
+    command_id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = $1"
+    command_status: Final = "SELECT status FROM commands WHERE request_id = $1"
+    command_claim: Final = f"""UPDATE commands SET claim_token = 'claim-' || command_id || '-' || $3,
+            claimed_until = $2, claims = claims + 1
+        WHERE command_id IN (
+            SELECT command_id FROM commands
+            WHERE status = 'queued' AND (claimed_until IS NULL OR claimed_until <= $1)
+            ORDER BY command_id LIMIT $4)
+        RETURNING {command_columns}, claims, claim_token"""
+    command_release: Final = """UPDATE commands SET claim_token = NULL, claimed_until = NULL
+        WHERE status = 'queued' AND claim_token IS NOT NULL"""
+    command_complete: Final = """UPDATE commands SET status = 'executed', executed_at = $1, outcome = $2,
+            claim_token = NULL, claimed_until = NULL
+        WHERE command_id = $3 AND status = 'queued' AND claim_token = $4"""
+    command_count_queued: Final = "SELECT count(*) FROM commands WHERE status = 'queued'"
+
+    meter_upsert: Final = """INSERT INTO meters (device_id, state) VALUES ($1, $2)
+        ON CONFLICT (device_id) DO UPDATE SET state = excluded.state"""
+    meter_all: Final = "SELECT device_id, state FROM meters"
+    meter_one: Final = "SELECT state FROM meters WHERE device_id = $1"
+    epoch_propose: Final = "INSERT INTO meters_meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING"
+    epoch_select: Final = "SELECT value FROM meters_meta WHERE key = 'epoch'"
+
+
+# --- the URL ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostgresLocation:
+    """Where a PostgreSQL store lives: asyncpg's DSN (without ``schema=``) and the schema."""
+
+    dsn: str
+    schema: str
+
+    @classmethod
+    def parse(cls, url: str) -> PostgresLocation:
+        if not url.startswith(POSTGRES_SCHEMES):
+            raise ValueError(f"not a PostgreSQL store URL: {_redacted(url)!r}")
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [value for key, value in query if key == "schema"]
+        if len(schemas) > 1:
+            raise ValueError(f"store URL names more than one schema: {_redacted(url)!r}")
+        schema = schemas[0] if schemas else DEFAULT_SCHEMA
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema name must be a plain identifier (letters, digits, _): {schema!r}")
+        rest = urlencode([(key, value) for key, value in query if key != "schema"])
+        return cls(urlunsplit(parts._replace(query=rest)), schema)
+
+    def describe(self) -> str:
+        """The location without credentials, for messages and repr."""
+        return f"{_redacted(self.dsn)} schema {self.schema}"
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _lock_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key per purpose and schema (the same in every process).
+
+    Keyed per schema so that stores in different schemas of one database (tests) do not wait on
+    each other; every worker on one schema uses the one key.
+    """
+    digest = hashlib.sha256(f"dcc-gateway:{purpose}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+# --- row <-> record -----------------------------------------------------------------------
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    """The instant in UTC; a naive time is refused (as :func:`~gateway.store.audit.utc_text` does)."""
+    utc_text(when)
+    return when.astimezone(dt.UTC)
+
+
+def _stored_time(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+def _audit_entry(columns: Sequence[Any]) -> AuditEntry:
+    at, kind, actor, subject, outcome, reason, detail = columns
+    return AuditEntry(_stored_time(at), kind, actor, subject, outcome, reason, json.loads(detail))
+
+
+def _audit_columns(entry: AuditEntry) -> tuple[Any, ...]:
+    return (
+        _aware(entry.at),
+        entry.kind,
+        entry.actor,
+        entry.subject,
+        entry.outcome,
+        entry.reason,
+        canonical_json(entry.detail),
+    )
+
+
+def _audit_record(row: Sequence[Any]) -> AuditRecord:
+    """Decodes a row; an undecodable one is reported as such, since only tampering makes one."""
+    sequence = row[0]
+    try:
+        return AuditRecord(sequence, _audit_entry(row[1:8]), row[8], row[9])
+    except (TypeError, ValueError) as exc:
+        raise AuditRecordUnreadable(sequence, str(exc)) from exc
+
+
+def _directive_record(row: Sequence[Any]) -> DirectiveRecord:
+    sequence, directive_id, actor, name, arguments, decided_at, accepted, reason = row
+    return DirectiveRecord(
+        sequence, directive_id, actor, name, json.loads(arguments), _stored_time(decided_at), bool(accepted), reason
+    )
+
+
+def _quarantined_request(row: Sequence[Any]) -> QuarantinedRequest:
+    event_ref, request_id, user_id, srv, raw, quarantined_at, status = row
+    return QuarantinedRequest(
+        event_ref,
+        request_id,
+        Eui64.parse(user_id),
+        srv,
+        bytes(raw),
+        _stored_time(quarantined_at),
+        QuarantineStatus(status),
+    )
+
+
+def _pending_precommand(row: Sequence[Any]) -> PendingPreCommand:
+    request_id, user_id, device_id, apdu, issued_at, expires_at = row
+    return PendingPreCommand(
+        request_id,
+        Eui64.parse(user_id),
+        Eui64.parse(device_id),
+        bytes(apdu),
+        _stored_time(issued_at),
+        _stored_time(expires_at),
+    )
+
+
+def _pending_delivery(row: Sequence[Any]) -> PendingDelivery:
+    delivery_id, user_id, url, body, kind, subject, created_at, status = row[:8]
+    attempts, round_started_at, next_attempt_at, last_error, failed_at = row[8:]
+    return PendingDelivery(
+        delivery_id,
+        Eui64.parse(user_id),
+        url,
+        bytes(body),
+        DeliveryKind(kind),
+        subject,
+        _stored_time(created_at),
+        DeliveryStatus(status),
+        attempts,
+        _stored_time(round_started_at),
+        _stored_time(next_attempt_at),
+        last_error,
+        None if failed_at is None else _stored_time(failed_at),
+    )
+
+
+def _claimed_command(row: Sequence[Any]) -> ClaimedCommand:
+    command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at = row[:9]
+    claims, token = row[9:]
+    command = DeviceCommand(
+        request_id,
+        Eui64.parse(originator),
+        Eui64.parse(device_id),
+        service_reference,
+        srv,
+        CommandForm(form),
+        bytes(payload),
+        _stored_time(queued_at),
+    )
+    return ClaimedCommand(command_id, command, token, claims)
+
+
+# --- rules shared with the SQLite store (same checks, same audit records) -----------------
+
+
+def _check_counter(counter: int) -> None:
+    if not 0 <= counter <= MAX_COUNTER:
+        raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
+
+
+def _adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
+    """(window, threshold) when a threshold applies; both or neither must be set."""
+    window, threshold = request.adt_window_seconds, request.adt_threshold
+    if window is None and threshold is None:
+        return None
+    if window is None or threshold is None:
+        raise ValueError("adt_window_seconds and adt_threshold are set together or not at all")
+    if window <= 0 or threshold < 0:
+        raise ValueError(f"ADT window must be positive and threshold not negative ({window}, {threshold})")
+    return dt.timedelta(seconds=window), threshold
+
+
+def _with_event_ref(entry: AuditEntry, outcome: str, event_ref: int | None) -> AuditEntry:
+    detail = dict(entry.detail) if event_ref is None else {**entry.detail, "quarantine_event_ref": event_ref}
+    return dataclasses.replace(entry, outcome=outcome, detail=detail)
+
+
+def _delivery_audit(
+    delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any
+) -> AuditEntry:
+    """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
+    context = {
+        "delivery_id": delivery.delivery_id,
+        "delivery_kind": delivery.kind.value,
+        "user_id": str(delivery.user_id),
+        "url": delivery.url,
+    }
+    return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
+
+
+# --- statements run inside the writer's transaction (the write lock is held) --------------
+
+Connection = asyncpg.Connection
+
+
+async def _append_audit(db: Connection, entry: AuditEntry) -> AuditRecord:
+    """Chains ``entry`` onto the last stored hash; the write lock makes read and insert one step."""
+    columns = _audit_columns(entry)
+    stored_entry = _audit_entry(columns)  # what a reader will decode, so the hash matches it
+    last = await db.fetchrow(_Sql.audit_last)
+    sequence, previous_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
+    digest = chain_hash(previous_hash, stored_entry)
+    await db.execute(_Sql.audit_insert, sequence, *columns, previous_hash, digest)
+    return AuditRecord(sequence, stored_entry, previous_hash, digest)
+
+
+async def _registry_version(db: Connection) -> int:
+    return int(await db.fetchval(_Sql.registry_version))
+
+
+async def _store_directive(db: Connection, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
+    existing = await db.fetchrow(_Sql.directive_by_id, record.directive_id)
+    if existing is not None:
+        return _directive_record(existing)
+    columns = (
+        record.directive_id,
+        record.actor,
+        record.name,
+        canonical_json(record.arguments),
+        _aware(record.decided_at),
+        bool(record.accepted),
+        record.reason,
+    )
+    audit_record = await _append_audit(db, audit)
+    sequence = await db.fetchval(_Sql.directive_insert, *columns, audit_record.sequence)
+    return _directive_record((sequence, *columns))
+
+
+async def _decide(db: Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
+    """The body of :meth:`PostgresStore.admit`."""
+    if request.registry_version is not None and await _registry_version(db) > request.registry_version:
+        return AdmissionResult(Admission.STALE_REGISTRY)  # decided on an old registry: change nothing
+    limit = _adt_limit(request)
+    originator, target = str(request.originator), str(request.target)
+    stored = await db.fetchval(_Sql.counter_select, originator, target)
+    if stored is not None and request.counter <= int(stored):
+        return await _decided(db, request, Admission.REPLAY, int(stored), None)
+    await db.execute(_Sql.counter_upsert, originator, target, Decimal(request.counter))
+    if limit is not None:
+        window, threshold = limit
+        if await _window_count(db, request, window, retention) >= threshold:
+            event_ref = await db.fetchval(
+                _Sql.quarantine_insert,
+                request.request_id,
+                str(request.user_id),
+                request.service_reference_variant,
+                bytes(request.raw_request),
+                _aware(request.at),
+            )
+            return await _decided(db, request, Admission.QUARANTINED, request.counter, event_ref)
+        await db.execute(_Sql.adt_insert, str(request.user_id), request.service_reference_variant, _aware(request.at))
+    if request.command is not None:
+        await _insert_command(db, request.command)
+    return await _decided(db, request, Admission.ACCEPTED, request.counter, None)
+
+
+async def _window_count(
+    db: Connection, request: AdmissionRequest, window: dt.timedelta, retention: dt.timedelta
+) -> int:
+    """Admissions of this user and SRV in ``(at - window, ...)``, pruning what no window can see."""
+    key = (str(request.user_id), request.service_reference_variant)
+    at = _aware(request.at)
+    await db.execute(_Sql.adt_prune, *key, at - max(window, retention))
+    return int(await db.fetchval(_Sql.adt_count_after, *key, at - window))
+
+
+async def _decided(
+    db: Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
+) -> AdmissionResult:
+    audit = await _append_audit(db, _with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref))
+    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
+
+
+async def _settle(
+    db: Connection,
+    event_ref: int,
+    user_id: Eui64,
+    status: QuarantineStatus,
+    audit: AuditEntry,
+    command: DeviceCommand | None,
+) -> QuarantinedRequest | None:
+    row = await db.fetchrow(_Sql.quarantine_held, event_ref, str(user_id))
+    if row is None:
+        return None
+    await db.execute(_Sql.quarantine_settle, status.value, _aware(audit.at), event_ref)
+    if command is not None:
+        await _insert_command(db, command)
+    await _append_audit(db, _with_event_ref(audit, audit.outcome, event_ref))
+    return dataclasses.replace(_quarantined_request(row), status=status)
+
+
+async def _remember(db: Connection, columns: tuple[Any, ...], audit: AuditEntry) -> None:
+    """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
+    existing = await db.fetchrow(_Sql.precommand_by_id, columns[0])
+    if existing is not None:
+        if (existing[1], existing[2], bytes(existing[3])) != columns[1:4]:  # what CV5 is checked against
+            raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
+        return
+    audit_record = await _append_audit(db, audit)
+    await db.execute(_Sql.precommand_insert, *columns, audit_record.sequence)
+
+
+async def _enqueue(db: Connection, delivery: Delivery) -> int:
+    row = await db.fetchrow(
+        _Sql.delivery_insert,
+        str(delivery.user_id),
+        delivery.url,
+        bytes(delivery.body),
+        delivery.kind.value,
+        delivery.subject,
+        _aware(delivery.created_at),
+    )
+    stored = _pending_delivery(row)
+    if delivery.audit is not None:
+        decision = delivery.audit
+        detail = {**decision.detail, "delivery_id": stored.delivery_id}
+        await _append_audit(db, dataclasses.replace(decision, detail=detail))
+    digest = hashlib.sha256(stored.body).hexdigest()
+    entry = _delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
+    await _append_audit(db, entry)
+    return stored.delivery_id
+
+
+async def _claim_due(db: Connection, now: dt.datetime, limit: int, lease: dt.timedelta | None) -> list[PendingDelivery]:
+    rows = await db.fetch(_Sql.delivery_due, _aware(now), limit)
+    if lease is not None and rows:
+        await db.execute(_Sql.delivery_lease, _aware(now) + lease, [row[0] for row in rows])
+    return [_pending_delivery(row) for row in rows]
+
+
+async def _record_attempt(
+    db: Connection, delivery_id: int, at: dt.datetime, error: str | None, next_attempt_at: dt.datetime | None
+) -> DeliveryStatus | None:
+    """One attempt (``error`` None: it succeeded) and the status it leads to; see :meth:`Store.record_attempt`."""
+    row = await db.fetchrow(_Sql.delivery_by_id, delivery_id)
+    if row is None:
+        return None
+    before = _pending_delivery(row)
+    await db.execute(_Sql.delivery_attempted, _aware(at), error, delivery_id)
+    attempt = {"attempt": before.attempts + 1, "status_before": before.status.value}
+    if error is None:
+        if before.status is not DeliveryStatus.DELIVERED:
+            await db.execute(_Sql.delivery_delivered, _aware(at), delivery_id)
+        await _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+        return DeliveryStatus.DELIVERED
+    if before.status is not DeliveryStatus.PENDING:
+        reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
+        await _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        return before.status
+    if next_attempt_at is None:
+        await db.execute(_Sql.delivery_fail, _aware(at), delivery_id)
+        reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
+        await _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        return DeliveryStatus.FAILED
+    await db.execute(_Sql.delivery_reschedule, _aware(next_attempt_at), delivery_id)
+    reason = f"attempt failed ({error}); retry scheduled"
+    schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
+    await _append_audit(db, _delivery_audit(before, at, "retry-scheduled", reason, **schedule))
+    return DeliveryStatus.PENDING
+
+
+async def _fail_overdue(db: Connection, now: dt.datetime, max_age: dt.timedelta) -> int:
+    rows = await db.fetch(_Sql.delivery_overdue, _aware(now) - max_age)
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_Sql.delivery_fail, _aware(now), delivery.delivery_id)
+        reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
+        entry = _delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
+        await _append_audit(db, entry)
+    return len(rows)
+
+
+async def _purge_failed(db: Connection, now: dt.datetime, keep: dt.timedelta) -> int:
+    rows = await db.fetch(_Sql.delivery_expired, _aware(now) - keep)
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_Sql.delivery_delete, delivery.delivery_id)
+        reason = f"held in the failed queue for {keep}: deleted"
+        await _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+    return len(rows)
+
+
+async def _redeliver_failed(db: Connection, user_id: Eui64, now: dt.datetime) -> int:
+    rows = await db.fetch(_Sql.delivery_failed_by_user, str(user_id))
+    for row in rows:
+        delivery = _pending_delivery(row)
+        await db.execute(_Sql.delivery_redeliver, _aware(now), delivery.delivery_id)
+        reason = "taken from the failed queue for another round of delivery"
+        await _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+    return len(rows)
+
+
+async def _insert_command(db: Connection, command: DeviceCommand) -> int:
+    """Queues ``command`` unless its RequestID is already queued; returns the command id either way."""
+    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
+    if existing is not None:
+        return int(existing)
+    command_id = await db.fetchval(
+        _Sql.command_insert,
+        command.request_id,
+        str(command.originator),
+        str(command.device_id),
+        command.service_reference,
+        command.service_reference_variant,
+        command.form.value,
+        bytes(command.payload),
+        _aware(command.queued_at),
+    )
+    return int(command_id)
+
+
+async def _queue_command(db: Connection, command: DeviceCommand, audit: AuditEntry) -> int:
+    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
+    if existing is not None:
+        return int(existing)  # queued before: nothing is queued or recorded again
+    command_id = await _insert_command(db, command)
+    await _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
+    return command_id
+
+
+async def _claim_commands(db: Connection, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+    # One random part per call, made unique per command by its id: a token is never reused.
+    rows = await db.fetch(_Sql.command_claim, _aware(now), _aware(now) + lease, secrets.token_hex(16), limit)
+    return sorted((_claimed_command(row) for row in rows), key=lambda claimed: claimed.command_id)
+
+
+async def _store_meters(
+    db: Connection, meters: Mapping[str, str], deliveries: Sequence[Delivery], audits: Sequence[AuditEntry]
+) -> None:
+    if meters:
+        await db.executemany(_Sql.meter_upsert, list(meters.items()))
+    for delivery in deliveries:
+        await _enqueue(db, delivery)
+    for entry in audits:
+        await _append_audit(db, entry)
+
+
+async def _complete_command(db: Connection, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
+    status = await db.execute(
+        _Sql.command_complete, _aware(completion.at), completion.outcome, claimed.command_id, claimed.claim_token
+    )
+    if status != "UPDATE 1":
+        return False  # executed already, or claimed again by another executor: this execution must not count
+    await _store_meters(db, completion.meters, completion.deliveries, completion.audits)
+    return True
+
+
+async def _meter_epoch(db: Connection, proposed: dt.datetime) -> dt.datetime:
+    await db.execute(_Sql.epoch_propose, utc_text(proposed))
+    stored = await db.fetchval(_Sql.epoch_select)
+    if stored is None:
+        raise RuntimeError("the meter epoch vanished between insert and select")
+    return parse_utc_text(stored)
+
+
+def _affected_rows(status: str) -> int:
+    """The row count of a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+# --- the group-commit writer -----------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _WriteCall(Generic[T]):
+    """One write call waiting for its group: its work, and the caller's future (answered after COMMIT)."""
+
+    work: Callable[[Connection], Awaitable[T]]
+    future: asyncio.Future[T]
+    result: Any = None
+    error: BaseException | None = None
+
+
+_STOP: Final = object()
+"""Put on the queue by :meth:`PostgresStore.close`: the writer finishes what is queued before it, then stops."""
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class PostgresStore:
+    """:class:`gateway.store.base.Store` on PostgreSQL; several of these (workers) may share one schema."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        adt_retention: dt.timedelta = dt.timedelta(days=1),
+        read_only: bool = False,
+        group_limit: int = DEFAULT_GROUP_LIMIT,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        """``adt_retention``: ADT rows are kept at least this long (and at least the request's window).
+
+        ``read_only``: for ``audit verify``; the schema is neither created nor migrated and the
+        connections are read-only. ``group_limit``: at most this many write calls per transaction.
+        ``pool_size``: connections for reads (the writer has its own).
+        """
+        if group_limit < 1 or pool_size < 1:
+            raise ValueError(f"group_limit and pool_size must be positive ({group_limit}, {pool_size})")
+        self._location = PostgresLocation.parse(url)
+        self._adt_retention = adt_retention
+        self._read_only = read_only
+        self._group_limit = group_limit
+        self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._write_lock_key = _lock_key("write", self._location.schema)
+        self._pool: asyncpg.Pool | None = None
+        self._writer_db: Connection | None = None
+        self._queue: asyncio.Queue[_WriteCall[Any] | object] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._groups_committed = 0
+        self._calls_committed = 0
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._location.describe()!r})"
+
+    @property
+    def schema(self) -> str:
+        return self._location.schema
+
+    @property
+    def write_lock_key(self) -> int:
+        """The advisory lock every write transaction on this schema takes first (one per schema)."""
+        return self._write_lock_key
+
+    @property
+    def groups_committed(self) -> int:
+        """Write transactions committed by this store object (one per group of write calls)."""
+        return self._groups_committed
+
+    @property
+    def calls_committed(self) -> int:
+        """Write calls answered after a committed group (failed calls rolled back in their savepoint included)."""
+        return self._calls_committed
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connects, creates and migrates the schema (unless read-only), starts the writer."""
+        if self._pool is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        settings = {"search_path": f'"{self._location.schema}"'}
+        if self._read_only:
+            settings["default_transaction_read_only"] = "on"
+        writer_db: Connection | None = None
+        pool: asyncpg.Pool | None = None
+        try:
+            if self._read_only:
+                pool = await self._create_pool(settings)
+                async with pool.acquire() as db:
+                    await _check_existing_schema(db, self._location)
+            else:
+                writer_db = await self._connect(settings)
+                await _migrate(writer_db, self._location)
+                pool = await self._create_pool(settings)
+        except BaseException:
+            if writer_db is not None:
+                await writer_db.close()
+            if pool is not None:
+                await pool.close()
+            raise
+        self._pool, self._writer_db = pool, writer_db
+        if writer_db is not None:
+            self._queue = asyncio.Queue()
+            self._writer = asyncio.create_task(self._write_loop(), name=f"{self!r} writer")
+
+    async def close(self) -> None:
+        """Answers the write calls already queued, then closes the connections; idempotent."""
+        pool, self._pool = self._pool, None
+        queue, self._queue = self._queue, None
+        writer, self._writer = self._writer, None
+        if queue is not None and writer is not None:
+            queue.put_nowait(_STOP)
+            await asyncio.shield(writer)
+        writer_db, self._writer_db = self._writer_db, None
+        if writer_db is not None:
+            await writer_db.close()
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """The last migration applied to this store's schema."""
+        return int(await self._fetchval(_MigrationsSql.current))
+
+    # --- directives ---------------------------------------------------------------------
+
+    async def append_directive(self, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
+        """Stores the directive and its audit record together; a known directive_id returns the stored one
+        and records nothing, so a retried submission is idempotent."""
+        return await self._write(lambda db: _store_directive(db, record, audit))
+
+    async def find_directive(self, directive_id: str) -> DirectiveRecord | None:
+        row = await self._fetchrow(_Sql.directive_by_id, directive_id)
+        return None if row is None else _directive_record(row)
+
+    async def directives(self, after_sequence: int = 0) -> AsyncIterator[DirectiveRecord]:
+        """Every directive above ``after_sequence`` in sequence order, read a page at a time."""
+        async for row in self._pages(_Sql.directive_page, after_sequence):
+            yield _directive_record(row)
+
+    async def registry_version(self) -> int:
+        """The last directive's sequence; directives are appended under the write lock, so this is a
+        committed version an admission can name."""
+        return int(await self._fetchval(_Sql.registry_version))
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def admit(self, request: AdmissionRequest) -> AdmissionResult:
+        """Replay check-and-set, ADT count, quarantine, command and audit in one transaction.
+
+        ``last_counter`` in the result is the counter stored after the decision: the earlier
+        one for a REPLAY, this request's otherwise. STALE_REGISTRY changes and records nothing.
+        """
+        _check_counter(request.counter)
+        _adt_limit(request)  # a malformed request is refused before it is queued
+        _aware(request.at)
+        retention = self._adt_retention
+        return await self._write(lambda db: _decide(db, request, retention))
+
+    async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
+        stored = await self._fetchval(_Sql.counter_select, str(originator), str(target))
+        return None if stored is None else int(stored)
+
+    async def quarantined(self, user_id: Eui64) -> list[QuarantinedRequest]:
+        """Every request ever quarantined for that user, any status, in event-reference order."""
+        return [_quarantined_request(row) for row in await self._fetch(_Sql.quarantine_by_user, str(user_id))]
+
+    async def settle_quarantine(
+        self,
+        event_ref: int,
+        user_id: Eui64,
+        status: QuarantineStatus,
+        audit: AuditEntry,
+        command: DeviceCommand | None = None,
+    ) -> QuarantinedRequest | None:
+        """Marks a HELD request of that user RELEASED or DELETED with its audit record (and queues
+        ``command`` when RELEASED); None if there is none, and then nothing is recorded."""
+        if status is QuarantineStatus.HELD:
+            raise ValueError("a quarantined request is settled as RELEASED or DELETED")
+        if command is not None and status is not QuarantineStatus.RELEASED:
+            raise ValueError("only a released request has a command to queue")
+        return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
+
+    # --- audit --------------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        return await self._write(lambda db: _append_audit(db, entry))
+
+    async def audit_records(self) -> AsyncIterator[AuditRecord]:
+        """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
+        async for row in self._pages(_Sql.audit_page, 0):
+            yield _audit_record(row)
+
+    # --- pending Pre-Commands -----------------------------------------------------------
+
+    async def remember_precommand(
+        self,
+        request_id: str,
+        user_id: Eui64,
+        device_id: Eui64,
+        apdu: bytes,
+        issued_at: dt.datetime,
+        expires_at: dt.datetime,
+        audit: AuditEntry,
+    ) -> None:
+        """Keeps the issued Pre-Command with its audit record; identical again is a no-op that records
+        nothing, a different one under that RequestID raises :class:`PreCommandConflict`."""
+        if _aware(expires_at) <= _aware(issued_at):
+            raise ValueError(f"a Pre-Command expires after it is issued ({issued_at} .. {expires_at})")
+        columns = (request_id, str(user_id), str(device_id), bytes(apdu), _aware(issued_at), _aware(expires_at))
+        await self._write(lambda db: _remember(db, columns, audit))
+
+    async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+        """Check-and-consume in one statement under the write lock: one caller gets it, across workers."""
+        when = _aware(at)
+
+        async def take(db: Connection) -> PendingPreCommand | None:
+            row = await db.fetchrow(_Sql.precommand_take, request_id, str(user_id), when)
+            return None if row is None else _pending_precommand(row)
+
+        return await self._write(take)
+
+    # --- commands for the simulated devices ---------------------------------------------
+
+    async def queue_command(self, command: DeviceCommand, audit: AuditEntry) -> int:
+        """Queues the command with its audit record (``command_id`` added to its detail); a RequestID
+        already queued returns its id and records nothing."""
+        _aware(command.queued_at)
+        return await self._write(lambda db: _queue_command(db, command, audit))
+
+    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+        """QUEUED commands without a live claim, oldest first, each claimed until ``now + lease``."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive: {limit}")
+        if lease <= dt.timedelta(0):
+            raise ValueError(f"a lease must be positive: {lease}")
+        _aware(now)
+        return await self._write(lambda db: _claim_commands(db, now, limit, lease))
+
+    async def release_claims(self) -> int:
+        async def release(db: Connection) -> int:
+            return _affected_rows(await db.execute(_Sql.command_release))
+
+        return await self._write(release)
+
+    async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
+        """Marks it EXECUTED with the meters' states, deliveries and audits, only under its live claim token."""
+        _aware(completion.at)
+        return await self._write(lambda db: _complete_command(db, claimed, completion))
+
+    async def command_status(self, request_id: str) -> CommandStatus | None:
+        status = await self._fetchval(_Sql.command_status, request_id)
+        return None if status is None else CommandStatus(status)
+
+    async def queued_commands(self) -> int:
+        return int(await self._fetchval(_Sql.command_count_queued))
+
+    # --- the simulated meters' states ---------------------------------------------------
+
+    async def save_meters(
+        self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
+    ) -> None:
+        meters, deliveries, audits = dict(meters), tuple(deliveries), tuple(audits)
+        await self._write(lambda db: _store_meters(db, meters, deliveries, audits))
+
+    async def load_meters(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in await self._fetch(_Sql.meter_all)}
+
+    async def load_meter(self, device_id: str) -> str | None:
+        state = await self._fetchval(_Sql.meter_one, device_id)
+        return None if state is None else str(state)
+
+    async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
+        """The stored simulation start; the first caller (of any worker) stores ``proposed``."""
+        _aware(proposed)
+        return await self._write(lambda db: _meter_epoch(db, proposed))
+
+    # --- the outbox ---------------------------------------------------------------------
+    # Every state change is audited in its own transaction (kind "delivery"). Delivery is
+    # at least once: an attempt whose outcome was not recorded (crash, lost lease) is made
+    # again, so a receiver may see a document twice and dedupes by its ResponseID.
+
+    async def enqueue_delivery(self, delivery: Delivery) -> int:
+        """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
+        _aware(delivery.created_at)
+        return await self._write(lambda db: _enqueue(db, delivery))
+
+    async def due_deliveries(
+        self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
+    ) -> list[PendingDelivery]:
+        """Due PENDING deliveries, oldest due first; claimed until ``now + lease`` when a lease is given."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive: {limit}")
+        if lease is not None and lease <= dt.timedelta(0):
+            raise ValueError(f"a lease must be positive: {lease}")
+        _aware(now)
+        return await self._write(lambda db: _claim_due(db, now, limit, lease))
+
+    async def record_attempt(
+        self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
+    ) -> DeliveryStatus | None:
+        """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
+        failure = None if ok else (error or "unknown error")
+        _aware(at)
+        return await self._write(lambda db: _record_attempt(db, delivery_id, at, failure, next_attempt_at))
+
+    async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
+        """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED."""
+        _aware(now)
+        return await self._write(lambda db: _fail_overdue(db, now, max_age))
+
+    async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
+        """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
+        _aware(now)
+        return await self._write(lambda db: _purge_failed(db, now, keep))
+
+    async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
+        return [_pending_delivery(row) for row in await self._fetch(_Sql.delivery_failed_by_user, str(user_id))]
+
+    async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
+        """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
+        _aware(now)
+        return await self._write(lambda db: _redeliver_failed(db, user_id, now))
+
+    # --- plumbing: connections --------------------------------------------------------------
+
+    async def _connect(self, settings: Mapping[str, str]) -> Connection:
+        return await asyncpg.connect(
+            self._location.dsn, server_settings=dict(settings), timeout=self._connect_timeout
+        )
+
+    async def _create_pool(self, settings: Mapping[str, str]) -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            self._location.dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            server_settings=dict(settings),
+            timeout=self._connect_timeout,
+        )
+        if pool is None:  # asyncpg's typing allows it; an opened pool is never None
+            raise RuntimeError("asyncpg returned no pool")
+        return pool
+
+    def _readers(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreNotOpenError(f"{self!r} is not open")
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self._readers().fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self._readers().fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._readers().fetchval(sql, *args)
+
+    async def _pages(self, sql: str, after: int) -> AsyncIterator[asyncpg.Record]:
+        """Rows of a ``WHERE sequence > $1 ... LIMIT $2`` query, keyed on the first column; no
+        connection is held across ``yield``, so the caller may use the store while it iterates."""
+        while True:
+            rows = await self._fetch(sql, after, _PAGE_SIZE)
+            for row in rows:
+                yield row
+            if len(rows) < _PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    # --- plumbing: group commit -------------------------------------------------------------
+
+    async def _write(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Runs ``work`` in the next group's transaction; returns its result once that group committed.
+
+        A caller cancelled before its group starts is dropped from it; one cancelled later may
+        still be committed (like a request whose client left after the decision).
+        """
+        if self._read_only:
+            raise StoreReadOnlyError(f"{self!r} was opened read-only")
+        if self._queue is None:
+            raise StoreNotOpenError(f"{self!r} is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_WriteCall(work, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        if queue is None:
+            return
+        while True:
+            first = await queue.get()
+            if first is _STOP:
+                return
+            group: list[_WriteCall[Any]] = [first]  # type: ignore[list-item]
+            stop = False
+            while len(group) < self._group_limit and not queue.empty():
+                call = queue.get_nowait()
+                if call is _STOP:
+                    stop = True
+                    break
+                group.append(call)  # type: ignore[arg-type]
+            await self._run_group(group)
+            if stop:
+                return
+
+    async def _run_group(self, group: list[_WriteCall[Any]]) -> None:
+        """One transaction: the write lock, then each live call in its savepoint; answers after COMMIT."""
+        live = [call for call in group if not call.future.done()]
+        if not live:
+            return
+        try:
+            db = await self._writer_connection()
+            async with db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock($1)", self._write_lock_key)
+                for call in live:
+                    try:
+                        async with db.transaction():  # a SAVEPOINT inside the group's transaction
+                            call.result = await call.work(db)
+                    except Exception as exc:  # this call alone is rolled back; its caller gets the error
+                        call.error = exc
+        except Exception as exc:  # the group did not commit (connection lost, commit failed): nothing is stored
+            for call in live:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            return
+        self._groups_committed += 1
+        self._calls_committed += len(live)
+        for call in live:
+            if call.future.done():
+                continue
+            if call.error is not None:
+                call.future.set_exception(call.error)
+            else:
+                call.future.set_result(call.result)
+
+    async def _writer_connection(self) -> Connection:
+        """The writer's connection, reconnected if the server dropped it (the lost group already failed)."""
+        db = self._writer_db
+        if db is None:
+            raise StoreNotOpenError(f"{self!r} is not open")
+        if db.is_closed():
+            db = self._writer_db = await self._connect({"search_path": f'"{self._location.schema}"'})
+        return db
+
+
+# --- opening: schema and migrations ---------------------------------------------------------
+
+
+async def _migrate(db: Connection, location: PostgresLocation) -> None:
+    """Creates the schema if absent and applies the missing migrations in order.
+
+    Under a session advisory lock keyed on the schema: a second worker opening at the same
+    moment waits, then finds the migrations applied. Each step commits with its
+    ``schema_migrations`` row, so a step is either wholly applied or not at all.
+    """
+    key = _lock_key("migrate", location.schema)
+    await db.execute("SELECT pg_advisory_lock($1)", key)
+    try:
+        await db.execute(f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"')
+        await db.execute(_MigrationsSql.create)
+        current = int(await db.fetchval(_MigrationsSql.current))
+        _refuse_newer(current, location)
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            async with db.transaction():
+                # one round trip per step: a script of statements (no parameters) runs as one simple query
+                await db.execute(";\n".join(migration.statements))
+                await db.execute(_MigrationsSql.insert, migration.version)
+    finally:
+        await db.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def _check_existing_schema(db: Connection, location: PostgresLocation) -> None:
+    """For a read-only open: the schema must hold a gateway store this build can read."""
+    if not await db.fetchval(_MigrationsSql.exists):
+        raise PostgresStoreMissing(f"no gateway store at {location.describe()}")
+    current = int(await db.fetchval(_MigrationsSql.current))
+    if current == 0:
+        raise PostgresStoreMissing(f"no gateway store at {location.describe()} (no migration applied)")
+    _refuse_newer(current, location)
+
+
+def _refuse_newer(current: int, location: PostgresLocation) -> None:
+    if current > SCHEMA_VERSION:
+        raise StoreSchemaError(
+            f"store schema version {current} at {location.describe()}, this build knows {SCHEMA_VERSION}"
+        )
