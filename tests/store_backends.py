@@ -28,6 +28,7 @@ import asyncpg
 import pytest
 
 from gateway.store.base import Store
+from gateway.store.postgresql import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
 BACKENDS: Final = ("sqlite", "postgresql")
@@ -108,15 +109,13 @@ class PostgresOpener:
     def __init__(self, server_url: str, schema: str) -> None:
         self.server_url = server_url
         self.schema = schema
-        self._open: list[Store] = []
+        self._open: list[PostgresStore] = []
 
     @property
     def url(self) -> str:
         return with_schema(self.server_url, self.schema)
 
-    async def open(self, **options: Any) -> Store:
-        from gateway.store.postgresql import PostgresStore
-
+    async def open(self, **options: Any) -> PostgresStore:
         store = PostgresStore(self.url, **options)
         await store.open()
         self._open.append(store)

@@ -36,6 +36,7 @@ from gateway.store.postgresql import (
     PostgresStore,
     PostgresStoreMissing,
     StoreReadOnlyError,
+    StoreWriteFailed,
 )
 from gateway.store.sqlite import StoreSchemaError
 from tests.store_backends import PostgresOpener, fresh_schema_name, store_opener, with_schema
@@ -53,9 +54,8 @@ async def pg(tmp_path: Path) -> AsyncIterator[PostgresOpener]:
 
 
 async def open_workers(pg: PostgresOpener, count: int) -> list[PostgresStore]:
-    stores = [await pg.open() for _ in range(count)]
-    assert all(isinstance(store, PostgresStore) for store in stores)
-    return stores  # type: ignore[return-value]
+    """``count`` store objects on one schema, as ``count`` gateway workers would have."""
+    return [await pg.open() for _ in range(count)]
 
 
 def command(n: int, *, device: Eui64 = METER) -> DeviceCommand:
@@ -323,8 +323,7 @@ async def test_a_cancelled_admission_is_recorded_once_and_leaves_the_store_usabl
 
 
 async def test_concurrent_writes_share_transactions(pg: PostgresOpener) -> None:
-    store = (await pg.open(group_limit=64))
-    assert isinstance(store, PostgresStore)
+    store = await pg.open(group_limit=64)
     before = store.groups_committed, store.calls_committed
     results = await asyncio.gather(*(store.admit(admission(1, target=Eui64(n))) for n in range(200)))
     assert [r.admission for r in results] == [Admission.ACCEPTED] * 200
@@ -383,3 +382,30 @@ async def test_verify_names_the_first_broken_record(
 def test_fresh_schema_names_are_unique_identifiers() -> None:
     names = {fresh_schema_name() for _ in range(100)}
     assert len(names) == 100 and all(name.isidentifier() and name.islower() for name in names)
+
+
+async def test_the_writer_reconnects_after_the_server_dropped_it(pg: PostgresOpener) -> None:
+    """A restarted or failed-over server drops connections: the group in flight then fails (its
+    callers get the error, nothing of it is stored) and the next one runs on a new connection."""
+    name = f"dcc-{pg.schema}"
+    store = PostgresStore(with_schema(f"{pg.server_url}?application_name={name}", pg.schema))
+    await store.open()
+    try:
+        assert (await store.admit(admission(1))).admission is Admission.ACCEPTED
+        dropped = await pg.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name
+        )
+        assert dropped and all(row[0] for row in dropped)
+        outcomes = []
+        for counter in (2, 3):
+            try:
+                outcomes.append((await store.admit(admission(counter))).admission)
+            except StoreWriteFailed:
+                outcomes.append(None)  # the connection was found dead during this call
+        assert outcomes[-1] is Admission.ACCEPTED
+        assert outcomes[0] in (None, Admission.ACCEPTED)
+        assert await store.last_counter(SUPPLIER, METER) == 3
+        report = await verify_chain(store.audit_records())
+        assert report.ok and report.records == 1 + outcomes.count(Admission.ACCEPTED)
+    finally:
+        await store.close()

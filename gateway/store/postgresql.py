@@ -110,6 +110,15 @@ class StoreReadOnlyError(RuntimeError):
     """A write was asked of a store opened read-only."""
 
 
+class StoreWriteFailed(ConnectionError):
+    """A write group's transaction failed as a whole (connection lost, lock or COMMIT failed).
+
+    None of the group's calls may be taken as stored; when the connection was lost during
+    COMMIT, the server may nevertheless have committed it, so a caller answers an error
+    (never I99) and a retry meets the replay check, as a retried request would.
+    """
+
+
 class PostgresStoreMissing(FileNotFoundError):
     """A read-only open found no gateway store in that schema (nothing to verify, not an intact log)."""
 
@@ -845,10 +854,6 @@ class _WriteCall(Generic[T]):
     error: BaseException | None = None
 
 
-_STOP: Final = object()
-"""Put on the queue by :meth:`PostgresStore.close`: the writer finishes what is queued before it, then stops."""
-
-
 # --- the store --------------------------------------------------------------------------
 
 
@@ -882,7 +887,8 @@ class PostgresStore:
         self._write_lock_key = _lock_key("write", self._location.schema)
         self._pool: asyncpg.Pool | None = None
         self._writer_db: Connection | None = None
-        self._queue: asyncio.Queue[_WriteCall[Any] | object] | None = None
+        self._queue: asyncio.Queue[_WriteCall[Any] | None] | None = None
+        """Write calls for the writer task; None on it (put by :meth:`close`) stops the writer."""
         self._writer: asyncio.Task[None] | None = None
         self._groups_committed = 0
         self._calls_committed = 0
@@ -946,7 +952,7 @@ class PostgresStore:
         queue, self._queue = self._queue, None
         writer, self._writer = self._writer, None
         if queue is not None and writer is not None:
-            queue.put_nowait(_STOP)
+            queue.put_nowait(None)  # the writer answers what was queued before it, then stops
             await asyncio.shield(writer)
         writer_db, self._writer_db = self._writer_db, None
         if writer_db is not None:
@@ -1233,16 +1239,17 @@ class PostgresStore:
             return
         while True:
             first = await queue.get()
-            if first is _STOP:
+            if first is None:
                 return
-            group: list[_WriteCall[Any]] = [first]  # type: ignore[list-item]
+            # Whatever queued up while the previous group committed forms the next group.
+            group = [first]
             stop = False
             while len(group) < self._group_limit and not queue.empty():
                 call = queue.get_nowait()
-                if call is _STOP:
+                if call is None:
                     stop = True
                     break
-                group.append(call)  # type: ignore[arg-type]
+                group.append(call)
             await self._run_group(group)
             if stop:
                 return
@@ -1254,7 +1261,10 @@ class PostgresStore:
             return
         try:
             db = await self._writer_connection()
-            async with db.transaction():
+            # READ COMMITTED whatever the server's default: each statement then sees what the
+            # writer that held the lock before committed (a snapshot taken before the lock was
+            # granted, as REPEATABLE READ would keep, would decide on stale rows).
+            async with db.transaction(isolation="read_committed"):
                 await db.execute("SELECT pg_advisory_xact_lock($1)", self._write_lock_key)
                 for call in live:
                     try:
@@ -1262,10 +1272,13 @@ class PostgresStore:
                             call.result = await call.work(db)
                     except Exception as exc:  # this call alone is rolled back; its caller gets the error
                         call.error = exc
-        except Exception as exc:  # the group did not commit (connection lost, commit failed): nothing is stored
+        except Exception as exc:  # the group as a whole failed: no call of it can be answered as stored
+            self._discard_writer_connection()
             for call in live:
                 if not call.future.done():
-                    call.future.set_exception(exc)
+                    failure = StoreWriteFailed(f"write transaction on {self._location.describe()} failed: {exc!r}")
+                    failure.__cause__ = exc
+                    call.future.set_exception(failure)
             return
         self._groups_committed += 1
         self._calls_committed += len(live)
@@ -1277,8 +1290,15 @@ class PostgresStore:
             else:
                 call.future.set_result(call.result)
 
+    def _discard_writer_connection(self) -> None:
+        """After a failed group the connection's state is unknown (asyncpg may be mid-protocol):
+        it is closed at once, and the next group connects afresh."""
+        db = self._writer_db
+        if db is not None and not db.is_closed():
+            db.terminate()
+
     async def _writer_connection(self) -> Connection:
-        """The writer's connection, reconnected if the server dropped it (the lost group already failed)."""
+        """The writer's connection, reconnected if it was lost or discarded (the group then in flight failed)."""
         db = self._writer_db
         if db is None:
             raise StoreNotOpenError(f"{self!r} is not open")
