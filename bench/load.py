@@ -1,6 +1,8 @@
 """HTTP load against a gateway on loopback: requests/s, latency percentiles, counts by code.
 
     python bench/load.py --spawn [--seconds 10] [--connections 64] [--requests 20000] [--json]
+    python bench/load.py --spawn --store postgresql://postgres@127.0.0.1:5432/test --workers 2
+    python bench/load.py --compare [--json]   (SQLite 1 worker, PostgreSQL 1 worker, PostgreSQL 2 workers)
     python bench/load.py --dir WORLD --url http://127.0.0.1:8079 ...   (a gateway you started)
 
 --spawn creates a world in a temporary directory, starts ``dcc-gateway serve``
@@ -11,7 +13,9 @@ requests, SoLR Contingency requests (SR 1.6 to Credit) and invalid ones
 (tampered after signing -> 401). Each request has its own counter; with
 many connections two requests to the same meter can overtake each other,
 and the overtaken one then gets E40, as it would at the DCC. Bounded in time and in
-count; refuses any address outside 127.0.0.0/8 and ::1.
+count; refuses any address outside 127.0.0.0/8 and ::1. With a PostgreSQL
+``--store``, each spawned run uses a fresh schema of that database
+(``?schema=bench_…``), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -69,11 +73,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn_gateway(world: Path, port: int) -> subprocess.Popen[bytes]:
+def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int = 1) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("dcc-gateway")
-    process = subprocess.Popen(
-        [str(exe), "serve", str(world), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    command = [str(exe), "serve", str(world), "--port", str(port), "--workers", str(workers)]
+    if store is not None:
+        command += ["--store", store]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -214,6 +219,11 @@ def _percentile(sorted_values: list[float], percent: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spawn", action="store_true", help="create a world and start a gateway for the run")
+    parser.add_argument("--compare", action="store_true",
+                        help="three spawned runs: SQLite 1 worker, PostgreSQL 1 worker, PostgreSQL 2 workers")
+    parser.add_argument("--store", default=None, help="with --spawn: the gateway's store URL (default: SQLite in the world)")
+    parser.add_argument("--workers", type=int, default=1, help="with --spawn: gateway worker processes (PostgreSQL)")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help=f"with --compare: the database (default {DEFAULT_POSTGRES})")
     parser.add_argument("--dir", type=Path, help="world directory of a running gateway (for its keys)")
     parser.add_argument("--url", default=None, help="gateway URL (default: the world's)")
     parser.add_argument("--devices", type=int, default=40)
@@ -223,52 +233,93 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    scratch = tempfile.TemporaryDirectory() if args.spawn else None
-    process = None
-    try:
-        if scratch is not None:
-            world = Path(scratch.name) / "world"
-            subprocess.run([str(Path(sys.executable).with_name("dcc-gateway")), "init", str(world),
-                            "--devices", str(args.devices)], check=True, stdout=subprocess.DEVNULL)
-            # A throughput run, not an anomaly-detection test: lift the default ADT thresholds.
-            toml = world / "gateway.toml"
-            toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
-            receiver_port = free_port()
-            manifest_path = world / "manifest.json"
-            raw = json.loads(manifest_path.read_text())
-            for name, actor in raw["actors"].items():
-                if actor.get("response_url"):
-                    actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
-            manifest_path.write_text(json.dumps(raw))
-            port = free_port()
-            process = spawn_gateway(world, port)
-            url = f"http://127.0.0.1:{port}"
-        else:
-            receiver_port = None
-        if scratch is None and args.dir is None:
-            raise SystemExit("give --spawn, or --dir WORLD of a running gateway")
-        if scratch is None:
-            world = args.dir
-        manifest = load_manifest(world)
-        url = (args.url or (url if process else manifest.gateway.url)).rstrip("/")
+    if args.compare:
+        return compare(args)
+    if args.spawn:
+        result = spawned_run(args, args.store, args.workers)
+    elif args.dir is None:
+        raise SystemExit("give --spawn, --compare, or --dir WORLD of a running gateway")
+    else:
+        manifest = load_manifest(args.dir)
+        url = (args.url or manifest.gateway.url).rstrip("/")
         loopback_only(url)
-        if process is not None:
-            enable_contingency(manifest, url)
         prepared = prepare(manifest, args.requests, args.seed)
-        result = asyncio.run(
-            drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=receiver_port)
-        )
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
-        if scratch is not None:
-            scratch.cleanup()
+        result = asyncio.run(drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=None))
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key:>16}: {value}")
+    return 0
+
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> dict[str, object]:
+    """A fresh world (and, for PostgreSQL, a fresh schema), a gateway started for it, one load run."""
+    schema = None
+    if store is not None and store.startswith(("postgresql://", "postgres://")):
+        schema = f"bench_{os.getpid()}_{time.monotonic_ns()}"
+        store = f"{store}{'&' if '?' in store else '?'}schema={schema}"
+    with tempfile.TemporaryDirectory() as scratch:
+        world = Path(scratch) / "world"
+        subprocess.run([str(Path(sys.executable).with_name("dcc-gateway")), "init", str(world),
+                        "--devices", str(args.devices)], check=True, stdout=subprocess.DEVNULL)
+        # A throughput run, not an anomaly-detection test: lift the default ADT thresholds.
+        toml = world / "gateway.toml"
+        toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
+        receiver_port = free_port()
+        manifest_path = world / "manifest.json"
+        raw = json.loads(manifest_path.read_text())
+        for name, actor in raw["actors"].items():
+            if actor.get("response_url"):
+                actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
+        manifest_path.write_text(json.dumps(raw))
+        port = free_port()
+        process = spawn_gateway(world, port, store, workers)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            manifest = load_manifest(world)
+            enable_contingency(manifest, url)
+            prepared = prepare(manifest, args.requests, args.seed)
+            result = asyncio.run(
+                drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=receiver_port)
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            if schema is not None and store is not None:
+                asyncio.run(_drop_schema(store.split("?", 1)[0], schema))
+    return {"store": "postgresql" if schema else "sqlite", "workers": workers, **result}
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
+def compare(args: argparse.Namespace) -> int:
+    """SQLite with one worker, PostgreSQL with one and with two, one after the other, same load."""
+    runs = [
+        spawned_run(args, None, 1),
+        spawned_run(args, args.postgres, 1),
+        spawned_run(args, args.postgres, 2),
+    ]
+    pg_one, pg_two = runs[1]["requests_per_s"], runs[2]["requests_per_s"]
+    scaling = round(float(pg_two) / float(pg_one), 2) if pg_one else None  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps({"runs": runs, "postgresql_two_over_one": scaling}))
+        return 0
+    print(f"{'store':>11} {'workers':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  codes")
+    for run in runs:
+        print(f"{run['store']:>11} {run['workers']:>7} {run['requests_per_s']:>8} {run['p50_ms']:>8} {run['p99_ms']:>8}  {run['codes']}")
+    print(f"PostgreSQL, two workers over one: {scaling}x")
     return 0
 
 

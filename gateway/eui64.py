@@ -43,7 +43,8 @@ class Eui64:
         return self.value.to_bytes(8, "big")
 
     def __str__(self) -> str:
-        return "-".join(f"{b:02X}" for b in self.to_bytes())
+        text = f"{self.value:016X}"  # on every hot path (store keys, audit records): no per-byte loop
+        return f"{text[0:2]}-{text[2:4]}-{text[4:6]}-{text[6:8]}-{text[8:10]}-{text[10:12]}-{text[12:14]}-{text[14:16]}"
 
     @property
     def compact(self) -> str:
