@@ -69,11 +69,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_world(directory: Path, receiver_port: int) -> Manifest:
+def prepare_world(directory: Path, receiver_port: int, *, adt_threshold: int = 10_000_000) -> Manifest:
+    """A world whose users' response_url is the test's receiver; by default no request is quarantined."""
     manifest = init_world(directory, devices=60)
     toml = directory / "gateway.toml"
-    # A durability test, not an anomaly-detection one: no request is quarantined.
-    toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
+    toml.write_text(
+        toml.read_text().replace('default_thresholds = { "1.6" = 100 }', f'default_thresholds = {{ "1.6" = {adt_threshold} }}')
+    )
     manifest_file = directory / "manifest.json"
     raw = json.loads(manifest_file.read_text())
     for name, actor in raw["actors"].items():
@@ -109,13 +111,13 @@ def prepare_requests(manifest: Manifest, count: int) -> list[Prepared]:
     return prepared
 
 
-def start_gateway(world: Path, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(world: Path, port: int, *options: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     executable = Path(sys.executable).with_name("dcc-gateway")
-    process = subprocess.Popen(
-        [str(executable), "serve", str(world), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with contextlib.ExitStack() as files:
+        output = subprocess.DEVNULL if log is None else files.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [str(executable), "serve", str(world), "--port", str(port), *options], stdout=output, stderr=output
+        )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
