@@ -73,13 +73,16 @@ def _parser() -> argparse.ArgumentParser:
 
     vectors = commands.add_parser(
         "vectors",
-        help="signature test vectors as files, run against a live gateway",
+        help="signature and policy test vectors as files, run against a live gateway",
         description="generate: rebuilds the world's test CA from manifest.json's seed, signs every vector with "
         "the world actor's own xmlSign key, and imports the extra certificates vectors need into DIR/smki/imported "
         "(restart the gateway afterwards; use a test world). Vectors needing a clock override, a CRL, or marked as "
-        "known issues are listed in OUT/skipped.json. Accepted vectors expect HTTP 200 with a signed sr:Response, "
-        "any DUIS code (they share one RequestID, so replays answer E40). Vectors the world's official DUIS XSD "
-        "refuses expect '400 schema' (the catalogue's verdict is kept in the sidecar). run: POSTs them to a loopback gateway.",
+        "known issues are listed in OUT/skipped.json. Signature-level accepted vectors expect HTTP 200 with a signed "
+        "sr:Response, any DUIS code. After them come stateful vectors in a fixed order (sidecar 'sequence', "
+        "'relies_on'): directives that bring the world into the SoLR state, then policy vectors (a negative one per "
+        "MP134B requirement), replays and accepted requests, each expecting an exact DUIS code; run them once "
+        "against a fresh world's gateway. Vectors the world's official DUIS XSD refuses expect '400 schema' (the "
+        "catalogue's verdict is kept in the sidecar). run: POSTs them to a loopback gateway.",
     )
     vectors_commands = vectors.add_subparsers(dest="vectors_command", required=True, metavar="SUBCOMMAND")
     vectors_generate = vectors_commands.add_parser(
