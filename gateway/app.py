@@ -175,11 +175,11 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None, *, ru
     fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store))
     await fleet.load()
     outbox = DeliveryWorker(store, clock)
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
     forwarder = Forwarder(
         fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
-        dsp_user_id=gateway_key.dsp_user_id,
+        dsp_user_id=gateway_key.dsp_user_id, crypto=executor,
     )
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
     service = GatewayService(
         verifiers=ThreadLocalVerifiers(new_verifier),
         access=access,

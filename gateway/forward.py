@@ -37,6 +37,7 @@ import datetime as dt
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 from typing import Final
 
 from gateway.clock import Clock
@@ -87,9 +88,11 @@ class Forwarder:
         dsp_user_id: Eui64,
         batch: int = 64,
         poll_interval: float = 0.2,
+        crypto: Executor | None = None,
     ) -> None:
         """``batch``: commands claimed at once; ``poll_interval``: real seconds between looks at the
-        queue when nothing woke the executor (commands queued by other workers)."""
+        queue when nothing woke the executor (commands queued by other workers); ``crypto``: where
+        results are signed (the service's crypto threads), so the event loop keeps serving."""
         self._fleet = fleet
         self._store = store
         self._outbox = outbox
@@ -100,6 +103,7 @@ class Forwarder:
         self._dsp = dsp_user_id
         self._batch = batch
         self._poll_interval = poll_interval
+        self._crypto = crypto
         self._parser = HardenedParser()
         self._wake = asyncio.Event()
         self._executing = 0
@@ -194,7 +198,7 @@ class Forwarder:
             now, "device-result", str(command.device_id), command.request_id, code.value, detail,
             {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
         )
-        body = self._signer.command_result(command, code, now)
+        body = await asyncio.get_running_loop().run_in_executor(self._crypto, self._signer.command_result, command, code, now)
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
         completion = CommandCompletion(

@@ -50,6 +50,8 @@ Attempts then fall at 0, 1, 3, 7, 15, 31, 61, 121, 181, 241 s: ten within the 30
 
 _HEADERS: Final = {"Content-Type": "application/xml"}
 _MAX_ERROR_TEXT: Final = 200
+_MAX_ANSWER_BYTES: Final = 64 * 1024
+"""A receiver's answer is read up to this much and ignored (what matters is its status)."""
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
 
@@ -237,6 +239,9 @@ class DeliveryWorker:
             async with self._client().post(
                 delivery.url, data=delivery.body, headers=_HEADERS, timeout=self._timeout, allow_redirects=False
             ) as response:
+                # Reading the (small) answer lets the connection go back to the pool: an unread
+                # body makes aiohttp close it, and every delivery would pay a new connection.
+                await response.content.read(_MAX_ANSWER_BYTES)
                 return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return _describe(exc)
