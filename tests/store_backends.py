@@ -28,7 +28,7 @@ import asyncpg
 import pytest
 
 from gateway.store.base import Store
-from gateway.store.postgresql import PostgresStore
+from gateway.store.postgresql import PostgresLocation, PostgresStore
 from gateway.store.sqlite import SqliteStore
 
 BACKENDS: Final = ("sqlite", "postgresql")
@@ -143,10 +143,8 @@ class PostgresOpener:
 
 
 def _server_dsn(url: str) -> str:
-    """The URL without the gateway's own query parameters, as asyncpg takes it."""
-    parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "schema"]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    """The URL as asyncpg takes it (without the store's own ``schema=``)."""
+    return PostgresLocation.parse(url).dsn
 
 
 async def postgres_unreachable_reason(url: str) -> str | None:
