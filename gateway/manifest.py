@@ -393,17 +393,58 @@ def _next_is(text: str, pos: int, char: str) -> bool:
     return text[_skip(text, pos) : _skip(text, pos) + 1] == char
 
 
+_W = r"[ \t\n\r]*"
+_CANONICAL_DEVICE = re.compile(
+    _W
+    + r'\{"device_id": "([0-9A-F]{2}(?:-[0-9A-F]{2}){7})", "type": "(ESME|GSME)", "smets": ([12]), '
+    + r'"mpxn": "([0-9]+)", "supplier_mpid": "([^"\\\x00-\x1f]*)", "payment_mode": "(Credit|Prepayment)", '
+    + r'"credit_pence": (-?(?:0|[1-9][0-9]*))\}'
+)
+"""A device entry exactly as ``init`` writes it (SPEC key order, ``json.dumps`` spacing, no escapes, valid values).
+
+Such an entry is read straight from the match, twice as fast as decoding it to
+a dict and checking that (a million-meter manifest is read at every start);
+anything else (other spacing or key order, extra keys, escapes, invalid values)
+takes the general path, which also names what is wrong. A match accepts only
+what the general path accepts, with the same result.
+"""
+_AFTER_DEVICE = re.compile(_W + "([,\\]])")
+_SHARED_STRINGS = types.MappingProxyType({text: text for text in ("ESME", "GSME", "Credit", "Prepayment")})
+
+
+def _canonical_device(match: re.Match[str]) -> Device:
+    device_id, device_type, smets, mpxn, mpid, payment_mode, credit = match.groups()
+    return Device(
+        device_id=Eui64(int(device_id.replace("-", ""), 16)),
+        type=cast(DeviceType, _SHARED_STRINGS[device_type]),
+        smets=int(smets),
+        mpxn=mpxn,
+        supplier_mpid=sys.intern(mpid),
+        payment_mode=cast(PaymentMode, _SHARED_STRINGS[payment_mode]),
+        credit_pence=int(credit),
+    )
+
+
 def _decode_devices(decoder: json.JSONDecoder, text: str, pos: int) -> tuple[tuple[Device, ...], int]:
     pos = _expect(text, pos, "[")
     devices: list[Device] = []
     if _next_is(text, pos, "]"):
         return (), _expect(text, pos, "]")
+    canonical, after = _CANONICAL_DEVICE.match, _AFTER_DEVICE.match
     while True:
-        value, pos = decoder.raw_decode(text, _skip(text, pos))
-        devices.append(_parse_device(value, f"devices[{len(devices)}]"))
-        if not _next_is(text, pos, ","):
-            return tuple(devices), _expect(text, pos, "]")
-        pos = _expect(text, pos, ",")
+        match = canonical(text, pos)
+        if match is not None:
+            devices.append(_canonical_device(match))
+            pos = match.end()
+        else:
+            value, pos = decoder.raw_decode(text, _skip(text, pos))
+            devices.append(_parse_device(value, f"devices[{len(devices)}]"))
+        separator = after(text, pos)
+        if separator is None:
+            raise ManifestError(f"expected ',' or ']' at offset {_skip(text, pos)}")
+        pos = separator.end()
+        if separator.group(1) == "]":
+            return tuple(devices), pos
 
 
 def _decode_manifest(text: str) -> tuple[dict[str, object], tuple[Device, ...]]:

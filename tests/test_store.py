@@ -36,12 +36,8 @@ from gateway.store.base import (
     QuarantineStatus,
     Store,
 )
-from gateway.store.sqlite import (
-    MAX_COUNTER,
-    SqliteStore,
-    StoreNotOpenError,
-    StoreSchemaError,
-)
+from gateway.store.base import StoreNotOpenError, StoreSchemaError
+from gateway.store.sqlite import MAX_COUNTER, SqliteStore
 from tests.store_backends import SqliteOpener, StoreOpener, store_opener
 
 UTC = dt.UTC

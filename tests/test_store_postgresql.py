@@ -38,7 +38,7 @@ from gateway.store.postgresql import (
     StoreReadOnlyError,
     StoreWriteFailed,
 )
-from gateway.store.sqlite import StoreSchemaError
+from gateway.store.base import StoreSchemaError
 from tests.store_backends import PostgresOpener, fresh_schema_name, store_opener, with_schema
 from tests.test_store import METER, SUPPLIER, T0, admission, audit_entry, directive
 

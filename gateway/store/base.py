@@ -41,6 +41,14 @@ from gateway.eui64 import Eui64
 GENESIS_HASH = "0" * 64
 
 
+class StoreSchemaError(RuntimeError):
+    """The database holds a schema this build does not know (newer, or not a gateway store)."""
+
+
+class StoreNotOpenError(RuntimeError):
+    """A store method was called before ``open()`` or after ``close()``."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One decision, before it is chained."""

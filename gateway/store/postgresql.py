@@ -63,6 +63,8 @@ from gateway.eui64 import Eui64
 from gateway.store.audit import AuditRecordUnreadable, canonical_json, chain_hash, parse_utc_text, utc_text
 from gateway.store.base import (
     DELIVERY_MAX_AGE,
+    StoreNotOpenError,
+    StoreSchemaError,
     FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
     Admission,
@@ -85,7 +87,6 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.sqlite import StoreNotOpenError, StoreSchemaError
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"

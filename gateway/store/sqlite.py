@@ -8,10 +8,9 @@ Atomicity across workers: every read-then-write runs inside ``BEGIN IMMEDIATE``,
 which takes SQLite's write lock *before* the read. Two connections (two
 ``SqliteStore`` objects, or two processes) therefore cannot both pass the replay
 check for one counter, nor both see an ADT count one below the threshold.
-One ``SqliteStore`` has one connection; an :class:`asyncio.Lock` keeps two
-coroutines from interleaving statements on it (one's uncommitted rows would be
-visible to the other). aiosqlite runs every statement on its own thread, so
-the event loop never waits on the disk.
+One ``SqliteStore`` has one connection, used only by the store's own thread:
+concurrent calls are grouped into one transaction there (see :class:`SqliteStore`),
+so the event loop never waits on the disk and a commit's fsync is shared.
 
 Encodings, chosen so that SQL comparisons on the stored text are correct:
 
@@ -61,6 +60,8 @@ from gateway.store.audit import (
     utc_text,
 )
 from gateway.store.base import (
+    StoreNotOpenError,
+    StoreSchemaError,
     DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
@@ -104,14 +105,6 @@ _OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
 
 Row = Sequence[Any]
 T = TypeVar("T")
-
-
-class StoreSchemaError(RuntimeError):
-    """The file holds a schema this build does not know (newer, or not a gateway store)."""
-
-
-class StoreNotOpenError(RuntimeError):
-    """A store method was called before :meth:`SqliteStore.open` or after :meth:`SqliteStore.close`."""
 
 
 # --- SQL, one class per table -----------------------------------------------------------
@@ -546,7 +539,7 @@ def _check_counter(counter: int) -> None:
 
 def _decide(db: sqlite3.Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
     """The body of :meth:`SqliteStore.admit`, inside its write transaction."""
-    if request.registry_version is not None and _registry_version(db) != request.registry_version:
+    if request.registry_version is not None and _registry_version(db) > request.registry_version:
         return AdmissionResult(Admission.STALE_REGISTRY)
     limit = _adt_limit(request)
     last = _last_counter(db, request.originator, request.target)
