@@ -33,7 +33,8 @@ from gateway.respond.signer import ResponseSigner
 from gateway.runtime import World, open_world
 from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
 from gateway.signing import SigningKey
-from gateway.store.base import Store
+from gateway.eui64 import Eui64
+from gateway.store.base import ALL_DEVICES, Shard, Store
 from gateway.store.factory import is_postgres_url, open_store
 from gateway.verify.verifier import Verifier
 
@@ -45,7 +46,7 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 FLEET = web.AppKey("fleet", MeterFleet)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 OUTBOX = web.AppKey("outbox", DeliveryWorker)
-RUNS_METERS = web.AppKey("runs_meters", bool)
+SHARD = web.AppKey("shard", Shard)
 
 
 @dataclass
@@ -58,15 +59,13 @@ class Runtime:
     fleet: MeterFleet
     outbox: DeliveryWorker
     forwarder: Forwarder
-    runs_meters: bool
     stop: asyncio.Event
     background: list[asyncio.Task[None]]
 
     async def close(self) -> None:
-        """Clean shutdown: run the commands already queued (if this worker runs the meters), then
-        stop the loops, let deliveries in flight be recorded, and close the store."""
-        if self.runs_meters:
-            await self.forwarder.drain()
+        """Clean shutdown: run the commands already queued for this worker's meters, then stop the
+        loops, let deliveries in flight be recorded, and close the store."""
+        await self.forwarder.drain()
         self.stop.set()
         await self.outbox.stop()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -121,9 +120,11 @@ async def admin(request: web.Request) -> web.Response:
 
 async def device_state(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
-    if not request.app[RUNS_METERS]:
-        await fleet.refresh(request.match_info["device_id"])  # the worker that runs the meters stored it
-    state = fleet.as_json(request.match_info["device_id"])
+    device_id = request.match_info["device_id"]
+    with contextlib.suppress(ValueError):
+        if not fleet.runs(Eui64.parse(device_id)):
+            await fleet.refresh(device_id)  # another worker runs it: show what that worker stored
+    state = fleet.as_json(device_id)
     if state is None:
         raise web.HTTPNotFound(text=json.dumps({"error": "no such simulated device"}), content_type="application/json")
     return web.json_response(state)
@@ -152,9 +153,9 @@ def clock_from_config(config: GatewayConfig) -> Clock:
     return SystemClock()
 
 
-async def start_runtime(world: World, clock: Clock, store_url: str | None, *, runs_meters: bool = True) -> Runtime:
-    """Opens the store and builds the pipeline. ``runs_meters``: this worker simulates the meters and
-    executes the queued commands (exactly one worker of a gateway does)."""
+async def start_runtime(world: World, clock: Clock, store_url: str | None, *, shard: Shard = ALL_DEVICES) -> Runtime:
+    """Opens the store and builds the pipeline. ``shard``: the meters this worker simulates and whose
+    queued commands it executes (each meter belongs to exactly one worker)."""
     store = open_store(store_url or world.config.store.url, world_dir=world.directory)
     await store.open()
     access = await AccessControl.restore(
@@ -172,13 +173,13 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None, *, ru
     if gateway_key.response_key is None:
         raise SystemExit("dcc-gateway: manifest.json names no gateway response_key")
     signer = ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert))
-    fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store))
+    fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store), runs=shard.owns)
     await fleet.load()
     outbox = DeliveryWorker(store, clock)
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
     forwarder = Forwarder(
         fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
-        dsp_user_id=gateway_key.dsp_user_id, crypto=executor,
+        dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard,
     )
     service = GatewayService(
         verifiers=ThreadLocalVerifiers(new_verifier),
@@ -190,11 +191,14 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None, *, ru
         forward=forwarder,
     )
     stop = asyncio.Event()
-    background = [asyncio.create_task(outbox.run(stop)), asyncio.create_task(_follow_registry(access, stop))]
-    if runs_meters:
-        await forwarder.start_executing()
-        background += [asyncio.create_task(forwarder.run_commands(stop)), asyncio.create_task(forwarder.run_meters(stop))]
-    return Runtime(service, store, executor, fleet, outbox, forwarder, runs_meters, stop, background)
+    await forwarder.start_executing()
+    background = [
+        asyncio.create_task(outbox.run(stop)),
+        asyncio.create_task(_follow_registry(access, stop)),
+        asyncio.create_task(forwarder.run_commands(stop)),
+        asyncio.create_task(forwarder.run_meters(stop)),
+    ]
+    return Runtime(service, store, executor, fleet, outbox, forwarder, stop, background)
 
 
 async def _follow_registry(access: AccessControl, stop: asyncio.Event, interval: float = 1.0) -> None:
@@ -222,14 +226,14 @@ async def internal_errors(request: web.Request, handler):  # type: ignore[no-unt
 
 
 def create_app(
-    world: World, *, clock: Clock | None = None, store_url: str | None = None, runs_meters: bool = True
+    world: World, *, clock: Clock | None = None, store_url: str | None = None, shard: Shard = ALL_DEVICES
 ) -> web.Application:
     app = web.Application(client_max_size=world.config.limits.max_body_bytes, middlewares=[internal_errors])
     app[WORLD] = world
-    app[RUNS_METERS] = runs_meters
+    app[SHARD] = shard
 
     async def runtime_context(app: web.Application) -> AsyncIterator[None]:
-        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url, runs_meters=runs_meters)
+        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url, shard=shard)
         app[SERVICE] = runtime.service
         app[FLEET] = runtime.fleet
         app[FORWARDER] = runtime.forwarder

@@ -12,9 +12,10 @@ Exactly once: a meter's new state reaches the store only in the transaction
 that marks its command executed, under the claim the executor holds. If the
 gateway dies before that commit, neither happened, and the command is run
 again after the restart on the meter as stored; if it dies after, the command
-is done and is not claimed again. The executor is the only one that runs the
-meters (one per gateway: the first worker), so at start it ends the claims a
-dead predecessor left behind.
+is done and is not claimed again. Each meter has exactly one executor (with
+several workers, each runs the meters of its shard: EUI-64 modulo the number of
+workers), so at start an executor ends the claims a dead predecessor of its
+shard left behind.
 
 * SMETS1 SR 1.6 runs from the signed request body, SMETS2 from the Signed
   Pre-Command (CV5); other SRVs are acknowledged by the simulated device.
@@ -51,12 +52,14 @@ from gateway.policy.access import AccessControl
 from gateway.respond import documents
 from gateway.respond.signer import ResponseSigner
 from gateway.store.base import (
+    ALL_DEVICES,
     AuditEntry,
     ClaimedCommand,
     CommandCompletion,
     CommandForm,
     Delivery,
     DeliveryKind,
+    Shard,
     Store,
 )
 from gateway.verify.documents import VerifiedRequest
@@ -89,10 +92,12 @@ class Forwarder:
         batch: int = 64,
         poll_interval: float = 0.2,
         crypto: Executor | None = None,
+        shard: Shard = ALL_DEVICES,
     ) -> None:
         """``batch``: commands claimed at once; ``poll_interval``: real seconds between looks at the
         queue when nothing woke the executor (commands queued by other workers); ``crypto``: where
-        results are signed (the service's crypto threads), so the event loop keeps serving."""
+        results are signed (the service's crypto threads), so the event loop keeps serving; ``shard``:
+        the devices whose commands this executor runs (each worker runs its own share)."""
         self._fleet = fleet
         self._store = store
         self._outbox = outbox
@@ -104,6 +109,7 @@ class Forwarder:
         self._batch = batch
         self._poll_interval = poll_interval
         self._crypto = crypto
+        self._shard = shard
         self._parser = HardenedParser()
         self._wake = asyncio.Event()
         self._executing = 0
@@ -123,8 +129,8 @@ class Forwarder:
     # --- the executor -------------------------------------------------------------------------
 
     async def start_executing(self) -> int:
-        """Ends claims a dead executor left (this is the only one); returns how many."""
-        released = await self._store.release_claims()
+        """Ends claims a dead executor left on this shard (this is its only executor); returns how many."""
+        released = await self._store.release_claims(self._shard)
         if released:
             LOG.info("%d command(s) claimed by a previous run are queued again", released)
         return released
@@ -133,7 +139,7 @@ class Forwarder:
         """Claims and runs queued commands until none is left; returns how many were run."""
         total = 0
         while True:
-            claimed = await self._store.claim_commands(self._clock.now(), self._batch, COMMAND_LEASE)
+            claimed = await self._store.claim_commands(self._clock.now(), self._batch, COMMAND_LEASE, self._shard)
             if not claimed:
                 return total
             self._executing += len(claimed)

@@ -5,8 +5,9 @@ address with ``SO_REUSEPORT``, so the kernel spreads connections across them.
 What they must agree on lives in the database: replay counters, ADT windows,
 quarantine, the outbox, the command queue and the audit chain (the store
 serialises writes under one advisory lock and groups them into few commits).
-Worker 0 also runs the simulated meters and executes the queued commands; the
-others answer ``/sim/devices`` from the states it stores.
+Each worker also runs a share of the simulated meters (EUI-64 modulo N) and
+executes the queued commands to them, so no meter has two executors; a worker
+shows the others' meters from the states their worker stored.
 
 The supervisor (this process) restarts a worker that dies, and on SIGINT or
 SIGTERM stops them all (each finishes what it has in flight). A worker whose
@@ -28,6 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from gateway.store.base import MAX_SHARDS, Shard
+
 LOG = logging.getLogger("dcc_gateway.workers")
 
 RESTART_DELAY_SECONDS: Final = 0.5
@@ -42,10 +45,11 @@ class WorkerSpec:
     port: int
     store_url: str
     index: int
+    count: int
 
     @property
-    def runs_meters(self) -> bool:
-        return self.index == 0
+    def shard(self) -> Shard:
+        return Shard(self.index, self.count)
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -68,7 +72,7 @@ async def _serve(spec: WorkerSpec) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     runner = web.AppRunner(
-        create_app(world, store_url=spec.store_url, runs_meters=spec.runs_meters), access_log=None, handle_signals=False
+        create_app(world, store_url=spec.store_url, shard=spec.shard), access_log=None, handle_signals=False
     )
     await runner.setup()
     try:
@@ -136,5 +140,7 @@ class Supervisor:
 
 def serve_workers(directory: Path, *, host: str, port: int, store_url: str, workers: int) -> int:
     logging.basicConfig(level=logging.INFO, format="[supervisor] %(message)s")
-    specs = [WorkerSpec(directory, host, port, store_url, index) for index in range(workers)]
+    if workers > MAX_SHARDS:
+        raise SystemExit(f"dcc-gateway serve: at most {MAX_SHARDS} workers")
+    specs = [WorkerSpec(directory, host, port, store_url, index, workers) for index in range(workers)]
     return Supervisor(specs).run()

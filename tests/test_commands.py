@@ -27,6 +27,7 @@ from gateway.store.base import (
     DeliveryKind,
     DeviceCommand,
     QuarantineStatus,
+    Shard,
     Store,
 )
 from tests.store_backends import StoreOpener
@@ -164,6 +165,19 @@ async def test_a_claim_taken_over_cannot_complete(store: Store) -> None:
     assert await store.load_meter(str(METER)) is None
     assert await store.due_deliveries(T0, 10) == []
     assert await store.complete_command(current, completion())
+
+
+async def test_each_shard_claims_and_releases_only_its_own_devices(store: Store) -> None:
+    even, odd = Eui64(METER.value & ~1), Eui64(METER.value | 1)
+    for counter, device in enumerate((even, odd, even, odd), start=1):
+        await store.queue_command(command(counter, device=device), audit_entry())
+    first, second = Shard(0, 2), Shard(1, 2)
+    mine = await store.claim_commands(T0, 10, LEASE, first)
+    assert [c.command.device_id for c in mine] == [even, even]
+    theirs = await store.claim_commands(T0, 10, LEASE, second)
+    assert [c.command.device_id for c in theirs] == [odd, odd]
+    assert await store.release_claims(first) == 2  # the other shard's claims stand
+    assert [c.command.device_id for c in await store.claim_commands(T0, 10, LEASE)] == [even, even]
 
 
 async def test_release_claims_hands_claimed_commands_back_at_once(stores_and_store: tuple[StoreOpener, Store]) -> None:

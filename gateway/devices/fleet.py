@@ -102,8 +102,12 @@ class MeterFleet:
         *,
         store: MeterPersistence | None = None,
         defaults: MeterDefaults = DEFAULTS,
+        runs: Callable[[Eui64], bool] | None = None,
     ) -> None:
+        """``runs``: the meters this fleet runs down and commands (default: all); the others are
+        another worker's, and this fleet only shows them as stored (:meth:`refresh`)."""
         self._manifest = manifest
+        self._runs = runs
         self._anchors = anchors
         self._clock = clock
         self._store = store
@@ -122,9 +126,14 @@ class MeterFleet:
         *,
         store: MeterPersistence | None = None,
         defaults: MeterDefaults = DEFAULTS,
+        runs: Callable[[Eui64], bool] | None = None,
     ) -> MeterFleet:
         """Reads each supplier's DS certificate (the meters' trust anchors); raises TrustAnchorError."""
-        return cls(manifest, FleetAnchors.from_manifest(manifest), clock, store=store, defaults=defaults)
+        return cls(manifest, FleetAnchors.from_manifest(manifest), clock, store=store, defaults=defaults, runs=runs)
+
+    def runs(self, device_id: Eui64) -> bool:
+        """Whether this fleet runs that meter (another worker's fleet runs the others)."""
+        return self._runs is None or self._runs(device_id)
 
     @property
     def epoch(self) -> dt.datetime:
@@ -334,6 +343,8 @@ class MeterFleet:
     def _initial_schedule(self) -> list[tuple[int, int]]:
         entries: list[tuple[int, int]] = []
         for device in self._manifest.devices:
+            if self._runs is not None and not self._runs(device.device_id):
+                continue  # another worker runs it down
             state = self._states.get(device.device_id)
             if state is None and device.payment_mode != "Prepayment":
                 continue  # an untouched credit meter has no events

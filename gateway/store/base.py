@@ -134,6 +134,35 @@ class DeviceCommand:
         object.__setattr__(self, "form", CommandForm(self.form))
 
 
+SHARD_MODULUS: Final = 720_720
+"""Commands carry ``device value % SHARD_MODULUS``; any shard count from 1 to 16 divides it, so
+``shard_key % count`` is the device's shard for every such count."""
+
+MAX_SHARDS: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """The devices one executor runs: those whose EUI-64 value is ``index`` modulo ``count``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS or not 0 <= self.index < self.count:
+            raise ValueError(f"a shard is index < count <= {MAX_SHARDS}: {self.index}/{self.count}")
+
+    def owns(self, device_id: Eui64) -> bool:
+        return device_id.value % self.count == self.index
+
+
+ALL_DEVICES: Final = Shard(0, 1)
+
+
+def shard_key(device_id: Eui64) -> int:
+    return device_id.value % SHARD_MODULUS
+
+
 class CommandStatus(enum.StrEnum):
     QUEUED = "queued"
     EXECUTED = "executed"
@@ -406,16 +435,19 @@ class Store(Protocol):
         """
         ...
 
-    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
-        """QUEUED commands not under another live claim, oldest first, at most ``limit``.
+    async def claim_commands(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
+    ) -> list[ClaimedCommand]:
+        """QUEUED commands to ``shard``'s devices not under another live claim, oldest first, at most ``limit``.
 
         Each is claimed until ``now + lease`` under a new claim token. A claim whose
         lease has ended can be taken again (the executor that held it died).
         """
         ...
 
-    async def release_claims(self) -> int:
-        """Ends every claim on a QUEUED command (the sole executor starting again); returns how many."""
+    async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
+        """Ends every claim on a QUEUED command to ``shard``'s devices (their sole executor starting
+        again); returns how many."""
         ...
 
     async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:

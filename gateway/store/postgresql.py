@@ -62,7 +62,10 @@ from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
 from gateway.store.audit import AuditRecordUnreadable, canonical_json, chain_hash, parse_utc_text, utc_text
 from gateway.store.base import (
+    ALL_DEVICES,
     DELIVERY_MAX_AGE,
+    Shard,
+    shard_key,
     StoreNotOpenError,
     StoreSchemaError,
     FAILED_DELIVERY_KEEP,
@@ -247,6 +250,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 request_id text NOT NULL UNIQUE,
                 originator text NOT NULL,
                 device_id text NOT NULL,
+                shard_key integer NOT NULL,
                 service_reference text NOT NULL,
                 srv text NOT NULL,
                 form text NOT NULL CHECK (form IN ('sr-body', 'signed-pre-command', 'acknowledge')),
@@ -259,7 +263,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 executed_at timestamptz,
                 outcome text
             )""",
-            "CREATE INDEX commands_queued ON commands (status, command_id)",
+            "CREATE INDEX commands_queued ON commands (status, shard_key, command_id)",
             "CREATE TABLE meters (device_id text PRIMARY KEY, state text NOT NULL)",
             "CREATE TABLE meters_meta (key text PRIMARY KEY, value text NOT NULL)",
         ),
@@ -364,19 +368,19 @@ class _Sql:
         "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
     )
     command_insert: Final = """INSERT INTO commands
-        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued') RETURNING command_id"""
+        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, shard_key, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued') RETURNING command_id"""
     command_id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = $1"
     command_status: Final = "SELECT status FROM commands WHERE request_id = $1"
     command_claim: Final = f"""UPDATE commands SET claim_token = 'claim-' || command_id || '-' || $3,
             claimed_until = $2, claims = claims + 1
         WHERE command_id IN (
             SELECT command_id FROM commands
-            WHERE status = 'queued' AND (claimed_until IS NULL OR claimed_until <= $1)
+            WHERE status = 'queued' AND shard_key % $5 = $6 AND (claimed_until IS NULL OR claimed_until <= $1)
             ORDER BY command_id LIMIT $4)
         RETURNING {command_columns}, claims, claim_token"""
     command_release: Final = """UPDATE commands SET claim_token = NULL, claimed_until = NULL
-        WHERE status = 'queued' AND claim_token IS NOT NULL"""
+        WHERE status = 'queued' AND shard_key % $1 = $2 AND claim_token IS NOT NULL"""
     command_complete: Final = """UPDATE commands SET status = 'executed', executed_at = $1, outcome = $2,
             claim_token = NULL, claimed_until = NULL
         WHERE command_id = $3 AND status = 'queued' AND claim_token = $4"""
@@ -835,6 +839,7 @@ async def _insert_command(db: Tx, command: DeviceCommand) -> int:
         command.form.value,
         bytes(command.payload),
         _aware(command.queued_at),
+        shard_key(command.device_id),
     )
     return int(command_id)
 
@@ -848,9 +853,12 @@ async def _queue_command(db: Tx, command: DeviceCommand, audit: AuditEntry) -> i
     return command_id
 
 
-async def _claim_commands(db: Tx, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+async def _claim_commands(
+    db: Tx, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
+) -> list[ClaimedCommand]:
     # One random part per call, made unique per command by its id: a token is never reused.
-    rows = await db.fetch(_Sql.command_claim, _aware(now), _aware(now) + lease, secrets.token_hex(16), limit)
+    token = secrets.token_hex(16)
+    rows = await db.fetch(_Sql.command_claim, _aware(now), _aware(now) + lease, token, limit, shard.count, shard.index)
     return sorted((_claimed_command(row) for row in rows), key=lambda claimed: claimed.command_id)
 
 
@@ -1126,18 +1134,20 @@ class PostgresStore:
         _aware(command.queued_at)
         return await self._write(lambda db: _queue_command(db, command, audit))
 
-    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+    async def claim_commands(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
+    ) -> list[ClaimedCommand]:
         """QUEUED commands without a live claim, oldest first, each claimed until ``now + lease``."""
         if limit < 1:
             raise ValueError(f"limit must be positive: {limit}")
         if lease <= dt.timedelta(0):
             raise ValueError(f"a lease must be positive: {lease}")
         _aware(now)
-        return await self._write(lambda db: _claim_commands(db, now, limit, lease))
+        return await self._write(lambda db: _claim_commands(db, now, limit, lease, shard))
 
-    async def release_claims(self) -> int:
+    async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
         async def release(db: Tx) -> int:
-            return _affected_rows(await db.execute(_Sql.command_release))
+            return _affected_rows(await db.execute(_Sql.command_release, shard.count, shard.index))
 
         return await self._write(release)
 

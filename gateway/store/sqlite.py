@@ -60,8 +60,11 @@ from gateway.store.audit import (
     utc_text,
 )
 from gateway.store.base import (
+    ALL_DEVICES,
+    Shard,
     StoreNotOpenError,
     StoreSchemaError,
+    shard_key,
     DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
@@ -304,6 +307,7 @@ class _CommandsSql:
             request_id TEXT NOT NULL UNIQUE,
             originator TEXT NOT NULL,
             device_id TEXT NOT NULL,
+            shard_key INTEGER NOT NULL,
             service_reference TEXT NOT NULL,
             srv TEXT NOT NULL,
             form TEXT NOT NULL CHECK (form IN ('sr-body', 'signed-pre-command', 'acknowledge')),
@@ -316,19 +320,20 @@ class _CommandsSql:
             executed_at TEXT,
             outcome TEXT
         )""",
-        "CREATE INDEX IF NOT EXISTS commands_queued ON commands (status, command_id)",
+        "CREATE INDEX IF NOT EXISTS commands_queued ON commands (status, shard_key, command_id)",
     )
     columns: Final = "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
     insert: Final = """INSERT INTO commands
-        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, status)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued')"""
+        (request_id, originator, device_id, shard_key, service_reference, srv, form, payload, queued_at, status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')"""
     id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = ?"
     status_by_request: Final = "SELECT status FROM commands WHERE request_id = ?"
     claimable: Final = f"""SELECT {columns}, claims FROM commands
-        WHERE status = 'queued' AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY command_id LIMIT ?"""
+        WHERE status = 'queued' AND shard_key % ? = ? AND (claimed_until IS NULL OR claimed_until <= ?)
+        ORDER BY command_id LIMIT ?"""
     claim: Final = "UPDATE commands SET claim_token = ?, claimed_until = ?, claims = claims + 1 WHERE command_id = ?"
     release: Final = """UPDATE commands SET claim_token = NULL, claimed_until = NULL
-        WHERE status = 'queued' AND claim_token IS NOT NULL"""
+        WHERE status = 'queued' AND shard_key % ? = ? AND claim_token IS NOT NULL"""
     complete: Final = """UPDATE commands SET status = 'executed', executed_at = ?, outcome = ?,
         claim_token = NULL, claimed_until = NULL
         WHERE command_id = ? AND status = 'queued' AND claim_token = ?"""
@@ -796,6 +801,7 @@ def _insert_command(db: sqlite3.Connection, command: DeviceCommand) -> int:
             command.request_id,
             str(command.originator),
             str(command.device_id),
+            shard_key(command.device_id),
             command.service_reference,
             command.service_reference_variant,
             command.form.value,
@@ -829,8 +835,10 @@ def _claimed_command(row: Row, token: str) -> ClaimedCommand:
     return ClaimedCommand(command_id, command, token, claims + 1)
 
 
-def _claim_commands(db: sqlite3.Connection, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
-    rows = _fetch_all(db, _CommandsSql.claimable, (utc_text(now), limit))
+def _claim_commands(
+    db: sqlite3.Connection, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
+) -> list[ClaimedCommand]:
+    rows = _fetch_all(db, _CommandsSql.claimable, (shard.count, shard.index, utc_text(now), limit))
     until = utc_text(now + lease)
     claimed = []
     for row in rows:
@@ -1115,15 +1123,17 @@ class SqliteStore:
     async def queue_command(self, command: DeviceCommand, audit: AuditEntry) -> int:
         return await self._write(lambda db: _queue_command(db, command, audit))
 
-    async def claim_commands(self, now: dt.datetime, limit: int, lease: dt.timedelta) -> list[ClaimedCommand]:
+    async def claim_commands(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
+    ) -> list[ClaimedCommand]:
         if limit < 1:
             raise ValueError(f"limit must be positive: {limit}")
         if lease <= dt.timedelta(0):
             raise ValueError(f"a lease must be positive: {lease}")
-        return await self._write(lambda db: _claim_commands(db, now, limit, lease))
+        return await self._write(lambda db: _claim_commands(db, now, limit, lease, shard))
 
-    async def release_claims(self) -> int:
-        return await self._write(lambda db: db.execute(_CommandsSql.release).rowcount)
+    async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
+        return await self._write(lambda db: db.execute(_CommandsSql.release, (shard.count, shard.index)).rowcount)
 
     async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
         return await self._write(lambda db: _complete_command(db, claimed, completion))
