@@ -37,7 +37,8 @@ from gateway.store.base import (
     Store,
 )
 from gateway.store.base import StoreNotOpenError, StoreSchemaError
-from gateway.store.sqlite import MAX_COUNTER, SqliteStore
+from gateway.store.rules import MAX_COUNTER
+from gateway.store.sqlite import SqliteStore
 from tests.store_backends import SqliteOpener, StoreOpener, store_opener
 
 UTC = dt.UTC

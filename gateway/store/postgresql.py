@@ -90,12 +90,12 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
+from gateway.store.rules import MAX_COUNTER, adt_limit, check_counter, delivery_audit, with_event_ref
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"
 DEFAULT_GROUP_LIMIT: Final = 256
 DEFAULT_POOL_SIZE: Final = 4
-MAX_COUNTER: Final = (1 << 64) - 1
 _PAGE_SIZE: Final = 500
 """Rows per query when streaming a log, so that no connection is held while the caller consumes it."""
 
@@ -107,8 +107,6 @@ _OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
         Admission.QUARANTINED: ResponseCode.E43.value,
     }
 )
-DELIVERY_ACTOR: Final = "outbox"
-"""The audit actor of the outbox's own state changes (as in the SQLite store)."""
 
 T = TypeVar("T")
 
@@ -549,44 +547,6 @@ def _claimed_command(row: Sequence[Any]) -> ClaimedCommand:
     return ClaimedCommand(command_id, command, token, claims)
 
 
-# --- rules shared with the SQLite store (same checks, same audit records) -----------------
-
-
-def _check_counter(counter: int) -> None:
-    if not 0 <= counter <= MAX_COUNTER:
-        raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
-
-
-def _adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
-    """(window, threshold) when a threshold applies; both or neither must be set."""
-    window, threshold = request.adt_window_seconds, request.adt_threshold
-    if window is None and threshold is None:
-        return None
-    if window is None or threshold is None:
-        raise ValueError("adt_window_seconds and adt_threshold are set together or not at all")
-    if window <= 0 or threshold < 0:
-        raise ValueError(f"ADT window must be positive and threshold not negative ({window}, {threshold})")
-    return dt.timedelta(seconds=window), threshold
-
-
-def _with_event_ref(entry: AuditEntry, outcome: str, event_ref: int | None) -> AuditEntry:
-    detail = dict(entry.detail) if event_ref is None else {**entry.detail, "quarantine_event_ref": event_ref}
-    return dataclasses.replace(entry, outcome=outcome, detail=detail)
-
-
-def _delivery_audit(
-    delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any
-) -> AuditEntry:
-    """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
-    context = {
-        "delivery_id": delivery.delivery_id,
-        "delivery_kind": delivery.kind.value,
-        "user_id": str(delivery.user_id),
-        "url": delivery.url,
-    }
-    return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
-
-
 # --- statements run inside the writer's transaction (the write lock is held) --------------
 
 Connection = asyncpg.Connection
@@ -665,7 +625,7 @@ async def _decide(db: Tx, request: AdmissionRequest, retention: dt.timedelta) ->
     """The body of :meth:`PostgresStore.admit`."""
     if request.registry_version is not None and await _registry_version(db) > request.registry_version:
         return AdmissionResult(Admission.STALE_REGISTRY)  # decided on an old registry: change nothing
-    limit = _adt_limit(request)
+    limit = adt_limit(request)
     originator, target = str(request.originator), str(request.target)
     if await db.fetchval(_Sql.counter_consume, originator, target, Decimal(request.counter)) is None:
         stored = int(await db.fetchval(_Sql.counter_select, originator, target))
@@ -701,7 +661,7 @@ async def _counted_in_window(
 async def _decided(
     db: Tx, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
 ) -> AdmissionResult:
-    audit = await _append_audit(db, _with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref))
+    audit = await _append_audit(db, with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref))
     return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
 
 
@@ -719,7 +679,7 @@ async def _settle(
     await db.execute(_Sql.quarantine_settle, status.value, _aware(audit.at), event_ref)
     if command is not None:
         await _insert_command(db, command)
-    await _append_audit(db, _with_event_ref(audit, audit.outcome, event_ref))
+    await _append_audit(db, with_event_ref(audit, audit.outcome, event_ref))
     return dataclasses.replace(_quarantined_request(row), status=status)
 
 
@@ -750,7 +710,7 @@ async def _enqueue(db: Tx, delivery: Delivery) -> int:
         detail = {**decision.detail, "delivery_id": stored.delivery_id}
         await _append_audit(db, dataclasses.replace(decision, detail=detail))
     digest = hashlib.sha256(stored.body).hexdigest()
-    entry = _delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
+    entry = delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
     await _append_audit(db, entry)
     return stored.delivery_id
 
@@ -775,21 +735,21 @@ async def _record_attempt(
     if error is None:
         if before.status is not DeliveryStatus.DELIVERED:
             await db.execute(_Sql.delivery_delivered, _aware(at), delivery_id)
-        await _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+        await _append_audit(db, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
         return DeliveryStatus.DELIVERED
     if before.status is not DeliveryStatus.PENDING:
         reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        await _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        await _append_audit(db, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
         return before.status
     if next_attempt_at is None:
         await db.execute(_Sql.delivery_fail, _aware(at), delivery_id)
         reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        await _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        await _append_audit(db, delivery_audit(before, at, "failed", reason, error=error, **attempt))
         return DeliveryStatus.FAILED
     await db.execute(_Sql.delivery_reschedule, _aware(next_attempt_at), delivery_id)
     reason = f"attempt failed ({error}); retry scheduled"
     schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
-    await _append_audit(db, _delivery_audit(before, at, "retry-scheduled", reason, **schedule))
+    await _append_audit(db, delivery_audit(before, at, "retry-scheduled", reason, **schedule))
     return DeliveryStatus.PENDING
 
 
@@ -799,7 +759,7 @@ async def _fail_overdue(db: Tx, now: dt.datetime, max_age: dt.timedelta) -> int:
         delivery = _pending_delivery(row)
         await db.execute(_Sql.delivery_fail, _aware(now), delivery.delivery_id)
         reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
-        entry = _delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
+        entry = delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
         await _append_audit(db, entry)
     return len(rows)
 
@@ -810,7 +770,7 @@ async def _purge_failed(db: Tx, now: dt.datetime, keep: dt.timedelta) -> int:
         delivery = _pending_delivery(row)
         await db.execute(_Sql.delivery_delete, delivery.delivery_id)
         reason = f"held in the failed queue for {keep}: deleted"
-        await _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+        await _append_audit(db, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
     return len(rows)
 
 
@@ -820,7 +780,7 @@ async def _redeliver_failed(db: Tx, user_id: Eui64, now: dt.datetime) -> int:
         delivery = _pending_delivery(row)
         await db.execute(_Sql.delivery_redeliver, _aware(now), delivery.delivery_id)
         reason = "taken from the failed queue for another round of delivery"
-        await _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+        await _append_audit(db, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
     return len(rows)
 
 
@@ -1057,8 +1017,8 @@ class PostgresStore:
         ``last_counter`` in the result is the counter stored after the decision: the earlier
         one for a REPLAY, this request's otherwise. STALE_REGISTRY changes and records nothing.
         """
-        _check_counter(request.counter)
-        _adt_limit(request)  # a malformed request is refused before it is queued
+        check_counter(request.counter)
+        adt_limit(request)  # a malformed request is refused before it is queued
         _aware(request.at)
         retention = self._adt_retention
         return await self._write(lambda db: _decide(db, request, retention))

@@ -88,11 +88,11 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
+from gateway.store.rules import adt_limit, check_counter, delivery_audit, with_event_ref
 
 SCHEMA_VERSION: Final = 1
 """Bumped by the first migration; :meth:`SqliteStore.open` refuses a file from a newer build."""
 
-MAX_COUNTER: Final = (1 << 64) - 1
 _COUNTER_DIGITS: Final = 20
 _LOCKED_RETRY_SECONDS: Final = 0.01
 _PAGE_SIZE: Final = 500
@@ -520,33 +520,14 @@ def _hold(db: sqlite3.Connection, request: AdmissionRequest) -> int:
     )
 
 
-def _with_event_ref(entry: AuditEntry, outcome: str, event_ref: int | None) -> AuditEntry:
-    detail = dict(entry.detail) if event_ref is None else {**entry.detail, "quarantine_event_ref": event_ref}
-    return dataclasses.replace(entry, outcome=outcome, detail=detail)
 
-
-def _adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
-    """(window, threshold) when a threshold applies; both or neither must be set."""
-    window, threshold = request.adt_window_seconds, request.adt_threshold
-    if window is None and threshold is None:
-        return None
-    if window is None or threshold is None:
-        raise ValueError("adt_window_seconds and adt_threshold are set together or not at all")
-    if window <= 0 or threshold < 0:
-        raise ValueError(f"ADT window must be positive and threshold not negative ({window}, {threshold})")
-    return dt.timedelta(seconds=window), threshold
-
-
-def _check_counter(counter: int) -> None:
-    if not 0 <= counter <= MAX_COUNTER:
-        raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
 
 
 def _decide(db: sqlite3.Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
     """The body of :meth:`SqliteStore.admit`, inside its write transaction."""
     if request.registry_version is not None and _registry_version(db) > request.registry_version:
         return AdmissionResult(Admission.STALE_REGISTRY)
-    limit = _adt_limit(request)
+    limit = adt_limit(request)
     last = _last_counter(db, request.originator, request.target)
     if last is not None and request.counter <= last:
         return _decided(db, request, Admission.REPLAY, last, None)
@@ -564,7 +545,7 @@ def _decide(db: sqlite3.Connection, request: AdmissionRequest, retention: dt.tim
 def _decided(
     db: sqlite3.Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
 ) -> AdmissionResult:
-    entry = _with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref)
+    entry = with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref)
     audit = _append_audit(db, entry)
     return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
 
@@ -583,7 +564,7 @@ def _settle(
     db.execute(_QuarantineSql.settle, (status.value, utc_text(audit.at), event_ref))
     if command is not None:
         _insert_command(db, command)
-    _append_audit(db, _with_event_ref(audit, audit.outcome, event_ref))
+    _append_audit(db, with_event_ref(audit, audit.outcome, event_ref))
     return dataclasses.replace(_quarantined_request(row), status=status)
 
 
@@ -646,8 +627,6 @@ def _take(db: sqlite3.Connection, request_id: str, user_id: Eui64, at: dt.dateti
 
 # --- the outbox -------------------------------------------------------------------------
 
-DELIVERY_ACTOR: Final = "outbox"
-"""The audit actor of the outbox's own state changes."""
 
 
 def _pending_delivery(row: Row) -> PendingDelivery:
@@ -670,18 +649,6 @@ def _pending_delivery(row: Row) -> PendingDelivery:
     )
 
 
-def _delivery_audit(
-    delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any
-) -> AuditEntry:
-    """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
-    context = {
-        "delivery_id": delivery.delivery_id,
-        "delivery_kind": delivery.kind.value,
-        "user_id": str(delivery.user_id),
-        "url": delivery.url,
-    }
-    return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
-
 
 def _enqueue(db: sqlite3.Connection, delivery: Delivery) -> int:
     created = utc_text(delivery.created_at)
@@ -695,7 +662,7 @@ def _enqueue(db: sqlite3.Connection, delivery: Delivery) -> int:
         decision = delivery.audit
         _append_audit(db, dataclasses.replace(decision, detail={**decision.detail, "delivery_id": delivery_id}))
     digest = hashlib.sha256(stored.body).hexdigest()
-    entry = _delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
+    entry = delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
     _append_audit(db, entry)
     return delivery_id
 
@@ -730,21 +697,21 @@ def _record_attempt(
     if error is None:
         if before.status is not DeliveryStatus.DELIVERED:
             db.execute(_DeliveriesSql.delivered, (at_text, delivery_id))
-        _append_audit(db, _delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+        _append_audit(db, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
         return DeliveryStatus.DELIVERED
     if before.status is not DeliveryStatus.PENDING:
         reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        _append_audit(db, _delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        _append_audit(db, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
         return before.status
     if next_attempt_at is None:
         db.execute(_DeliveriesSql.fail, (at_text, delivery_id))
         reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        _append_audit(db, _delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        _append_audit(db, delivery_audit(before, at, "failed", reason, error=error, **attempt))
         return DeliveryStatus.FAILED
     db.execute(_DeliveriesSql.reschedule, (utc_text(next_attempt_at), delivery_id))
     reason = f"attempt failed ({error}); retry scheduled"
     schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
-    entry = _delivery_audit(before, at, "retry-scheduled", reason, **schedule)
+    entry = delivery_audit(before, at, "retry-scheduled", reason, **schedule)
     _append_audit(db, entry)
     return DeliveryStatus.PENDING
 
@@ -755,7 +722,7 @@ def _fail_overdue(db: sqlite3.Connection, now: dt.datetime, max_age: dt.timedelt
         delivery = _pending_delivery(row)
         db.execute(_DeliveriesSql.fail, (utc_text(now), delivery.delivery_id))
         reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
-        entry = _delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
+        entry = delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
         _append_audit(db, entry)
     return len(rows)
 
@@ -766,7 +733,7 @@ def _purge_failed(db: sqlite3.Connection, now: dt.datetime, keep: dt.timedelta) 
         delivery = _pending_delivery(row)
         db.execute(_DeliveriesSql.delete, (delivery.delivery_id,))
         reason = f"held in the failed queue for {keep}: deleted"
-        _append_audit(db, _delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+        _append_audit(db, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
     return len(rows)
 
 
@@ -777,7 +744,7 @@ def _redeliver_failed(db: sqlite3.Connection, user_id: Eui64, now: dt.datetime) 
         delivery = _pending_delivery(row)
         db.execute(_DeliveriesSql.redeliver, (now_text, now_text, delivery.delivery_id))
         reason = "taken from the failed queue for another round of delivery"
-        _append_audit(db, _delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+        _append_audit(db, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
     return len(rows)
 
 
@@ -1065,8 +1032,8 @@ class SqliteStore:
         ``last_counter`` in the result is the counter stored after the decision: the
         earlier one for a REPLAY, this request's otherwise.
         """
-        _check_counter(request.counter)
-        _adt_limit(request)  # reject a malformed request before queuing it
+        check_counter(request.counter)
+        adt_limit(request)  # reject a malformed request before queuing it
         return await self._write(lambda db: _decide(db, request, self._adt_retention))
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:

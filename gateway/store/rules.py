@@ -1,0 +1,50 @@
+"""Rules both stores apply the same way: checks on what they are given, and the audit records
+of the outbox's state changes. Kept here once, so SQLite and PostgreSQL cannot drift apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Final
+
+from gateway.store.base import AdmissionRequest, AuditEntry, PendingDelivery
+
+MAX_COUNTER: Final = (1 << 64) - 1
+"""RequestID counters are unsigned 64-bit (DUIS)."""
+
+DELIVERY_ACTOR: Final = "outbox"
+"""The audit actor of the outbox's own state changes."""
+
+
+def check_counter(counter: int) -> None:
+    if not 0 <= counter <= MAX_COUNTER:
+        raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
+
+
+def adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
+    """(window, threshold) when a threshold applies; both or neither must be set."""
+    window, threshold = request.adt_window_seconds, request.adt_threshold
+    if window is None and threshold is None:
+        return None
+    if window is None or threshold is None:
+        raise ValueError("adt_window_seconds and adt_threshold are set together or not at all")
+    if window <= 0 or threshold < 0:
+        raise ValueError(f"ADT window must be positive and threshold not negative ({window}, {threshold})")
+    return dt.timedelta(seconds=window), threshold
+
+
+def with_event_ref(entry: AuditEntry, outcome: str, event_ref: int | None) -> AuditEntry:
+    """The admission's audit entry with its outcome, and the quarantine event reference if there is one."""
+    detail = dict(entry.detail) if event_ref is None else {**entry.detail, "quarantine_event_ref": event_ref}
+    return dataclasses.replace(entry, outcome=outcome, detail=detail)
+
+
+def delivery_audit(delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any) -> AuditEntry:
+    """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
+    context = {
+        "delivery_id": delivery.delivery_id,
+        "delivery_kind": delivery.kind.value,
+        "user_id": str(delivery.user_id),
+        "url": delivery.url,
+    }
+    return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
