@@ -440,6 +440,64 @@ def test_decoding_does_not_depend_on_formatting(
         assert (moved.user_id, moved.role, moved.mpids) == (actor.user_id, actor.role, actor.mpids)
 
 
+def test_init_writes_devices_in_the_fast_form(world: Manifest) -> None:
+    # Start-up with a million meters relies on init's device lines taking the fast path.
+    from gateway.manifest import _CANONICAL_DEVICE
+
+    text = world.path.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.lstrip().startswith('{"device_id"')]
+    assert len(lines) == len(world.devices)
+    assert all(_CANONICAL_DEVICE.match(line.rstrip(",")) for line in lines)
+
+
+def test_devices_in_other_forms_decode_alike(world: Manifest, tmp_path: Path) -> None:
+    """Escapes, another key order and extra keys take the general path, to the same devices."""
+    text = world.path.read_text(encoding="utf-8")
+    head, _ = text.split('"devices": [')
+    entries = []
+    for index, device in enumerate(world.devices):
+        entry = device.to_json()
+        if index % 3 == 0:
+            entry = dict(reversed(entry.items()))
+        elif index % 3 == 1:
+            entry["note"] = "extra keys are allowed"
+        entries.append(json.dumps(entry).replace('"FAIL"', '"\\u0046AIL"').replace('"ESME"', '"ES\\u004dE"'))
+    assert any("\\u0046AIL" in entry for entry in entries) and any("\\u004d" in entry for entry in entries)
+    path = tmp_path / "manifest.json"
+    path.write_text(head + '"devices": [\n    ' + ",\n    ".join(entries) + "\n  ]\n}\n", encoding="utf-8")
+    assert load_manifest(path).devices == world.devices
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement"),
+    [
+        (r'"smets": \d', '"smets": 3'),
+        (r'"smets": (\d)', r'"smets": \1.0'),
+        (r'"credit_pence": \d+', '"credit_pence": true'),
+        (r'"credit_pence": (\d+)', r'"credit_pence": 0\1'),
+        (r'"mpxn": "(\d+)"', r'"mpxn": "\1x"'),
+        (r'"device_id": "00-DB', '"device_id": "00-db'),
+        (r'"type": "[A-Z]+"', '"type": "HCALCS"'),
+        (r'"payment_mode": "[A-Za-z]+"', '"payment_mode": "Pay"'),
+        (r'"supplier_mpid": "[A-Z]+"', '"supplier_mpid": 7'),
+        (r'\}', '"}'),
+    ],
+    ids=["smets-3", "smets-float", "credit-bool", "credit-leading-zero", "mpxn-letter", "id-lower-case",
+         "type", "payment-mode", "mpid-number", "broken-json"],
+)
+def test_near_canonical_invalid_devices_are_refused(
+    world: Manifest, tmp_path: Path, pattern: str, replacement: str
+) -> None:
+    text = world.path.read_text(encoding="utf-8")
+    head, devices = text.split('"devices": [')
+    changed = re.sub(pattern, replacement, devices, count=1)
+    assert changed != devices
+    path = tmp_path / "manifest.json"
+    path.write_text(head + '"devices": [' + changed, encoding="utf-8")
+    with pytest.raises(ManifestError):
+        load_manifest(path)
+
+
 def _broken(raw: dict[str, object], change: str) -> Iterator[dict[str, object]]:
     broken = json.loads(json.dumps(raw))
     if change == "missing-gateway":
