@@ -333,7 +333,10 @@ class MeterFleet:
             self._states.pop(device_id, None)
         else:
             self._states[device_id] = held
-        self._schedule = None  # rebuilt on next use, from what the meters now are
+        restored = self._current(device_id)
+        due = None if restored is None else _due_micros(restored)
+        if self._schedule is not None and due is not None:
+            heapq.heappush(self._schedule, (due, device_id.value))  # the undone state's entry is stale now
 
     def _ensure_schedule(self) -> list[tuple[int, int]]:
         if self._schedule is None:
