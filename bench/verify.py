@@ -17,6 +17,7 @@ Target (issue #2): project >= 0.5 x raw ECDSA, which is >= 3.5 x signxml.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -68,10 +69,13 @@ def build_cases() -> tuple[bytes, Callable[[], object], Callable[[], object], Ca
         return verifier.verify(document)
 
     tree = etree.fromstring(document).getroottree()
-    root = tree.getroot()
-    found = canonical.read_canonical_signature(canonical.canonicalise(tree, exclusive=False), root, root[-1])
+    found = canonical.read_canonical_signature(canonical.canonicalise(tree, exclusive=False))
     parts = profile.read_parts(found)
-    der = encode_dss_signature(parts.r, parts.s)
+    der = parts.signature_der
+    assert der == encode_dss_signature(
+        int.from_bytes(base64.b64decode(found.value_base64)[:32], "big"),
+        int.from_bytes(base64.b64decode(found.value_base64)[32:], "big"),
+    )
     public_key = issued.certificate.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     algorithm = ec.ECDSA(hashes.SHA256())

@@ -87,14 +87,12 @@ class HardenedParser:
         depth = self.limits.max_depth
         too_deep = "/" + "/*" * (depth + 1)
         too_many_attributes = f"//*[count(@*) > {self.limits.max_attributes_per_element}]"
-        hidden = "/comment() | /processing-instruction() | //comment() | //processing-instruction()"
         self._too_deep = etree.XPath(f"boolean({too_deep})")
         self._count_elements = etree.XPath("count(//*)")
-        self._has_comment_or_pi = etree.XPath(f"boolean({hidden})")
         self._too_many_attributes = etree.XPath(f"boolean({too_many_attributes})")
-        # One XPath evaluation on the fast path; the slow path names the failure.
+        # One XPath evaluation when the byte counts do not bound the tree; the slow path names the failure.
         self._any_violation = etree.XPath(
-            f"boolean({too_deep} | {too_many_attributes} | {hidden}) or count(//*) > {self.limits.max_elements}"
+            f"boolean({too_deep} | {too_many_attributes}) or count(//*) > {self.limits.max_elements}"
         )
 
     def parse(self, data: bytes) -> etree._ElementTree:
@@ -129,29 +127,30 @@ class HardenedParser:
     # --- tree level -------------------------------------------------------
 
     def _check_tree(self, tree: etree._ElementTree, data: bytes) -> None:
-        if tree.docinfo.internalDTD is not None:
+        info = tree.docinfo
+        if info.internalDTD is not None:
             raise VerificationError(Check.DTD, "document type declarations are not accepted")
-        encoding = (tree.docinfo.encoding or "").upper()
+        encoding = (info.encoding or "").upper()
         if encoding not in ("UTF-8", "UTF8"):
             raise VerificationError(Check.ENCODING, f"document decoded as {encoding or 'unknown'}: only UTF-8 is accepted")
-        if self._has_comment_or_pi(tree):
+        if _has_comment_or_pi(tree.getroot()):
             # Defence in depth: the byte scan already refused these in UTF-8 input.
             raise VerificationError(Check.COMMENT, "comments and processing instructions are not accepted")
-        # Exact bounds from the bytes (UTF-8, checked above): every attribute
-        # needs an "=", every element a "<". When the counts cannot exceed the
-        # limits, only the depth needs the tree.
+        # Exact bounds from the bytes (UTF-8, checked above; no comment, CDATA or PI):
+        # every attribute needs an "=", every "<" opens a tag (or is the XML
+        # declaration), every end tag starts "</". When the counts cannot exceed
+        # the limits, the tree needs no walk at all: nesting cannot be deeper
+        # than the number of elements, i.e. of start tags.
         limits = self.limits
-        if data.count(b"=") <= limits.max_attributes_per_element and data.count(b"<") <= limits.max_elements:
-            if self._too_deep(tree):
+        tags = data.count(b"<")
+        if data.count(b"=") <= limits.max_attributes_per_element and tags <= limits.max_elements:
+            if tags - data.count(b"</") > limits.max_depth and self._too_deep(tree):
                 self._name_violation(tree)
         elif self._any_violation(tree):
             self._name_violation(tree)
 
     def _name_violation(self, tree: etree._ElementTree) -> None:
         """The slow path: says which limit the one-shot XPath found broken."""
-        root = tree.getroot()
-        if root.getprevious() is not None or root.getnext() is not None or self._has_comment_or_pi(tree):
-            raise VerificationError(Check.COMMENT, "comments and processing instructions are not accepted")
         if self._too_deep(tree):
             raise VerificationError(Check.DEPTH_LIMIT, f"elements nest deeper than {self.limits.max_depth}")
         if self._too_many_attributes(tree):
@@ -161,6 +160,13 @@ class HardenedParser:
             )
         elements = int(self._count_elements(tree))
         raise VerificationError(Check.ELEMENT_LIMIT, f"{elements} elements; the limit is {self.limits.max_elements}")
+
+
+def _has_comment_or_pi(root: etree._Element) -> bool:
+    """Any comment or PI beside or inside the root (lxml filters node types in C, making no proxies)."""
+    if root.getprevious() is not None or root.getnext() is not None:
+        return True
+    return next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None
 
 
 def _check_encoding(data: bytes) -> None:
@@ -180,13 +186,16 @@ def _check_encoding(data: bytes) -> None:
         if encoding is not None and encoding.lower() not in _UTF8_NAMES:
             raise VerificationError(Check.ENCODING, f"encoding {encoding.decode()!r}: only UTF-8 is accepted")
         offset = match.end()
-    if data.find(b"<?", offset) >= 0:
+    # Looking for the single byte first is a memchr; "?" is rare in DUIS documents.
+    if data.find(b"?", offset) >= 0 and data.find(b"<?", offset) >= 0:
         raise VerificationError(Check.PROCESSING_INSTRUCTION, "processing instructions are not accepted")
     # Invalid UTF-8 is refused by libxml2 itself (see _syntax_error).
 
 
 def _refuse_markup(data: bytes) -> None:
     """DUIS uses no ``<!`` markup at all; name the first kind found."""
+    if b"!" not in data:  # a memchr: most documents hold no "!" at all
+        return
     position = data.find(b"<!")
     if position < 0:
         return

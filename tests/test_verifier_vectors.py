@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import random
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from gateway.checks import Check, VerificationError
@@ -41,6 +43,7 @@ from gateway.vectors.context import VIOLATIONS, violation_fields
 from gateway.vectors.signature_vectors import POSITIVE
 from gateway.vectors.tooling import EXC_C14N, RequestFields, ds, request_tree, sr, to_bytes
 from gateway.verify.documents import VerifiedRequest
+from gateway.verify.signature import P256_ORDER, _der_signature
 from gateway.verify.verifier import Verifier
 from pki import IssuedCertificate, TestSmkiCa
 from tests import factories
@@ -323,3 +326,21 @@ def test_malleated_signature_differs_but_verifies(context: VectorContext, verifi
 def _signature_value(data: bytes) -> bytes:
     text = etree.fromstring(data)[-1].find(ds("SignatureValue")).text or ""
     return base64.b64decode(text)
+
+
+_DER_EDGES = (1, 2, 0x7F, 0x80, 0xFF, 0x100, 1 << 247, (1 << 248) - 1, 1 << 255, (1 << 255) - 1, P256_ORDER - 1)
+
+
+@pytest.mark.parametrize("r", _DER_EDGES)
+@pytest.mark.parametrize("s", _DER_EDGES)
+def test_the_verifier_der_encodes_r_and_s_exactly_as_cryptography_does(r: int, s: int) -> None:
+    """The hand-written DER encoder (a hot path) writes encode_dss_signature's bytes: leading
+    zero bytes stripped, a zero byte added under a set top bit."""
+    assert _der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
+
+
+def test_der_encoding_agrees_on_random_values() -> None:
+    rng = random.Random(2)
+    for _ in range(2000):
+        r, s = rng.randrange(1, 1 << rng.randrange(1, 257)) % P256_ORDER or 1, rng.randrange(1, P256_ORDER)
+        assert _der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
