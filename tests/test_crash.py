@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from gateway import duis_request

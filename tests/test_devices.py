@@ -25,6 +25,7 @@ from gateway.clock import FixedClock
 from gateway.devices import (
     AlertKind,
     ContentError,
+    ExecutionResult,
     MemoryMeterStore,
     MeterAlert,
     MeterDefaults,
