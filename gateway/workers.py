@@ -77,8 +77,7 @@ async def _serve(spec: WorkerSpec) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, spec.host, spec.port, reuse_port=True).start()
-        if spec.index == 0:
-            print(f"======== Running on http://{spec.host}:{spec.port} ({spec.index + 1}+ workers) ========", flush=True)
+        LOG.info("worker %d of %d serving on http://%s:%d", spec.index, spec.count, spec.host, spec.port)
         await stop.wait()
     finally:
         await runner.cleanup()  # finishes requests in flight and closes the runtime (store last)

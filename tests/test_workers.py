@@ -72,6 +72,7 @@ async def test_two_workers_share_counters_windows_queue_and_meters(tmp_path: Pat
     process = await asyncio.to_thread(start_gateway, world, port, "--store", postgres_url, "--workers", "2", log=log)
     base = f"http://127.0.0.1:{port}"
     try:
+        await _both_workers_listening(log)  # the port answers once the first one does
         copies = await asyncio.gather(*(post_alone(f"{base}/api/v1/serviceS", requests[0].body) for _ in range(16)))
         assert sorted(copies) == ["E40"] * 15 + ["I99"]
 
@@ -108,3 +109,11 @@ async def test_two_workers_share_counters_windows_queue_and_meters(tmp_path: Pat
     text = log.read_text()
     assert re.search(r'\[worker 0\] \{"path":"serviceS"', text) and re.search(r'\[worker 1\] \{"path":"serviceS"', text)
 
+
+async def _both_workers_listening(log: Path) -> None:
+    for _ in range(600):
+        text = log.read_text(errors="replace")
+        if all(f"worker {index} of 2 serving" in text for index in (0, 1)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the two workers did not both start:\n{log.read_text(errors='replace')}")
