@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import ipaddress
 import itertools
 import json
@@ -41,12 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
-from gateway.admin import post as post_directive  # noqa: E402
-from gateway.admin import signed_directive  # noqa: E402
+from bench._common import configure_world, duis_outcome, enable_contingency, free_port, start_receiver  # noqa: E402
 from gateway.manifest import Manifest, load_manifest  # noqa: E402
-from gateway.policy import directives as d  # noqa: E402
 from gateway.signing import SigningKey, sign_tree, to_bytes  # noqa: E402
 from tests import factories  # noqa: E402
 
@@ -67,10 +63,6 @@ def loopback_only(url: str) -> None:
         raise SystemExit(f"bench/load.py only targets loopback addresses, not {host}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int = 1) -> subprocess.Popen[bytes]:
@@ -90,20 +82,6 @@ def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int
     raise SystemExit("the gateway did not start")
 
 
-def enable_contingency(manifest: Manifest, url: str) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    counter = itertools.count(int(now.timestamp() * 1_000_000))
-    sc_user = manifest.actor("srp_sc").user_id
-    steps = [
-        ("authority", d.RevokeLicence("failed-supplier")),
-        ("authority", d.AppointSolr("failed-supplier", "solr-supplier")),
-        ("authority", d.EnableContingency("failed-supplier", sc_user, now + dt.timedelta(days=30))),
-        ("srp_aro", d.SubmitAdt("failed-supplier", 3600, {"1.6": 10_000_000})),
-    ]
-    for actor, directive in steps:
-        status, answer = post_directive(url + "/api/v1/admin", signed_directive(manifest, actor, directive, next(counter)))
-        if status != 200 or not json.loads(answer)["accepted"]:
-            raise SystemExit(f"setup directive {d.command_name(directive)} failed: {answer!r}")
 
 
 def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
@@ -144,17 +122,6 @@ async def drive(
             await runner.cleanup()
 
 
-async def start_receiver(port: int) -> web.AppRunner:
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/receive/{actor}", accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 async def _drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
@@ -175,7 +142,7 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
                 ) as response:
                     body = await response.read()
                 latencies.append(time.perf_counter() - started)
-                codes[_outcome(response.status, body)] += 1
+                codes[duis_outcome(response.status, body)] += 1
 
         async def report() -> None:
             while True:
@@ -202,11 +169,6 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
     }
 
 
-def _outcome(status: int, body: bytes) -> str:
-    if status != 200:
-        return f"HTTP {status}"
-    start = body.find(b"<sr:ResponseCode>")
-    return body[start + 17 : body.find(b"<", start + 17)].decode() if start >= 0 else "HTTP 200"
 
 
 def _percentile(sorted_values: list[float], percent: int) -> float:
@@ -266,16 +228,8 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
         world = Path(scratch) / "world"
         subprocess.run([str(Path(sys.executable).with_name("dcc-gateway")), "init", str(world),
                         "--devices", str(args.devices)], check=True, stdout=subprocess.DEVNULL)
-        # A throughput run, not an anomaly-detection test: lift the default ADT thresholds.
-        toml = world / "gateway.toml"
-        toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }', 'default_thresholds = { "1.6" = 10000000 }'))
         receiver_port = free_port()
-        manifest_path = world / "manifest.json"
-        raw = json.loads(manifest_path.read_text())
-        for name, actor in raw["actors"].items():
-            if actor.get("response_url"):
-                actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
-        manifest_path.write_text(json.dumps(raw))
+        configure_world(world, receiver_port)
         port = free_port()
         process = spawn_gateway(world, port, store, workers)
         try:

@@ -36,12 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,20 +56,16 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
+from bench._common import configure_world, duis_outcome, enable_contingency, free_port, start_receiver  # noqa: E402
 from gateway import duis_request  # noqa: E402
-from gateway.admin import post as post_directive  # noqa: E402
-from gateway.admin import signed_directive  # noqa: E402
 from gateway.eui64 import Eui64  # noqa: E402
-from gateway.manifest import MANIFEST_FILE_NAME, Device, Manifest, parse_manifest  # noqa: E402
-from gateway.policy import directives as d  # noqa: E402
+from gateway.manifest import Device, Manifest  # noqa: E402
 from gateway.signing import SigningKey, sign_tree, to_bytes  # noqa: E402
 from gateway.world import DEFAULT_SEED, make_device  # noqa: E402
 
 DEFAULT_FLEETS = (1_000, 100_000, 1_000_000)
 QUICK_FLEETS = (1_000, 100_000)
-DEVICES_KEY = '"devices": ['
 """``dcc-gateway init`` writes the fleet as the manifest's last key; everything before it is small."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TICK_SECONDS = 1.0 / CLOCK_TICKS
@@ -128,27 +122,6 @@ def create_world(directory: Path, devices: int) -> float:
     return time.perf_counter() - started
 
 
-def configure_world(world: Path, receiver_port: int) -> Manifest:
-    """Lifts the ADT defaults, points response URLs at the receiver; returns the manifest without its devices.
-
-    Only the manifest's head (before ``"devices"``) is decoded and rewritten: the
-    fleet part, hundreds of MB at a million meters, is copied through untouched.
-    """
-    # A cost run, not an anomaly-detection test: lift the default ADT thresholds (as load.py does).
-    toml = world / "gateway.toml"
-    toml.write_text(toml.read_text().replace('default_thresholds = { "1.6" = 100 }',
-                                             'default_thresholds = { "1.6" = 10000000 }'))
-    path = world / MANIFEST_FILE_NAME
-    text = path.read_text(encoding="utf-8")
-    split = text.index(DEVICES_KEY)
-    head_text, fleet_text = text[:split].rstrip().removesuffix(","), text[split:]
-    head = json.loads(head_text + "}")
-    for name, actor in head["actors"].items():
-        if actor.get("response_url"):
-            actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
-    rewritten = json.dumps(head, indent=2)
-    path.write_text(rewritten[: -len("\n}")] + ",\n  " + fleet_text, encoding="utf-8")
-    return parse_manifest({**head, "devices": []}, path=path)
 
 
 def draw_meters(
@@ -248,10 +221,6 @@ def prepare(manifest: Manifest, devices: int, requests: int, warmup: int, meters
 # --- the gateway process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spawn_gateway(world: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
@@ -302,38 +271,11 @@ async def settle(pid: int, timeout: float = 60.0) -> None:
             return
 
 
-def enable_contingency(manifest: Manifest, url: str) -> None:
-    """The SoLR story up to an enabled SoLR Contingency user with a lifted ADT (signed directives)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    counter = itertools.count(int(now.timestamp() * 1_000_000))
-    steps = [
-        ("authority", d.RevokeLicence("failed-supplier")),
-        ("authority", d.AppointSolr("failed-supplier", "solr-supplier")),
-        ("authority", d.EnableContingency("failed-supplier", manifest.actor("srp_sc").user_id,
-                                          now + dt.timedelta(days=30))),
-        ("srp_aro", d.SubmitAdt("failed-supplier", 3600, {"1.6": 10_000_000})),
-    ]
-    for actor, directive in steps:
-        status, answer = post_directive(url + "/api/v1/admin", signed_directive(manifest, actor, directive, next(counter)))
-        if status != 200 or not json.loads(answer)["accepted"]:
-            raise SystemExit(f"setup directive {d.command_name(directive)} failed: {answer!r}")
 
 
 # --- load ------------------------------------------------------------------------------
 
 
-async def start_receiver(port: int) -> web.AppRunner:
-    """The users' Receive Response Service: accepts every delivery."""
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/receive/{actor}", accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 async def send_all(url: str, requests: Sequence[Prepared], connections: int) -> tuple[list[float], Counter[str], float]:
@@ -351,18 +293,13 @@ async def send_all(url: str, requests: Sequence[Prepared], connections: int) -> 
                                         headers={"Content-Type": "application/xml"}) as response:
                     body = await response.read()
                 latencies.append(time.perf_counter() - started)
-                codes[_outcome(response.status, body)] += 1
+                codes[duis_outcome(response.status, body)] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         return latencies, codes, time.perf_counter() - started
 
 
-def _outcome(status: int, body: bytes) -> str:
-    if status != 200:
-        return f"HTTP {status}"
-    start = body.find(b"<sr:ResponseCode>")
-    return body[start + 17 : body.find(b"<", start + 17)].decode() if start >= 0 else "HTTP 200"
 
 
 def _percentile_ms(sorted_values: Sequence[float], percent: int) -> float:
