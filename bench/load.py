@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
+from bench import cpu  # noqa: E402
 from bench._common import configure_world, duis_outcome, enable_contingency, free_port, start_receiver  # noqa: E402
 from gateway.manifest import Manifest, load_manifest  # noqa: E402
 from gateway.signing import SigningKey, sign_tree, to_bytes  # noqa: E402
@@ -111,12 +112,25 @@ def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
 
 
 async def drive(
-    url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool, receiver_port: int | None
+    url: str,
+    requests: list[Prepared],
+    connections: int,
+    seconds: float,
+    progress: bool,
+    receiver_port: int | None,
+    gateway_pid: int | None = None,
 ) -> dict[str, object]:
-    """Sends the prepared requests; with ``receiver_port``, also plays the users' Receive Response Service."""
+    """Sends the prepared requests; with ``receiver_port``, also plays the users' Receive Response Service.
+
+    With ``gateway_pid`` (the spawned gateway, workers included), the result also says how
+    much CPU each party used per request while the load ran (Linux)."""
     runner = await start_receiver(receiver_port) if receiver_port is not None else None
     try:
-        return await _drive(url, requests, connections, seconds, progress)
+        before = cpu.snapshot(gateway_pid) if cpu.available() else None
+        result = await _drive(url, requests, connections, seconds, progress)
+        if before is not None:
+            result["cpu"] = cpu.per_request(before, cpu.snapshot(gateway_pid), int(result["requests"]))  # type: ignore[call-overload]
+        return result
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -238,7 +252,15 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
             enable_contingency(manifest, url)
             prepared = prepare(manifest, args.requests, args.seed)
             result = asyncio.run(
-                drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=receiver_port)
+                drive(
+                    url,
+                    prepared,
+                    args.connections,
+                    args.seconds,
+                    progress=not args.json,
+                    receiver_port=receiver_port,
+                    gateway_pid=process.pid,
+                )
             )
         finally:
             process.terminate()
@@ -274,6 +296,16 @@ def compare(args: argparse.Namespace) -> int:
     for run in runs:
         print(f"{run['store']:>11} {run['workers']:>7} {run['requests_per_s']:>8} {run['p50_ms']:>8} {run['p99_ms']:>8}  {run['codes']}")
     print(f"PostgreSQL, two workers over one: {scaling}x")
+    if all("cpu" in run for run in runs):
+        print()
+        print("CPU ms per request (all cores; the machine's busy share over the run):")
+        print(f"{'store':>11} {'workers':>7} {'gateway':>8} {'database':>9} {'load gen':>9} {'machine':>8} {'busy':>6}")
+        for run in runs:
+            used = run["cpu"]
+            print(
+                f"{run['store']:>11} {run['workers']:>7} {used['gateway_cpu_ms']:>8} {used['database_cpu_ms']:>9} "  # type: ignore[index]
+                f"{used['load_generator_cpu_ms']:>9} {used['machine_cpu_ms']:>8} {used['machine_busy_percent']:>5}%"  # type: ignore[index]
+            )
     return 0
 
 

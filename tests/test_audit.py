@@ -168,6 +168,38 @@ async def test_a_chain_written_by_several_stores_at_once_verifies(store_factory:
     assert (report.ok, report.records) == (True, 80)
 
 
+async def test_a_group_rolled_back_after_an_append_chains_from_what_was_stored(tmp_path: Path) -> None:
+    """SQLite remembers the chain head inside one transaction only. A group whose third call
+    fails after appending is rolled back and each call is run again alone: no record may link
+    to the rolled-back one, and the failed call leaves nothing."""
+    from gateway.store.sqlite import _append_audit  # the store's own append, inside a unit
+
+    def append_then_fail(db: sqlite3.Connection) -> None:
+        _append_audit(db, entry(99))  # type: ignore[arg-type]
+        raise RuntimeError("the call fails after its append")
+
+    async with SqliteStore(str(tmp_path / "store.sqlite")) as store:
+        await store.append_audit(entry(1))
+        calls = [store.append_audit(entry(2)), store._write(append_then_fail), store.append_audit(entry(3))]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(outcomes[1], RuntimeError)
+        await store.append_audit(entry(4))
+        records = [record async for record in store.audit_records()]
+    assert [record.entry.subject for record in records] == ["RQ-1", "RQ-2", "RQ-3", "RQ-4"]
+    report = await verify_chain(records)
+    assert (report.ok, report.records) == (True, 4)
+
+
+def test_utc_text_is_the_same_for_every_way_of_saying_utc() -> None:
+    """The fast path for dt.UTC and the general conversion give one text for one instant."""
+    instant = dt.datetime(2026, 6, 1, 12, 0, 0, 7, tzinfo=UTC)
+    plus_one = instant.astimezone(dt.timezone(dt.timedelta(hours=1)))
+    assert utc_text(instant) == utc_text(plus_one) == "2026-06-01T12:00:00.000007Z"
+    assert utc_text(dt.datetime(999, 1, 2, tzinfo=UTC)) == "0999-01-02T00:00:00.000000Z"
+    with pytest.raises(ValueError):
+        utc_text(dt.datetime(2026, 6, 1))
+
+
 # --- tampering with the file -------------------------------------------------------------
 
 

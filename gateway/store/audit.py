@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from gateway.eui64 import Eui64
 from gateway.store.base import GENESIS_HASH, AuditEntry, AuditRecord
@@ -61,6 +61,8 @@ class ChainReport:
 
 def utc_text(when: dt.datetime) -> str:
     """``2026-06-01T12:00:00.000000Z``: fixed width, so text order is time order (SQL compares it)."""
+    if when.tzinfo is dt.UTC:  # the common case: isoformat ends "+00:00", and years are 4 digits
+        return when.isoformat(timespec="microseconds")[:-6] + "Z"
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"the store needs timezone-aware datetimes, not {when!r}")
     naive_utc = when.astimezone(dt.UTC).replace(tzinfo=None)
@@ -104,9 +106,12 @@ def canonical_json(value: object) -> str:
 # --- the chain --------------------------------------------------------------------------
 
 
+_ENTRY_FIELDS: Final = tuple(f.name for f in fields(AuditEntry))
+
+
 def entry_document(entry: AuditEntry) -> dict[str, Any]:
     """Every field of the entry, so that a field added later is covered by the hash too."""
-    return {f.name: getattr(entry, f.name) for f in fields(entry)}
+    return {name: getattr(entry, name) for name in _ENTRY_FIELDS}
 
 
 def chain_hash(previous_hash: str, entry: AuditEntry) -> str:
