@@ -141,6 +141,16 @@ class Receiver:
             self.results[match.group(1).decode()] += 1
         return web.Response()
 
+    async def serve(self) -> tuple[web.AppRunner, int]:
+        """Listens on a free loopback port; returns the runner (to clean up) and the port."""
+        app = web.Application()
+        app.router.add_post("/receive/{actor}", self.accept)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner, port
+
 
 async def send_all(url: str, pending: list[Prepared], answers: dict[str, list[str]], stop: asyncio.Event) -> list[Prepared]:
     """Sends until ``stop`` or the list is done, one meter's requests in order (their counters rise),
@@ -185,12 +195,7 @@ def settled(store: Path) -> bool:
 async def test_kill_9_mid_run_loses_nothing_acknowledged_and_runs_nothing_twice(tmp_path: Path) -> None:
     rng = random.Random(5)
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/receive/{actor}", receiver.accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    receiver_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    runner, receiver_port = await receiver.serve()
     world = tmp_path / "world"
     manifest = prepare_world(world, receiver_port)
     store = world / "store.db"

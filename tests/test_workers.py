@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.store_backends import PostgresOpener, fresh_schema_name, postgres_server_url, require_postgres
 from tests.test_crash import Prepared, Receiver, free_port, prepare_requests, prepare_world, start_gateway
@@ -58,12 +57,7 @@ async def postgres_url() -> AsyncIterator[str]:
 
 async def test_two_workers_share_counters_windows_queue_and_meters(tmp_path: Path, postgres_url: str) -> None:
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/receive/{actor}", receiver.accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    receiver_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    runner, receiver_port = await receiver.serve()
     world = tmp_path / "world"
     manifest = prepare_world(world, receiver_port, adt_threshold=ADT_THRESHOLD)
     requests = prepare_requests(manifest, 1 + 2 * ADT_THRESHOLD)
