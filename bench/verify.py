@@ -1,6 +1,6 @@
 """Verification throughput on one core: the project's verifier vs signxml vs bare ECDSA.
 
-    python bench/verify.py [--seconds S] [--core N] [--json]
+    python bench/verify.py [--seconds S] [--core N] [--json] [--instructions]
 
 All three check the same signed SR 1.6 request (DUIS form, ~1.5 KB):
 
@@ -12,6 +12,16 @@ All three check the same signed SR 1.6 request (DUIS form, ~1.5 KB):
   signature, the floor under any verifier.
 
 Target (issue #2): project >= 0.5 x raw ECDSA, which is >= 3.5 x signxml.
+
+``--instructions`` also counts the machine instructions one verification of
+each kind executes, under valgrind's callgrind (Debian package ``valgrind``).
+Unlike the rates, the counts do not depend on what else the host runs: on a
+shared machine the XML and interpreter work, with its large code and data
+footprint, slows down far more than the tight ECDSA loop when a neighbour
+thrashes the caches, so the rate ratio drifts (0.31 to 0.50 across sessions
+on this machine) while the instruction ratio stays put. Each count is the
+difference between a run of N and of 3N operations, divided by 2N, which
+cancels start-up and warm-up.
 """
 
 from __future__ import annotations
@@ -20,8 +30,12 @@ import argparse
 import base64
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +97,12 @@ def interleaved_rates(
     return rates
 
 
+IMPLEMENTATIONS = ("project", "signxml", "raw")
+INSTRUCTION_RUN = 200
+"""N for the instruction counts: runs of N and 3N operations."""
+_COLLECTED = re.compile(rb"Collected\s*:\s*([0-9]+)")
+
+
 def build_cases() -> tuple[bytes, Callable[[], object], Callable[[], object], Callable[[], object]]:
     ca = factories.make_ca(b"bench")
     issued = factories.issue_xml_sign(ca)
@@ -131,12 +151,62 @@ def build_cases() -> tuple[bytes, Callable[[], object], Callable[[], object], Ca
     return document, project, signxml_verify, raw_ecdsa
 
 
+def run_operations(implementation: str, count: int) -> None:
+    """The child that callgrind counts: set-up, a fixed warm-up, then ``count`` operations."""
+    _, project, signxml_verify, raw_ecdsa = build_cases()
+    operation = {"project": project, "signxml": signxml_verify, "raw": raw_ecdsa}[implementation]
+    for _ in range(20 + count):
+        operation()
+
+
+def instructions_per_operation(implementation: str, valgrind: str) -> float:
+    """Instructions one operation executes: (I(3N) - I(N)) / 2N, each I counted by callgrind."""
+    totals = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in (INSTRUCTION_RUN, 3 * INSTRUCTION_RUN):
+            finished = subprocess.run(
+                [
+                    valgrind, "--tool=callgrind", f"--callgrind-out-file={scratch}/callgrind.out",
+                    sys.executable, str(Path(__file__).resolve()), "--count-child", implementation, str(count),
+                ],
+                capture_output=True,
+                check=False,
+            )
+            found = _COLLECTED.findall(finished.stderr)
+            if finished.returncode != 0 or not found:
+                tail = finished.stderr.decode(errors="replace")[-2000:]
+                raise RuntimeError(f"callgrind run of {implementation} x{count} failed ({finished.returncode}): {tail}")
+            totals.append(int(found[-1]))
+    return (totals[1] - totals[0]) / (2 * INSTRUCTION_RUN)
+
+
+def instruction_counts() -> dict[str, float]:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    counts = {name: instructions_per_operation(name, valgrind) for name in IMPLEMENTATIONS}
+    return {
+        "project": round(counts["project"]),
+        "signxml": round(counts["signxml"]),
+        "raw_ecdsa": round(counts["raw"]),
+        "ratio_to_raw": round(counts["raw"] / counts["project"], 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per implementation")
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (Linux)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions per operation under callgrind (slow)"
+    )
+    parser.add_argument("--count-child", nargs=2, metavar=("IMPLEMENTATION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count_child is not None:
+        implementation, count = args.count_child
+        run_operations(implementation, int(count))
+        return 0
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
 
@@ -158,6 +228,8 @@ def main() -> int:
         "ratio_to_raw_max": round(max(ratios), 3),
         "rounds": len(ratios),
     }
+    if args.instructions:
+        result["instructions"] = instruction_counts()
     if args.json:
         print(json.dumps(result))
         return 0
@@ -173,6 +245,12 @@ def main() -> int:
         f"(min {result['ratio_to_raw_min']:.3f}, max {result['ratio_to_raw_max']:.3f}); target >= 0.5"
     )
     print(f"project / signxml = {project_per_s / signxml_per_s:.2f}")
+    if args.instructions:
+        counted = result["instructions"]
+        print("instructions per operation (callgrind; independent of the host's load):")
+        for name, key in (("project", "project"), ("signxml", "signxml"), ("raw ECDSA", "raw_ecdsa")):
+            print(f"  {name:<14}{counted[key]:>12,}")
+        print(f"  raw ECDSA / project = {counted['ratio_to_raw']:.3f} (by work done; the rate ratio also depends on caches)")
     return 0
 
 
