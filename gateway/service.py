@@ -28,10 +28,10 @@ from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
-from gateway.policy.access import AccessControl
+from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.commands import device_command
 from gateway.respond.signer import ResponseSigner
-from gateway.store.base import DeviceCommand
+from gateway.store.base import DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 from gateway.verify.verifier import Verifier
 
@@ -46,6 +46,15 @@ COMMAND_VARIANTS_BY_PATH = {
 """DCC Boxed's URLs and the command variants each takes (SPEC §5)."""
 
 PROBLEM_TYPE = "urn:x-dcc-gateway:problem:"
+
+RETRY_AFTER_SECONDS = 1
+"""What a 503 tells the client to wait: the store or the registry is expected back within seconds."""
+
+NOT_DECIDED = (StoreUnavailable, RegistryContention)
+"""Failures after authentication that leave a request without a decision to answer: a 503 to retry.
+
+A retry is safe: had the store in fact committed the decision (a connection lost during COMMIT),
+the retried request meets the replay check, as any duplicate does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,12 @@ class GatewayService:
             request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail)
+        try:
+            return await self._decide_request(path, request, data)
+        except NOT_DECIDED as error:
+            return _not_decided(error, str(request.request_id))
+
+    async def _decide_request(self, path: str, request: VerifiedRequest, data: bytes) -> Reply:
         allowed = COMMAND_VARIANTS_BY_PATH[path]
         if request.command_variant not in allowed:
             reason = f"command variant {request.command_variant} is not sent to /api/v1/{path} (takes {sorted(allowed)})"
@@ -157,6 +172,12 @@ class GatewayService:
             directive = d.parse_directive(verified)
         except d.DirectiveError as error:
             return _json_reply({"accepted": False, "reason": str(error)}, "refused")
+        try:
+            return await self._decide_directive(verified, directive)
+        except NOT_DECIDED as error:
+            return _not_decided(error, str(verified.directive_id))
+
+    async def _decide_directive(self, verified: VerifiedDirective, directive: d.Directive) -> Reply:
         release = await self._release_command(verified, directive)
         decision = await self._access.decide_directive(verified, directive, release=release)
         if decision.released is not None and self._forward is not None:
@@ -194,10 +215,18 @@ class GatewayService:
         )
 
 
-def problem(status: int, check: str, detail: str) -> Reply:
+def problem(status: int, check: str, detail: str, headers: dict[str, str] | None = None) -> Reply:
     """RFC 9457 problem details, with the failed check named for machines."""
     body = {"type": PROBLEM_TYPE + check, "title": _TITLES.get(status, "Rejected"), "status": status, "check": check, "detail": detail}
-    return Reply(status, "application/problem+json", json.dumps(body).encode(), {}, check)
+    return Reply(status, "application/problem+json", json.dumps(body).encode(), headers or {}, check)
+
+
+def _not_decided(error: Exception, subject: str) -> Reply:
+    """503 for an authenticated request or directive the gateway could not decide."""
+    LOG.warning("%s not decided: %s", subject, error)
+    check = "store-unavailable" if isinstance(error, StoreUnavailable) else "registry-contention"
+    detail = f"{subject} could not be decided now ({error}); send it again"
+    return problem(503, check, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 _TITLES = {
@@ -205,6 +234,7 @@ _TITLES = {
     401: "Signature or certificate not accepted",
     413: "Request too large",
     415: "Unsupported media type or encoding",
+    503: "Not decided; try again",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,15 +12,16 @@ import pytest
 from gateway.checks import Check, VerificationError
 from gateway.codes import ResponseCode
 from gateway.policy import directives as d
-from gateway.policy.access import AccessControl
+from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.state import initial_state
 from gateway.smki.repository import SmkiRepository
 from gateway.store.audit import verify_chain
-from gateway.store.base import QuarantineStatus
+from gateway.store.base import AdmissionRequest, AdmissionResult, QuarantineStatus
 from gateway.store.sqlite import SqliteStore
 from gateway.verify.verifier import Verifier
 from gateway.world import init_world
 from tests.scenario import Scenario, make_scenario
+from tests.test_store import audit_entry, directive
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,30 @@ async def contingency_ready(gw: Gateway, thresholds: dict[str, int] | None = Non
     await gw.must("authority", d.EnableContingency("failed-supplier", sc_user, now + dt.timedelta(days=30)))
     await gw.must("srp_aro", d.SubmitAdt("failed-supplier", 3600, thresholds or {"1.6": 3}))
 
+
+
+async def test_a_registry_that_never_settles_leaves_the_request_undecided(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker storing a directive just before each admission: every try is decided on a
+    registry the store knows to be old (STALE_REGISTRY, which changes nothing). The tries are
+    bounded, then the request is not decided at all (the service answers 503 to retry)."""
+    meter = gateway.scenario.device(smets=1).device_id
+    admit = gateway.store.admit
+    stored_elsewhere = itertools.count(1)
+
+    async def admit_after_another_worker_stored_a_directive(request: AdmissionRequest) -> AdmissionResult:
+        await gateway.store.append_directive(directive(f"elsewhere-{next(stored_elsewhere)}", accepted=False), audit_entry())
+        return await admit(request)
+
+    monkeypatch.setattr(gateway.store, "admit", admit_after_another_worker_stored_a_directive)
+    with pytest.raises(RegistryContention, match="registry changed under"):
+        await gateway.send("failed_supplier_is", meter, counter=1)
+    tries = next(stored_elsewhere) - 1
+    assert 1 < tries < 10
+    assert await gateway.store.last_counter(gateway.scenario.actor("failed_supplier_is").user_id, meter) is None
+    monkeypatch.undo()
+    assert (await gateway.send("failed_supplier_is", meter, counter=1))[0] is ResponseCode.I99
 
 async def test_e40_counter_must_grow_per_originator_and_target(gateway: Gateway) -> None:
     meter = gateway.scenario.device(smets=1).device_id

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,10 +24,12 @@ from gateway.namespaces import SR
 from gateway.policy import directives as d
 from gateway.runtime import open_world
 from gateway.schema import load_schemas
+from gateway.store.postgresql import PostgresLocation, PostgresStore
 from gateway.verify.documents import VerifiedResponse
 from gateway.world import init_world
 from tests.scenario import START, Scenario, make_scenario, prepayment_body
 from tests.shared_data import shared_path
+from tests.store_backends import store_opener, with_schema
 
 _SR = f"{{{SR}}}"
 
@@ -357,3 +360,33 @@ async def test_released_quarantined_request_reaches_its_meter(receiving: tuple[H
     assert "ResponseMessage" in kinds
     state = await (await harness.client.get(f"/sim/devices/{meter}")).json()
     assert state["payment_mode"] == "Credit"
+
+
+async def test_a_store_that_cannot_write_answers_503_and_the_same_request_is_decided_later(
+    world_dir: Path, tmp_path: Path
+) -> None:
+    """PostgreSQL, the real server: while another session holds the schema's write lock past the
+    store's lock_timeout, an authenticated request cannot be decided. It gets a 503 problem with
+    Retry-After (never a 500), nothing of it is stored, and the same bytes sent again are accepted."""
+    async with store_opener("postgresql", tmp_path) as pg:
+        url = with_schema(f"{pg.server_url}?lock_timeout=300", pg.schema)
+        scenario = make_scenario(world_dir)
+        app = create_app(open_world(world_dir), clock=scenario.clock, store_url=url)
+        async with TestClient(TestServer(app)) as client:
+            harness = Harness(client, scenario)
+            meter = scenario.device(smets=1).device_id
+            assert (await harness.send("serviceS", "failed_supplier_is", meter, counter=1))[0] == "I99"
+            request = scenario.signed_request("failed_supplier_is", meter, counter=2)
+            holder = await asyncpg.connect(PostgresLocation.parse(pg.server_url).dsn)
+            try:
+                await holder.execute("SELECT pg_advisory_lock($1)", PostgresStore(url).write_lock_key)
+                status, headers, body = await harness.post("serviceS", request)
+            finally:
+                await holder.close()
+            assert status == 503 and headers["Retry-After"] == "1", body
+            problem = json.loads(body)
+            assert problem["check"] == "store-unavailable" and "send it again" in problem["detail"]
+            status, _, body = await harness.post("serviceS", request)
+            assert status == 200 and harness.read_answer(body).response_code == "I99"
+            metrics = await (await client.get("/metrics")).text()
+            assert 'dcc_gateway_requests_total{outcome="store-unavailable",path="serviceS"} 1.0' in metrics

@@ -36,7 +36,7 @@ from gateway.store.base import (
     QuarantineStatus,
     Store,
 )
-from gateway.store.base import StoreNotOpenError, StoreSchemaError
+from gateway.store.base import StoreNotOpenError, StoreSchemaError, StoreUnavailable
 from gateway.store.rules import MAX_COUNTER
 from gateway.store.sqlite import SqliteStore
 from tests.store_backends import SqliteOpener, StoreOpener, store_opener
@@ -567,6 +567,23 @@ async def test_a_cancelled_admission_is_recorded_once_and_leaves_the_store_usabl
     assert [r.outcome for r in [r.entry async for r in store.audit_records()]] == ["I99", "E40", "I99"]
     assert (await verify_chain(store.audit_records())).ok
 
+
+
+async def test_a_database_that_cannot_take_the_write_is_store_unavailable(sqlite_stores: SqliteOpener) -> None:
+    """Another writer holding the database past the busy timeout is not a bug in the call: the caller
+    gets StoreUnavailable (the gateway answers 503 to retry), nothing is stored, and the same call
+    succeeds once the database is free. A wrong statement stays what it is."""
+    store = await sqlite_stores.open(busy_timeout=0.2)
+    with contextlib.closing(sqlite3.connect(sqlite_stores.path, isolation_level=None)) as other_worker:
+        other_worker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="cannot write now") as raised:
+            await store.admit(admission(1))
+        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+        other_worker.execute("ROLLBACK")
+    assert await store.last_counter(SUPPLIER, METER) is None
+    assert (await store.admit(admission(1))).admission is Admission.ACCEPTED
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await store._write(lambda db: db.execute("SELECT * FROM no_such_table"))
 
 # --- the store against a model ----------------------------------------------------------
 

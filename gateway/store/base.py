@@ -49,6 +49,11 @@ class StoreNotOpenError(RuntimeError):
     """A store method was called before ``open()`` or after ``close()``."""
 
 
+class StoreUnavailable(ConnectionError):
+    """The database could not take a write now (server gone, disk full, locked): nothing of the
+    call is stored, so the caller may try again. The gateway answers it 503, never 500."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One decision, before it is chained."""

@@ -50,7 +50,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
@@ -68,6 +68,7 @@ from gateway.store.base import (
     shard_key,
     StoreNotOpenError,
     StoreSchemaError,
+    StoreUnavailable,
     FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
     Admission,
@@ -115,7 +116,7 @@ class StoreReadOnlyError(RuntimeError):
     """A write was asked of a store opened read-only."""
 
 
-class StoreWriteFailed(ConnectionError):
+class StoreWriteFailed(StoreUnavailable):
     """A write group's transaction failed as a whole (connection lost, lock or COMMIT failed).
 
     None of the group's calls may be taken as stored; when the connection was lost during
@@ -420,6 +421,17 @@ class PostgresLocation:
     def describe(self) -> str:
         """The location without credentials, for messages and repr."""
         return f"{_redacted(self.dsn)} schema {self.schema}"
+
+
+_SERVER_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+"""What asyncpg raises when the server cannot be reached or is shutting down (SQLSTATE classes 08,
+57 and 53, the socket's own errors): the database is unavailable, not the statement wrong."""
 
 
 def _redacted(url: str) -> str:
@@ -1215,13 +1227,24 @@ class PostgresStore:
         return self._pool
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self._readers().fetch(sql, *args))
+        with self._reads_unavailable_when_disconnected():
+            return list(await self._readers().fetch(sql, *args))
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return await self._readers().fetchrow(sql, *args)
+        with self._reads_unavailable_when_disconnected():
+            return await self._readers().fetchrow(sql, *args)
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._readers().fetchval(sql, *args)
+        with self._reads_unavailable_when_disconnected():
+            return await self._readers().fetchval(sql, *args)
+
+    @contextlib.contextmanager
+    def _reads_unavailable_when_disconnected(self) -> Iterator[None]:
+        """A read that fails for want of the server is StoreUnavailable, like a failed write group."""
+        try:
+            yield
+        except _SERVER_UNREACHABLE as exc:
+            raise StoreUnavailable(f"reading {self._location.describe()} failed: {exc!r}") from exc
 
     async def _pages(self, sql: str, after: int) -> AsyncIterator[asyncpg.Record]:
         """Rows of a ``WHERE sequence > $1 ... LIMIT $2`` query, keyed on the first column; no

@@ -63,6 +63,7 @@ from gateway.store.base import (
     Shard,
     StoreNotOpenError,
     StoreSchemaError,
+    StoreUnavailable,
     shard_key,
     DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
@@ -956,6 +957,20 @@ class _Outcome:
 
 Unit = Callable[[_Connection], T]
 
+_UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+"""Primary SQLite result codes that say the database cannot take the write now rather than that
+the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL."""
+
+
+def _outcome_of_failure(error: Exception) -> _Outcome:
+    """A unit's exception as its caller gets it: a database that cannot write becomes StoreUnavailable."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+        unavailable = StoreUnavailable(f"the SQLite store cannot write now: {error}")
+        unavailable.__cause__ = error
+        return _Outcome(error=unavailable)
+    return _Outcome(error=error)
+
 
 class SqliteStore:
     """:class:`gateway.store.base.Store` on one SQLite file (or ``":memory:"`` for throwaway use).
@@ -1321,7 +1336,7 @@ class SqliteStore:
                 values = [unit(db) for unit in units]
         except Exception as error:
             if len(units) == 1:
-                return [_Outcome(error=error)]
+                return [_outcome_of_failure(error)]
             return [self._run_alone(db, unit) for unit in units]
         self._groups_committed += 1
         return [_Outcome(value) for value in values]
@@ -1331,7 +1346,7 @@ class SqliteStore:
             with _immediate(db):
                 value = unit(db)
         except Exception as error:
-            return _Outcome(error=error)
+            return _outcome_of_failure(error)
         self._groups_committed += 1
         return _Outcome(value)
 
