@@ -27,7 +27,11 @@ shard left behind.
   Authority has directed (an active SoLR Contingency enablement), to the SRP's
   SC user (MP134B requirement 7). They are stored with the meter state that
   raised them, in one transaction.
-* A quarantined request (E43) sends the user a DCC alert AD1.
+* A quarantined request (E43) sends the user a DCC alert AD1. The transaction
+  that quarantines it marks the alert due; queuing the signed alert clears the
+  mark in one transaction. Any worker queues due alerts when told of a
+  quarantine, at start and on every executor pass, so a crash between the E43
+  answer and the alert delays the alert but does not lose it.
 """
 
 from __future__ import annotations
@@ -59,9 +63,11 @@ from gateway.store.base import (
     CommandForm,
     Delivery,
     DeliveryKind,
+    QuarantinedRequest,
     Shard,
     Store,
 )
+from gateway.store.rules import with_event_ref
 from gateway.verify.documents import VerifiedRequest
 
 LOG = logging.getLogger("dcc_gateway.forward")
@@ -123,16 +129,33 @@ class Forwarder:
         self._wake.set()
 
     def quarantined(self, request: VerifiedRequest, event_ref: int) -> None:
-        """Sends the user its AD1 alert in the background (the HTTP answer E43 does not wait)."""
-        self._spawn(self._quarantine_alert(request, event_ref))
+        """Queues the AD1 alert the quarantine marked due, in the background (the E43 answer does not wait)."""
+        self._spawn(self.queue_quarantine_alerts())
+
+    async def queue_quarantine_alerts(self) -> int:
+        """Signs and queues every AD1 alert marked due (this worker's or a dead one's); returns how many
+        this call queued. Two workers may sign the same alert; only one of them queues it."""
+        queued = 0
+        for held in await self._store.quarantine_alerts_due():
+            deliveries, audits = self._quarantine_alert(held)
+            delivery = deliveries[0] if deliveries else None
+            if await self._store.record_quarantine_alert(held.event_ref, delivery, audits[0] if audits else None):
+                queued += 1
+                if delivery is not None:
+                    self._outbox.notify()
+        return queued
 
     # --- the executor -------------------------------------------------------------------------
 
     async def start_executing(self) -> int:
-        """Ends claims a dead executor left on this shard (this is its only executor); returns how many."""
+        """Ends claims a dead executor left on this shard (this is its only executor) and queues the AD1
+        alerts a previous run left due; returns how many claims it ended."""
         released = await self._store.release_claims(self._shard)
         if released:
             LOG.info("%d command(s) claimed by a previous run are queued again", released)
+        alerts = await self.queue_quarantine_alerts()
+        if alerts:
+            LOG.info("%d AD1 alert(s) a previous run left due are queued", alerts)
         return released
 
     async def execute_due(self) -> int:
@@ -158,6 +181,10 @@ class Forwarder:
                 await self.execute_due()
             except Exception:
                 LOG.exception("executing queued commands failed")
+            try:
+                await self.queue_quarantine_alerts()
+            except Exception:
+                LOG.exception("queuing due AD1 alerts failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(self._wake, stop), timeout=self._poll_interval)
 
@@ -282,18 +309,19 @@ class Forwarder:
         wanted = ("IS", "ES") if device.device_type == "ESME" else ("GS",)
         return [user.user_id for user in state.users.values() if user.party == owner and user.role in wanted]
 
-    async def _quarantine_alert(self, request: VerifiedRequest, event_ref: int) -> None:
+    def _quarantine_alert(self, held: QuarantinedRequest) -> tuple[list[Delivery], list[AuditEntry]]:
+        """The signed AD1 alert for a quarantined request, addressed to its user."""
         now = self._clock.now()
-        response_id = f"{self._dsp}:{request.originator}:{next(self._alert_counter)}"
+        response_id = f"{self._dsp}:{held.user_id}:{next(self._alert_counter)}"
         root = documents.dcc_alert_quarantined(
-            response_id=response_id, request_id=str(request.request_id), quarantine_event_ref=event_ref, at=now
+            response_id=response_id, request_id=held.request_id, quarantine_event_ref=held.event_ref, at=now
         )
-        audit = AuditEntry(now, "dcc-alert", str(self._dsp), response_id, "AD1", f"request {request.request_id} quarantined")
-        deliveries, audits = self._addressed(request.originator, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
-        for delivery in deliveries:
-            await self._outbox.submit(delivery)
-        for entry in audits:
-            await self._store.append_audit(entry)
+        audit = with_event_ref(
+            AuditEntry(now, "dcc-alert", str(self._dsp), response_id, "AD1", f"request {held.request_id} quarantined"),
+            "AD1",
+            held.event_ref,
+        )
+        return self._addressed(held.user_id, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
 
     # --- plumbing -------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from gateway.app import create_app
+from gateway.app import FORWARDER, create_app
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import SR
@@ -81,12 +81,12 @@ async def harness(world_dir: Path, tmp_path: Path) -> AsyncIterator[Harness]:
         yield Harness(client, scenario)
 
 
-async def contingency_ready(h: Harness) -> None:
+async def contingency_ready(h: Harness, adt: dict[str, int] | None = None) -> None:
     sc_user = h.scenario.actor("srp_sc").user_id
     await h.must("authority", d.RevokeLicence("failed-supplier"))
     await h.must("authority", d.AppointSolr("failed-supplier", "solr-supplier"))
     await h.must("authority", d.EnableContingency("failed-supplier", sc_user, START + dt.timedelta(days=30)))
-    await h.must("srp_aro", d.SubmitAdt("failed-supplier", 3600, {"1.6": 10}))
+    await h.must("srp_aro", d.SubmitAdt("failed-supplier", 3600, adt or {"1.6": 10}))
 
 
 async def test_healthz_and_metrics(harness: Harness) -> None:
@@ -230,20 +230,29 @@ class Receiver:
 async def receiving(world_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Harness, Receiver]]:
     """The world with every response_url pointed at a receiver on a free loopback port."""
     receiver = Receiver()
-    receiver_app = web.Application()
-    receiver_app.router.add_post("/receive/{actor}", receiver.handle)
-    async with TestServer(receiver_app) as server:
-        world = tmp_path / "world"
-        shutil.copytree(world_dir, world)
-        manifest = json.loads((world / "manifest.json").read_text())
-        for name, actor in manifest["actors"].items():
-            if actor.get("response_url"):
-                actor["response_url"] = f"http://127.0.0.1:{server.port}/receive/{name}"
-        (world / "manifest.json").write_text(json.dumps(manifest))
+    async with receiver_server(receiver) as server:
+        world = world_sending_to(world_dir, tmp_path / "world", server.port)
         scenario = make_scenario(world)
         app = create_app(open_world(world), clock=scenario.clock, store_url=f"sqlite:///{tmp_path / 'store.db'}")
         async with TestClient(TestServer(app)) as client:
             yield Harness(client, scenario), receiver
+
+
+def receiver_server(receiver: Receiver) -> TestServer:
+    receiver_app = web.Application()
+    receiver_app.router.add_post("/receive/{actor}", receiver.handle)
+    return TestServer(receiver_app)
+
+
+def world_sending_to(world_dir: Path, world: Path, port: int) -> Path:
+    """A copy of the world with every response_url pointed at a receiver on ``port``."""
+    shutil.copytree(world_dir, world)
+    manifest = json.loads((world / "manifest.json").read_text())
+    for name, actor in manifest["actors"].items():
+        if actor.get("response_url"):
+            actor["response_url"] = f"http://127.0.0.1:{port}/receive/{name}"
+    (world / "manifest.json").write_text(json.dumps(manifest))
+    return world
 
 
 async def test_sc_switches_smets1_and_smets2_meters_to_credit_end_to_end(receiving: tuple[Harness, Receiver]) -> None:
@@ -290,6 +299,42 @@ async def test_quarantine_sends_an_ad1_alert(receiving: tuple[Harness, Receiver]
     alert = harness.read_answer(receiver.received[0][1])
     assert etree.QName(alert.body).localname == "DCCAlertMessage"
     assert alert.body.findtext(f"{_SR}DCCAlertCode") == "AD1"
+
+
+async def test_an_ad1_alert_due_when_the_gateway_died_is_sent_after_the_restart(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E43 is answered once the quarantine is committed; the alert is queued after. The gateway
+    dying in between is played by a forwarder that never hears of the quarantine: the alert is not
+    sent, and the next gateway on the same store sends it (once) all the same."""
+    receiver = Receiver()
+    async with receiver_server(receiver) as server:
+        world = world_sending_to(world_dir, tmp_path / "world", server.port)
+        scenario = make_scenario(world)
+        store_url = f"sqlite:///{tmp_path / 'store.db'}"
+        app = create_app(open_world(world), clock=scenario.clock, store_url=store_url)
+        async with TestClient(TestServer(app)) as client:
+            harness = Harness(client, scenario)
+            monkeypatch.setattr(app[FORWARDER], "quarantined", lambda request, event_ref: None)
+            monkeypatch.setattr(app[FORWARDER], "queue_quarantine_alerts", _never_runs)
+            await contingency_ready(harness, adt={"1.6": 0})
+            code, _, answer = await harness.send("serviceS", "srp_sc", scenario.device(smets=1).device_id)
+            assert code == "E43"
+        assert receiver.received == []
+
+        restarted = create_app(open_world(world), clock=scenario.clock, store_url=store_url)
+        async with TestClient(TestServer(restarted)) as client:
+            await receiver.wait_for(1)
+            harness = Harness(client, scenario)
+            ((actor, body),) = receiver.received
+            alert = harness.read_answer(body)
+            assert actor == "srp_sc" and alert.body.findtext(f"{_SR}DCCAlertCode") == "AD1"
+            assert list(alert.body.iter(f"{_SR}RequestID"))[0].text == str(answer.request_id)
+            assert await restarted[FORWARDER].queue_quarantine_alerts() == 0  # due once, sent once
+
+
+async def _never_runs() -> int:
+    return 0
 
 
 @pytest.mark.parametrize(

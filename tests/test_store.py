@@ -32,6 +32,8 @@ from gateway.store.base import (
     AdmissionRequest,
     AdmissionResult,
     AuditEntry,
+    Delivery,
+    DeliveryKind,
     DirectiveRecord,
     QuarantineStatus,
     Store,
@@ -434,6 +436,35 @@ async def test_only_the_owner_settles_and_only_once(
     assert [r.entry.kind for r in records] == ["request", "request", "quarantine-release"]  # refusals record nothing
     assert records[-1].entry.detail["quarantine_event_ref"] == ref
 
+
+async def test_a_quarantined_requests_alert_is_due_until_one_worker_queues_it(stores: StoreOpener, store: Store) -> None:
+    """The E43 answer promises an AD1 alert: admit marks it due in the quarantining transaction, the
+    mark survives a restart, and clearing it queues the alert exactly once, whichever worker asks."""
+    ref = (await quarantine_one(store)).quarantine_event_ref
+    assert ref is not None
+    store = await reopen(stores, store)  # as if the gateway died right after answering E43
+    other_worker = await stores.open()
+    (due,) = await store.quarantine_alerts_due()
+    assert (due.event_ref, due.request_id, due.user_id) == (ref, admission(2).request_id, SUPPLIER)
+    alert = Delivery(SUPPLIER, "http://127.0.0.1:9/receive", b"<AD1/>", DeliveryKind.DCC_ALERT, "AD1-1", T0,
+                     audit_entry(kind="dcc-alert", subject="AD1-1", outcome="AD1"))
+    assert await store.record_quarantine_alert(ref, alert, None)
+    assert not await other_worker.record_quarantine_alert(ref, alert, None)
+    assert await store.quarantine_alerts_due() == [] and await other_worker.quarantine_alerts_due() == []
+    queued = await store.due_deliveries(T0, 10)
+    assert [(d.subject, d.kind) for d in queued] == [("AD1-1", DeliveryKind.DCC_ALERT)]
+    outcomes = [r.entry.outcome async for r in store.audit_records()]
+    assert outcomes.count("AD1") == 1
+
+    # A user without a response URL gets the alert in the audit log only, also once.
+    second = (await store.admit(admission(3, threshold=1))).quarantine_event_ref
+    assert second is not None and [q.event_ref for q in await store.quarantine_alerts_due()] == [second]
+    logged_only = audit_entry(kind="dcc-alert", subject="AD1-2", outcome="AD1")
+    assert await other_worker.record_quarantine_alert(second, None, logged_only)
+    assert not await store.record_quarantine_alert(second, None, logged_only)
+    assert await store.quarantine_alerts_due() == []
+    assert [r.entry.subject async for r in store.audit_records()].count("AD1-2") == 1
+    assert len(await store.due_deliveries(T0, 10)) == 1
 
 async def test_settling_as_held_is_refused(store: Store) -> None:
     ref = (await quarantine_one(store)).quarantine_event_ref

@@ -396,6 +396,21 @@ class Store(Protocol):
         """
         ...
 
+    async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
+        """Quarantined requests whose AD1 alert is not queued yet, oldest first (any status).
+
+        :meth:`admit` marks each QUARANTINED request so in the transaction that quarantines it:
+        the alert its E43 answer promises then survives a crash between that answer and the
+        alert being queued, and any worker may queue it.
+        """
+        ...
+
+    async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
+        """In one transaction: clears the mark, queues ``delivery`` (as :meth:`enqueue_delivery`) or,
+        for a user without a response URL, appends ``audit``. False, changing nothing, when the mark
+        was already cleared (another worker queued that alert)."""
+        ...
+
     # --- audit --------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> AuditRecord: ...
 

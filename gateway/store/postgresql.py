@@ -267,6 +267,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE TABLE meters_meta (key text PRIMARY KEY, value text NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "quarantined requests whose AD1 alert is not queued yet",
+        (
+            """CREATE TABLE quarantine_alerts_due (
+                event_ref bigint PRIMARY KEY REFERENCES quarantine (event_ref)
+            )""",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 """The newest schema this build knows; :meth:`PostgresStore.open` refuses a newer one."""
@@ -321,8 +330,15 @@ class _Sql:
     never overlap, so the count is the same whether or not it sees the deletion."""
 
     quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
-    quarantine_insert: Final = """INSERT INTO quarantine (request_id, user_id, srv, raw_request, quarantined_at, status)
-        VALUES ($1, $2, $3, $4, $5, 'held') RETURNING event_ref"""
+    quarantine_insert: Final = """WITH held AS (
+            INSERT INTO quarantine (request_id, user_id, srv, raw_request, quarantined_at, status)
+            VALUES ($1, $2, $3, $4, $5, 'held') RETURNING event_ref
+        )
+        INSERT INTO quarantine_alerts_due (event_ref) SELECT event_ref FROM held RETURNING event_ref"""
+    """Keeps the request with a new event reference and marks its AD1 alert due, in one statement."""
+    quarantine_alerts_due: Final = f"""SELECT {quarantine_columns} FROM quarantine WHERE event_ref IN
+        (SELECT event_ref FROM quarantine_alerts_due ORDER BY event_ref LIMIT $1) ORDER BY event_ref"""
+    quarantine_alert_clear: Final = "DELETE FROM quarantine_alerts_due WHERE event_ref = $1"
     quarantine_by_user: Final = f"SELECT {quarantine_columns} FROM quarantine WHERE user_id = $1 ORDER BY event_ref"
     quarantine_held: Final = f"""SELECT {quarantine_columns} FROM quarantine
         WHERE event_ref = $1 AND user_id = $2 AND status = 'held'"""
@@ -695,6 +711,16 @@ async def _settle(
     return dataclasses.replace(_quarantined_request(row), status=status)
 
 
+async def _record_quarantine_alert(db: Tx, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
+    if _affected_rows(await db.execute(_Sql.quarantine_alert_clear, event_ref)) == 0:
+        return False
+    if delivery is not None:
+        await _enqueue(db, delivery)
+    if audit is not None:
+        await _append_audit(db, audit)
+    return True
+
+
 async def _remember(db: Tx, columns: tuple[Any, ...], audit: AuditEntry) -> None:
     """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
     existing = await db.fetchrow(_Sql.precommand_by_id, columns[0])
@@ -1058,6 +1084,12 @@ class PostgresStore:
         if command is not None and status is not QuarantineStatus.RELEASED:
             raise ValueError("only a released request has a command to queue")
         return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
+
+    async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
+        return [_quarantined_request(row) for row in await self._fetch(_Sql.quarantine_alerts_due, limit)]
+
+    async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
+        return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
 
     # --- audit --------------------------------------------------------------------------
 

@@ -365,7 +365,27 @@ class _MetersSql:
     select_epoch: Final = "SELECT value FROM meters_meta WHERE key = 'epoch'"
 
 
-_ADDED_TABLES: Final = (*_PreCommandsSql.create, *_DeliveriesSql.create, *_CommandsSql.create, *_MetersSql.create)
+class _QuarantineAlertsSql:
+    """Quarantined requests whose AD1 alert is not queued yet (a row leaves when it is)."""
+
+    create: Final = (
+        """CREATE TABLE IF NOT EXISTS quarantine_alerts_due (
+            event_ref INTEGER PRIMARY KEY REFERENCES quarantine (event_ref)
+        )""",
+    )
+    mark: Final = "INSERT INTO quarantine_alerts_due (event_ref) VALUES (?)"
+    due: Final = f"""SELECT {_QuarantineSql.columns} FROM quarantine WHERE event_ref IN
+        (SELECT event_ref FROM quarantine_alerts_due ORDER BY event_ref LIMIT ?) ORDER BY event_ref"""
+    clear: Final = "DELETE FROM quarantine_alerts_due WHERE event_ref = ?"
+
+
+_ADDED_TABLES: Final = (
+    *_PreCommandsSql.create,
+    *_DeliveriesSql.create,
+    *_CommandsSql.create,
+    *_MetersSql.create,
+    *_QuarantineAlertsSql.create,
+)
 
 
 _SCHEMA: Final = (
@@ -554,7 +574,8 @@ def _count_in_window(db: _Connection, request: AdmissionRequest) -> None:
 
 
 def _hold(db: _Connection, request: AdmissionRequest) -> int:
-    return _insert(
+    """Keeps the request with a new event reference, its AD1 alert marked due in the same transaction."""
+    event_ref = _insert(
         db,
         _QuarantineSql.insert,
         (
@@ -565,9 +586,8 @@ def _hold(db: _Connection, request: AdmissionRequest) -> int:
             utc_text(request.at),
         ),
     )
-
-
-
+    db.execute(_QuarantineAlertsSql.mark, (event_ref,))
+    return event_ref
 
 
 def _decide(db: _Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
@@ -613,6 +633,18 @@ def _settle(
         _insert_command(db, command)
     _append_audit(db, with_event_ref(audit, audit.outcome, event_ref))
     return dataclasses.replace(_quarantined_request(row), status=status)
+
+
+def _record_quarantine_alert(
+    db: _Connection, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None
+) -> bool:
+    if db.execute(_QuarantineAlertsSql.clear, (event_ref,)).rowcount == 0:
+        return False
+    if delivery is not None:
+        _enqueue(db, delivery)
+    if audit is not None:
+        _append_audit(db, audit)
+    return True
 
 
 def _registry_version(db: _Connection) -> int:
@@ -1123,6 +1155,13 @@ class SqliteStore:
         if command is not None and status is not QuarantineStatus.RELEASED:
             raise ValueError("only a released request has a command to queue")
         return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
+
+    async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
+        rows = await self._read(_QuarantineAlertsSql.due, (limit,))
+        return [_quarantined_request(row) for row in rows]
+
+    async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
+        return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
 
     # --- pending Pre-Commands -----------------------------------------------------------
 
