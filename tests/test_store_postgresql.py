@@ -333,6 +333,22 @@ async def test_concurrent_writes_share_transactions(pg: PostgresOpener) -> None:
     assert (await verify_chain(store.audit_records())).records == 200
 
 
+
+async def test_an_audit_row_the_server_refuses_fails_its_own_call_alone(pg: PostgresOpener) -> None:
+    """A group's audit rows are inserted together just before COMMIT; when the server refuses one
+    (here a NUL character, which PostgreSQL text cannot hold), the group runs again with a savepoint
+    per call, and only the call that appended that row fails."""
+    store = (await open_workers(pg, 1))[0]
+    before = store.groups_committed
+    entries = [audit_entry(subject=f"RQ-{n}", reason="refused\x00" if n == 2 else "fine") for n in range(5)]
+    results = await asyncio.gather(*(store.append_audit(entry) for entry in entries), return_exceptions=True)
+    assert isinstance(results[2], asyncpg.PostgresError)
+    assert store.groups_committed - before == 1  # they did share one group
+    stored = [record.entry.subject async for record in store.audit_records()]
+    assert stored == ["RQ-0", "RQ-1", "RQ-3", "RQ-4"]
+    report = await verify_chain(store.audit_records())
+    assert report.ok and report.records == 4
+
 async def test_a_failing_call_rolls_back_alone_in_its_group(pg: PostgresOpener) -> None:
     store = (await open_workers(pg, 1))[0]
     broken = dataclasses.replace(admission(5, target=Eui64(5)), audit=audit_entry(detail={"x": object()}))

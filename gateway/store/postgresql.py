@@ -29,7 +29,9 @@ returned. Since calls seldom raise, a group is first run without savepoints (two
 round trips fewer per call, inside the lock); only if a call raises is that attempt
 rolled back, unanswered, and the group run again with them. While a group commits, the next one gathers, so a busy store pays one
 durable commit (``synchronous_commit=on``, the server's default, is left alone) for
-many calls. :attr:`PostgresStore.groups_committed` counts the groups.
+many calls. :attr:`PostgresStore.groups_committed` counts the groups. A group's audit rows
+are held back and inserted in one pipelined round trip (see :class:`_GroupTransaction`):
+with them, a request cost 13 statements inside the lock; without, 9.5.
 
 Encodings: times are ``timestamptz`` (microsecond precision, compared as instants);
 replay counters ``numeric(20, 0)`` checked to 0..2^64-1 (``bigint`` is signed);
@@ -584,15 +586,28 @@ class _GroupTransaction:
     """The writer's connection inside one group's transaction, which holds the write lock.
 
     It also keeps the audit chain's head (last sequence and hash): read once per group, since
-    no other writer can move it while the lock is held, and put back by :meth:`PostgresStore._run_group`
+    no other writer can move it while the lock is held, and put back by :meth:`PostgresStore._attempt`
     when a call's savepoint is rolled back. That saves a query per audit record.
+
+    And it holds back the group's audit rows, which :meth:`flush_audit` inserts in one pipelined
+    round trip: before COMMIT, before each savepoint, and before a row that references the audit
+    log. Every round trip is paid for inside the write lock, so that one all other workers wait
+    for, and audit rows are about a third of a request's statements. Nothing reads the audit
+    table inside a group (the head is held here), so holding them back changes no decision.
     """
 
-    __slots__ = ("_db", "chain_head")
+    __slots__ = ("_db", "chain_head", "pending_audit")
 
     def __init__(self, db: Connection) -> None:
         self._db = db
         self.chain_head: tuple[int, str] | None = None
+        self.pending_audit: list[tuple[Any, ...]] = []
+
+    async def flush_audit(self) -> None:
+        """Inserts the audit rows held back so far (one round trip however many there are)."""
+        if self.pending_audit:
+            rows, self.pending_audit = self.pending_audit, []
+            await self._db.executemany(_Sql.audit_insert, rows)
 
     async def execute(self, sql: str, *args: Any) -> str:
         return await self._db.execute(sql, *args)
@@ -622,7 +637,7 @@ async def _append_audit(db: Tx, entry: AuditEntry) -> AuditRecord:
         db.chain_head = (0, GENESIS_HASH) if last is None else (last[0], last[1])
     sequence, previous_hash = db.chain_head[0] + 1, db.chain_head[1]
     digest = chain_hash(previous_hash, stored_entry)
-    await db.execute(_Sql.audit_insert, sequence, *columns, previous_hash, digest)
+    db.pending_audit.append((sequence, *columns, previous_hash, digest))
     db.chain_head = (sequence, digest)
     return AuditRecord(sequence, stored_entry, previous_hash, digest)
 
@@ -645,6 +660,7 @@ async def _store_directive(db: Tx, record: DirectiveRecord, audit: AuditEntry) -
         record.reason,
     )
     audit_record = await _append_audit(db, audit)
+    await db.flush_audit()  # the directive row references its audit record
     sequence = await db.fetchval(_Sql.directive_insert, *columns, audit_record.sequence)
     return _directive_record((sequence, *columns))
 
@@ -729,6 +745,7 @@ async def _remember(db: Tx, columns: tuple[Any, ...], audit: AuditEntry) -> None
             raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
         return
     audit_record = await _append_audit(db, audit)
+    await db.flush_audit()  # the Pre-Command row references its audit record
     await db.execute(_Sql.precommand_insert, *columns, audit_record.sequence)
 
 
@@ -1386,9 +1403,17 @@ class PostgresStore:
                 try:
                     async with db.transaction():  # a SAVEPOINT inside the group's transaction
                         call.result = await call.work(tx)
+                        await tx.flush_audit()  # inside the savepoint: a row that fails is this call's
                 except Exception as exc:  # this call alone is rolled back; its caller gets the error
                     call.error = exc
                     tx.chain_head = head  # its audit records were rolled back with it
+                    tx.pending_audit.clear()  # or were never inserted
+            if not savepoints:
+                try:
+                    await tx.flush_audit()
+                except asyncpg.PostgresError:  # a call's row was refused: the run with savepoints tells whose
+                    await transaction.rollback()
+                    return False
         except BaseException:
             with contextlib.suppress(Exception):  # a lost connection cannot roll back; the caller discards it
                 await transaction.rollback()
