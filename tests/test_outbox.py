@@ -37,6 +37,7 @@ from tests.store_backends import StoreOpener
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SECOND = dt.timedelta(seconds=1)
+HOUR = dt.timedelta(hours=1)
 ROUND = dt.timedelta(seconds=300)
 KEEP = dt.timedelta(days=2)
 SUPPLIER = Eui64.parse("90-B3-D5-1F-30-01-00-00")
@@ -376,6 +377,34 @@ async def test_failed_deliveries_are_purged_after_2_days(
     assert await delivery_log(store) == ["enqueued", "failed", "purged"]
     assert await chain_ok(store)
 
+
+
+async def test_delivered_rows_go_after_2_days_oldest_first_with_one_audit_record(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
+) -> None:
+    """Delivered rows (and their bodies) would otherwise pile up for good: each is deleted once it
+    was delivered 2 days ago, in bounded batches, oldest first. The audit log keeps its own
+    "delivered" record and gains one record per batch naming the rows deleted."""
+    receiver = await receiver_on(receivers, clock)
+    worker = worker_for(workers, store, clock)
+    delivered = []
+    for n in range(3):  # delivered at T0, T0 + 1 h, T0 + 2 h
+        delivered.append(await store.enqueue_delivery(delivery(receiver.url, subject=f"RQ-{n}", at=clock.now())))
+        assert await worker.run_once() == 1
+        clock.advance(HOUR)
+    failed = await fail_one(store, "http://127.0.0.1:1/receive", subject="RQ-failed")
+    assert await store.purge_delivered(T0 + KEEP - SECOND) == 0
+    assert await store.purge_delivered(T0 + 2 * HOUR + KEEP, limit=2) == 2
+    assert await statuses(store_factory) == {delivered[2]: "delivered", failed: "failed"}
+    last = [r.entry async for r in store.audit_records()][-1]
+    assert (last.kind, last.subject, last.outcome) == ("delivery", "delivered", "purged")
+    assert last.detail["delivery_ids"] == delivered[:2]
+    clock.set(T0 + 2 * HOUR + KEEP)
+    await worker.run_once()  # every pass purges too
+    assert await statuses(store_factory) == {}  # the failed one has been failed for longer than 2 days too
+    outcomes = await delivery_log(store)
+    assert outcomes.count("delivered") == 3 and outcomes.count("purged") == 3
+    assert await chain_ok(store)
 
 @pytest.mark.parametrize(("offset", "purged"), [(-SECOND, 0), (dt.timedelta(0), 1), (SECOND, 1)])
 async def test_purge_boundary(store: Store, offset: dt.timedelta, purged: int) -> None:

@@ -5,7 +5,8 @@ The path of one document::
     service signs it -> submit(): store.enqueue_delivery + notify()
     worker: due_deliveries (claimed with a lease) -> POST -> record_attempt
             -> DELIVERED, or due again after the next backoff step
-    every pass: fail_overdue (a round lasts max_age: 300 s) and purge_failed (kept 2 days)
+    every pass: fail_overdue (a round lasts max_age: 300 s), purge_failed (kept 2 days)
+                and purge_delivered (rows kept 2 days; the audit log keeps the record)
 
 A pass attempts what is due *before* it fails the overdue, as the SEC requires
 an attempt within the round: a delivery whose round ended while the gateway was
@@ -35,6 +36,7 @@ import aiohttp
 from gateway.clock import Clock
 from gateway.store.base import (
     DELIVERY_MAX_AGE,
+    DELIVERED_KEEP,
     FAILED_DELIVERY_KEEP,
     Delivery,
     PendingDelivery,
@@ -81,6 +83,7 @@ class DeliveryWorker:
         backoff: Sequence[float] = DEFAULT_BACKOFF,
         max_age: dt.timedelta = DELIVERY_MAX_AGE,
         keep_failed: dt.timedelta = FAILED_DELIVERY_KEEP,
+        keep_delivered: dt.timedelta = DELIVERED_KEEP,
         poll_interval: float = 1.0,
         attempt_timeout: float = 5.0,
         max_in_flight: int = 16,
@@ -100,6 +103,7 @@ class DeliveryWorker:
         self._backoff = tuple(float(step) for step in backoff)
         self._max_age = max_age
         self._keep_failed = keep_failed
+        self._keep_delivered = keep_delivered
         self._poll_interval = poll_interval
         self._timeout = aiohttp.ClientTimeout(total=attempt_timeout)
         self._max_in_flight = max_in_flight
@@ -214,8 +218,9 @@ class DeliveryWorker:
         now = self._clock.now()
         failed = await self._store.fail_overdue(now, self._max_age)
         purged = await self._store.purge_failed(now, self._keep_failed)
-        if failed or purged:
-            LOG.info("outbox: %d moved to the failed queue, %d purged", failed, purged)
+        cleared = await self._store.purge_delivered(now, self._keep_delivered)
+        if failed or purged or cleared:
+            LOG.info("outbox: %d moved to the failed queue, %d failed and %d delivered purged", failed, purged, cleared)
 
     async def _deliver(self, delivery: PendingDelivery) -> bool:
         """One attempt, recorded. Never raises (but for cancellation): one bad delivery stops nothing."""

@@ -278,6 +278,13 @@ DELIVERY_MAX_AGE: Final = dt.timedelta(seconds=300)
 FAILED_DELIVERY_KEEP: Final = dt.timedelta(days=2)
 """How long the failed queue holds a delivery for re-delivery (SEC: 2 days)."""
 
+DELIVERED_KEEP: Final = dt.timedelta(days=2)
+"""How long a delivered document's row (with its body) is kept; the audit log keeps, for good, that
+it was delivered and its body's SHA-256. Without a limit the outbox grows by every answer sent."""
+
+PURGE_BATCH: Final = 1000
+"""Rows one purge of delivered deliveries deletes at most: the write lock is held while it runs."""
+
 
 class DeliveryKind(enum.StrEnum):
     RESPONSE = "response"
@@ -538,6 +545,13 @@ class Store(Protocol):
 
     async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
         """Deletes FAILED deliveries that failed at least ``keep`` ago; returns how many."""
+        ...
+
+    async def purge_delivered(
+        self, now: dt.datetime, keep: dt.timedelta = DELIVERED_KEEP, limit: int = PURGE_BATCH
+    ) -> int:
+        """Deletes up to ``limit`` DELIVERED deliveries delivered at least ``keep`` ago, oldest first,
+        with one audit record naming them; returns how many."""
         ...
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:

@@ -71,7 +71,9 @@ from gateway.store.base import (
     StoreNotOpenError,
     StoreSchemaError,
     StoreUnavailable,
+    DELIVERED_KEEP,
     FAILED_DELIVERY_KEEP,
+    PURGE_BATCH,
     GENESIS_HASH,
     Admission,
     AdmissionRequest,
@@ -93,7 +95,7 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import MAX_COUNTER, adt_limit, check_counter, delivery_audit, with_event_ref
+from gateway.store.rules import MAX_COUNTER, adt_limit, check_counter, delivered_purge_audit, delivery_audit, with_event_ref
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"
@@ -278,6 +280,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    Migration(
+        5,
+        "an index to find delivered deliveries old enough to delete",
+        ("CREATE INDEX deliveries_delivered ON deliveries (status, delivered_at)",),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 """The newest schema this build knows; :meth:`PostgresStore.open` refuses a newer one."""
@@ -376,6 +383,11 @@ class _Sql:
     delivery_expired: Final = f"""SELECT {delivery_columns} FROM deliveries
         WHERE status = 'failed' AND failed_at <= $1 ORDER BY delivery_id"""
     delivery_delete: Final = "DELETE FROM deliveries WHERE delivery_id = $1"
+    delivery_delete_delivered: Final = """DELETE FROM deliveries WHERE delivery_id = ANY(ARRAY(SELECT delivery_id
+        FROM deliveries WHERE status = 'delivered' AND delivered_at <= $1 ORDER BY delivered_at LIMIT $2))
+        RETURNING delivery_id"""
+    """ARRAY(...) is computed once, then rows are deleted by primary key (an IN (subquery) may be
+    planned as a hash join over a scan of the whole table)."""
     delivery_failed_by_user: Final = f"""SELECT {delivery_columns} FROM deliveries
         WHERE user_id = $1 AND status = 'failed' ORDER BY delivery_id"""
     delivery_redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = $1,
@@ -829,6 +841,13 @@ async def _purge_failed(db: Tx, now: dt.datetime, keep: dt.timedelta) -> int:
     return len(rows)
 
 
+async def _purge_delivered(db: Tx, now: dt.datetime, keep: dt.timedelta, limit: int) -> int:
+    deleted = [int(row[0]) for row in await db.fetch(_Sql.delivery_delete_delivered, _aware(now) - keep, limit)]
+    if deleted:
+        await _append_audit(db, delivered_purge_audit(now, keep, deleted))
+    return len(deleted)
+
+
 async def _redeliver_failed(db: Tx, user_id: Eui64, now: dt.datetime) -> int:
     rows = await db.fetch(_Sql.delivery_failed_by_user, str(user_id))
     for row in rows:
@@ -1242,6 +1261,12 @@ class PostgresStore:
         """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
         _aware(now)
         return await self._write(lambda db: _purge_failed(db, now, keep))
+
+    async def purge_delivered(
+        self, now: dt.datetime, keep: dt.timedelta = DELIVERED_KEEP, limit: int = PURGE_BATCH
+    ) -> int:
+        _aware(now)
+        return await self._write(lambda db: _purge_delivered(db, now, keep, limit))
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
         return [_pending_delivery(row) for row in await self._fetch(_Sql.delivery_failed_by_user, str(user_id))]

@@ -39,6 +39,13 @@ def with_event_ref(entry: AuditEntry, outcome: str, event_ref: int | None) -> Au
     return dataclasses.replace(entry, outcome=outcome, detail=detail)
 
 
+def delivered_purge_audit(at: dt.datetime, keep: dt.timedelta, delivery_ids: list[int]) -> AuditEntry:
+    """One record for a batch of delivered deliveries whose rows were deleted (each one's own
+    "delivered" record, with its body's SHA-256, stays in the log)."""
+    reason = f"{len(delivery_ids)} deliveries delivered more than {keep} ago: rows deleted"
+    return AuditEntry(at, "delivery", DELIVERY_ACTOR, "delivered", "purged", reason, {"delivery_ids": sorted(delivery_ids)})
+
+
 def delivery_audit(delivery: PendingDelivery, at: dt.datetime, outcome: str, reason: str, **detail: Any) -> AuditEntry:
     """The audit record of one state change of one delivery (kind "delivery", subject its subject)."""
     context = {

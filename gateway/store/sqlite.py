@@ -66,7 +66,9 @@ from gateway.store.base import (
     StoreUnavailable,
     shard_key,
     DELIVERY_MAX_AGE,
+    DELIVERED_KEEP,
     FAILED_DELIVERY_KEEP,
+    PURGE_BATCH,
     GENESIS_HASH,
     Admission,
     AdmissionRequest,
@@ -88,7 +90,7 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import adt_limit, check_counter, delivery_audit, with_event_ref
+from gateway.store.rules import adt_limit, check_counter, delivered_purge_audit, delivery_audit, with_event_ref
 
 SCHEMA_VERSION: Final = 1
 """Bumped by the first migration; :meth:`SqliteStore.open` refuses a file from a newer build."""
@@ -274,6 +276,7 @@ class _DeliveriesSql:
         )""",
         "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)",
         "CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, status, delivery_id)",
+        "CREATE INDEX IF NOT EXISTS deliveries_delivered ON deliveries (status, delivered_at)",
     )
     columns: Final = """delivery_id, user_id, url, body, kind, subject, created_at, status,
         attempts, round_started_at, next_attempt_at, last_error, failed_at"""
@@ -299,6 +302,8 @@ class _DeliveriesSql:
         WHERE status = 'pending' AND round_started_at <= ? ORDER BY delivery_id"""
     expired: Final = f"SELECT {columns} FROM deliveries WHERE status = 'failed' AND failed_at <= ? ORDER BY delivery_id"
     delete: Final = "DELETE FROM deliveries WHERE delivery_id = ?"
+    delete_delivered: Final = """DELETE FROM deliveries WHERE delivery_id IN (SELECT delivery_id FROM deliveries
+        WHERE status = 'delivered' AND delivered_at <= ? ORDER BY delivered_at LIMIT ?) RETURNING delivery_id"""
     failed_by_user: Final = f"""SELECT {columns} FROM deliveries
         WHERE user_id = ? AND status = 'failed' ORDER BY delivery_id"""
     redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = ?,
@@ -821,6 +826,13 @@ def _purge_failed(db: _Connection, now: dt.datetime, keep: dt.timedelta) -> int:
     return len(rows)
 
 
+def _purge_delivered(db: _Connection, now: dt.datetime, keep: dt.timedelta, limit: int) -> int:
+    deleted = [int(row[0]) for row in _fetch_all(db, _DeliveriesSql.delete_delivered, (utc_text(now - keep), limit))]
+    if deleted:
+        _append_audit(db, delivered_purge_audit(now, keep, deleted))
+    return len(deleted)
+
+
 def _redeliver_failed(db: _Connection, user_id: Eui64, now: dt.datetime) -> int:
     rows = _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
     now_text = utc_text(now)
@@ -1266,6 +1278,11 @@ class SqliteStore:
     async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
         """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
         return await self._write(lambda db: _purge_failed(db, now, keep))
+
+    async def purge_delivered(
+        self, now: dt.datetime, keep: dt.timedelta = DELIVERED_KEEP, limit: int = PURGE_BATCH
+    ) -> int:
+        return await self._write(lambda db: _purge_delivered(db, now, keep, limit))
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
         rows = await self._read(_DeliveriesSql.failed_by_user, (str(user_id),))
