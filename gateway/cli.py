@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
     audit_verify.add_argument("dir", type=Path)
     audit_verify.add_argument("--store", default=None, help="store URL (default: from gateway.toml)")
+    audit_verify.add_argument(
+        "--anchor", action="append", default=[], metavar="SEQUENCE:HASH",
+        help="a head printed by an earlier verify and kept elsewhere: it must still be in the log (repeatable)",
+    )
     audit_verify.set_defaults(handler=_audit_verify)
     return parser
 
@@ -226,15 +230,19 @@ def _demo(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.store.audit import ChainAnchor
     from gateway.store.factory import verify_audit
 
     try:
-        report = asyncio.run(verify_audit(args.dir, args.store))
+        anchors = [ChainAnchor.parse(text) for text in args.anchor]
+        report = asyncio.run(verify_audit(args.dir, args.store, anchors))
     except (OSError, ValueError) as exc:
         print(f"dcc-gateway audit verify: {exc}", file=sys.stderr)
         return 2
     if report.ok:
         print(f"audit chain intact: {report.records} records")
+        if report.head is not None:
+            print(f"head {report.head} (keep it elsewhere; --anchor {report.head} later also catches a cut tail)")
         return 0
     print(f"audit chain broken at record {report.first_broken}: {report.reason}")
     return 1

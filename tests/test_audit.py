@@ -21,6 +21,7 @@ import pytest
 from gateway.config import write_default_config
 from gateway.eui64 import Eui64
 from gateway.store.audit import (
+    ChainAnchor,
     ChainReport,
     canonical_json,
     chain_hash,
@@ -133,8 +134,32 @@ def chained(count: int) -> list[AuditRecord]:
 
 
 async def test_an_intact_chain_verifies() -> None:
-    assert await verify_chain(chained(RECORDS)) == ChainReport(True, RECORDS, None, "5 records, chain intact")
-    assert (await verify_chain([])).ok
+    records = chained(RECORDS)
+    head = ChainAnchor(RECORDS, records[-1].hash)
+    assert await verify_chain(records) == ChainReport(True, RECORDS, None, "5 records, chain intact", head)
+    assert await verify_chain(records, [head, ChainAnchor(2, records[1].hash)]) == await verify_chain(records)
+    assert (await verify_chain([])).ok and (await verify_chain([])).head is None
+
+
+@pytest.mark.parametrize(
+    ("anchor", "first_broken", "reason"),
+    [
+        pytest.param(lambda records: ChainAnchor(7, records[-1].hash), 6, "tail was cut", id="beyond-the-end"),
+        pytest.param(lambda records: ChainAnchor(3, records[3].hash), 3, "not the one anchored", id="other-hash"),
+    ],
+)
+async def test_an_anchor_the_log_does_not_hold_breaks_it(anchor, first_broken: int, reason: str) -> None:  # type: ignore[no-untyped-def]
+    records = chained(RECORDS)
+    report = await verify_chain(records, [anchor(records)])
+    assert (report.ok, report.first_broken) == (False, first_broken) and reason in report.reason
+    assert not (await verify_chain([], [anchor(records)])).ok  # an emptied log too
+
+
+@pytest.mark.parametrize("text", ["", "5", "0:" + "a" * 64, "-1:" + "a" * 64, "5:" + "a" * 63, "5:" + "g" * 64, "x:" + "a" * 64])
+def test_an_anchor_is_a_sequence_and_a_sha256(text: str) -> None:
+    with pytest.raises(ValueError, match="SEQUENCE:HASH"):
+        ChainAnchor.parse(text)
+    assert str(ChainAnchor.parse("5:" + "AB" * 32)) == "5:" + "ab" * 32
 
 
 @pytest.mark.parametrize(
@@ -332,6 +357,41 @@ async def test_what_the_chain_alone_cannot_see(world: Path, tamper: Callable[[sq
                     (previous, chain_hash(previous, changed), sequence),
                 )
     assert (await verify_audit(world)).ok
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(sql("DELETE FROM audit WHERE sequence = 5"), id="truncated-tail"),
+        pytest.param(sql("DELETE FROM audit"), id="emptied"),
+        pytest.param(sql("DELETE FROM audit WHERE sequence = 5", "UPDATE audit SET reason = 'x' WHERE sequence = 4"),
+                     id="cut-and-rewritten"),
+    ],
+)
+async def test_a_head_kept_elsewhere_catches_a_cut_tail(world: Path, tamper: Callable[[sqlite3.Connection], None]) -> None:
+    """What the chain alone cannot see, the head printed by an earlier verify can: ``--anchor``."""
+    head = (await verify_audit(world)).head
+    assert head is not None and head.sequence == RECORDS
+    with intruder(world / "store.db") as db:
+        tamper(db)
+    report = await verify_audit(world, anchors=[head])
+    assert not report.ok and report.first_broken is not None and report.first_broken <= RECORDS, report.reason
+
+
+def test_audit_verify_prints_the_head_and_takes_it_back_as_an_anchor(world: Path) -> None:
+    """The CLI end to end: verify prints the head; after the tail is cut, --anchor with it exits 1."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "gateway.cli", "audit", "verify", str(world)]
+    intact = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    (head,) = [line.split()[1] for line in intact.splitlines() if line.startswith("head ")]
+    with intruder(world / "store.db") as db:
+        db.execute("DELETE FROM audit WHERE sequence = 5")
+    assert subprocess.run(command, capture_output=True, text=True).returncode == 0  # the chain alone: intact
+    cut = subprocess.run([*command, "--anchor", head], capture_output=True, text=True)
+    assert cut.returncode == 1 and "tail was cut" in cut.stdout
+    assert subprocess.run([*command, "--anchor", "nonsense"], capture_output=True, text=True).returncode == 2
 
 
 async def test_the_store_refuses_to_rewrite_its_log(world: Path) -> None:

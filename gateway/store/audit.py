@@ -29,6 +29,7 @@ from gateway.eui64 import Eui64
 from gateway.store.base import GENESIS_HASH, AuditEntry, AuditRecord
 
 _UTC_TEXT = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
+_HASH = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class AuditRecordUnreadable(ValueError):
@@ -54,6 +55,32 @@ class ChainReport:
     first_broken: int | None
     """The first sequence number at which the log is not what was written; None when ok."""
     reason: str
+    head: ChainAnchor | None = None
+    """The last record read (None for an empty log): keep it elsewhere, and a later
+    ``verify_chain(..., anchors=[head])`` also catches a cut or rewritten tail."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ChainAnchor:
+    """A record's sequence and hash, kept outside the store (``SEQUENCE:HASH``).
+
+    The chain alone shows every change *before* its last record, not a tail cut off or
+    rewritten along with every later link. A head written down elsewhere (a ticket, another
+    system's log) turns that into a break: the record must still be there, with that hash.
+    """
+
+    sequence: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> ChainAnchor:
+        sequence, separator, digest = text.strip().partition(":")
+        if not separator or not sequence.isdigit() or int(sequence) < 1 or not _HASH.fullmatch(digest):
+            raise ValueError(f"an anchor is SEQUENCE:HASH (a record number and 64 hex digits), not {text!r}")
+        return cls(int(sequence), digest.lower())
+
+    def __str__(self) -> str:
+        return f"{self.sequence}:{self.hash}"
 
 
 # --- encodings shared by every store ----------------------------------------------------
@@ -161,22 +188,39 @@ async def _each(records: AsyncIterable[AuditRecord] | Iterable[AuditRecord]) -> 
             yield record
 
 
-async def verify_chain(records: AsyncIterable[AuditRecord] | Iterable[AuditRecord]) -> ChainReport:
+async def verify_chain(
+    records: AsyncIterable[AuditRecord] | Iterable[AuditRecord], anchors: Iterable[ChainAnchor] = ()
+) -> ChainReport:
     """Checks a log in sequence order (numbering from 1) and names the first broken record.
 
     Reading continues after a break only to count the records; the first fault is
-    the one reported, because every later link depends on it.
+    the one reported, because every later link depends on it. Each anchor's record
+    must be there with the anchored hash (a missing one means the tail was cut).
     """
+    wanted = {anchor.sequence: anchor.hash for anchor in anchors}
     count, expected_sequence, expected_previous = 0, 1, GENESIS_HASH
     broken: tuple[int, str] | None = None
+    head: ChainAnchor | None = None
     try:
         async for record in _each(records):
             count += 1
-            broken = broken or _fault(record, expected_sequence, expected_previous)
+            broken = broken or _fault(record, expected_sequence, expected_previous) or _anchor_fault(record, wanted)
             expected_sequence, expected_previous = record.sequence + 1, record.hash
+            head = ChainAnchor(record.sequence, record.hash)
     except AuditRecordUnreadable as exc:
         count += 1
         broken = broken or (exc.sequence, str(exc))
+    beyond = [sequence for sequence in wanted if head is None or sequence > head.sequence]
+    if broken is None and beyond:
+        last = 0 if head is None else head.sequence
+        broken = (last + 1, f"the log ends at record {last} but record {min(beyond)} was anchored: its tail was cut")
     if broken is None:
-        return ChainReport(ok=True, records=count, first_broken=None, reason=f"{count} records, chain intact")
-    return ChainReport(ok=False, records=count, first_broken=broken[0], reason=broken[1])
+        return ChainReport(ok=True, records=count, first_broken=None, reason=f"{count} records, chain intact", head=head)
+    return ChainReport(ok=False, records=count, first_broken=broken[0], reason=broken[1], head=head)
+
+
+def _anchor_fault(record: AuditRecord, anchors: dict[int, str]) -> tuple[int, str] | None:
+    anchored = anchors.get(record.sequence)
+    if anchored is None or anchored == record.hash:
+        return None
+    return record.sequence, f"record {record.sequence} is not the one anchored (hash {anchored[:16]}…)"

@@ -9,10 +9,11 @@ URLs: ``sqlite:///relative/path.db`` (resolved against the world directory),
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.config import CONFIG_FILE_NAME, load_config
-from gateway.store.audit import ChainReport, verify_chain
+from gateway.store.audit import ChainAnchor, ChainReport, verify_chain
 from gateway.store.base import Store
 from gateway.store.postgresql import POSTGRES_SCHEMES, PostgresStore
 from gateway.store.sqlite import SqliteStore
@@ -62,13 +63,14 @@ def _configured_url(world_dir: Path) -> str:
     return load_config(config_file).store.url if config_file.is_file() else default_store_url()
 
 
-async def verify_audit(world_dir: Path, store_url: str | None = None) -> ChainReport:
+async def verify_audit(world_dir: Path, store_url: str | None = None, anchors: Iterable[ChainAnchor] = ()) -> ChainReport:
     """Checks the hash chain of a world's audit log (``dcc-gateway audit verify DIR``).
 
     The store is opened read-only: no schema is created and no row is written, so a
     tampered file keeps its evidence (SQLite may leave an empty ``-wal``/``-shm`` beside it;
     PostgreSQL connections are read-only). Raises FileNotFoundError when the store does not
     exist (there is nothing to vouch for, which is not the same as an intact log).
+    ``anchors``: heads of earlier runs kept elsewhere, which must still be in the log.
     """
     url = store_url or _configured_url(world_dir)
     if not is_postgres_url(url):
@@ -78,6 +80,6 @@ async def verify_audit(world_dir: Path, store_url: str | None = None) -> ChainRe
     store = open_store(url, world_dir=world_dir, read_only=True)
     await store.open()
     try:
-        return await verify_chain(store.audit_records())
+        return await verify_chain(store.audit_records(), anchors)
     finally:
         await store.close()
