@@ -60,7 +60,7 @@ class ChainReport:
     ``verify_chain(..., anchors=[head])`` also catches a cut or rewritten tail."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class ChainAnchor:
     """A record's sequence and hash, kept outside the store (``SEQUENCE:HASH``).
 

@@ -50,8 +50,10 @@ class StoreNotOpenError(RuntimeError):
 
 
 class StoreUnavailable(ConnectionError):
-    """The database could not take a write now (server gone, disk full, locked): nothing of the
-    call is stored, so the caller may try again. The gateway answers it 503, never 500."""
+    """The database cannot serve the call now (server gone or shutting down, disk full, locked),
+    which says nothing against the call itself. A write is then not known to be stored (a
+    connection lost during COMMIT may still have stored it), so a caller tries again and meets
+    the replay check if it was. The gateway answers it 503 with Retry-After, never 500."""
 
 
 @dataclass(frozen=True, slots=True)
