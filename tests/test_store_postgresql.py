@@ -33,12 +33,13 @@ from gateway.store.factory import verify_audit
 from gateway.store.postgresql import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    PostgresLocation,
     PostgresStore,
     PostgresStoreMissing,
     StoreReadOnlyError,
     StoreWriteFailed,
 )
-from gateway.store.base import StoreSchemaError
+from gateway.store.base import StoreSchemaError, StoreUnavailable
 from tests.store_backends import PostgresOpener, fresh_schema_name, store_opener, with_schema
 from tests.test_store import METER, SUPPLIER, T0, admission, audit_entry, directive
 
@@ -399,6 +400,37 @@ def test_fresh_schema_names_are_unique_identifiers() -> None:
     names = {fresh_schema_name() for _ in range(100)}
     assert len(names) == 100 and all(name.isidentifier() and name.islower() for name in names)
 
+
+
+async def test_a_read_cut_off_by_the_server_is_store_unavailable_and_the_next_one_works(pg: PostgresOpener) -> None:
+    """A read whose connection the server terminates mid-query (here while it waits behind another
+    session's table lock) fails as StoreUnavailable, the gateway's 503, not as a raw driver error;
+    the pool then serves the next read on a new connection."""
+    name = f"dcc-read-{pg.schema}"
+    store = PostgresStore(with_schema(f"{pg.server_url}?application_name={name}", pg.schema), pool_size=1)
+    await store.open()
+    holder = await asyncpg.connect(PostgresLocation.parse(pg.server_url).dsn)
+    try:
+        assert (await store.admit(admission(1))).admission is Admission.ACCEPTED
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(f'LOCK TABLE "{pg.schema}".replay_counters IN ACCESS EXCLUSIVE MODE')
+        read = asyncio.create_task(store.last_counter(SUPPLIER, METER))
+        waiting = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'"
+        for _ in range(200):
+            blocked = await holder.fetch(waiting, name)
+            if blocked:
+                break
+            await asyncio.sleep(0.01)
+        assert blocked, "the read never waited for the lock"
+        await holder.execute("SELECT pg_terminate_backend($1)", blocked[0][0])
+        with pytest.raises(StoreUnavailable, match="reading"):
+            await read
+        await transaction.rollback()
+        assert await store.last_counter(SUPPLIER, METER) == 1
+    finally:
+        await holder.close()
+        await store.close()
 
 async def test_the_writer_reconnects_after_the_server_dropped_it(pg: PostgresOpener) -> None:
     """A restarted or failed-over server drops connections: the group in flight then fails (its
