@@ -284,7 +284,6 @@ class _DeliveriesSql:
     insert: Final = f"""INSERT INTO deliveries
         (user_id, url, body, kind, subject, created_at, status, round_started_at, next_attempt_at)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING {columns}"""
-    by_id: Final = f"SELECT {columns} FROM deliveries WHERE delivery_id = ?"
     _due_ids: Final = """SELECT delivery_id FROM deliveries
         WHERE status = 'pending' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
         ORDER BY next_attempt_at, delivery_id LIMIT ?"""
@@ -718,7 +717,6 @@ def _take(db: _Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> 
 # --- the outbox -------------------------------------------------------------------------
 
 
-
 def _pending_delivery(row: Row) -> PendingDelivery:
     (delivery_id, user_id, url, body, kind, subject, created_at, status) = row[:8]
     attempts, round_started_at, next_attempt_at, last_error, failed_at = row[8:]
@@ -737,7 +735,6 @@ def _pending_delivery(row: Row) -> PendingDelivery:
         last_error,
         None if failed_at is None else parse_utc_text(failed_at),
     )
-
 
 
 def _enqueue(db: _Connection, delivery: Delivery) -> int:
