@@ -23,13 +23,13 @@ small pool and see committed data only.
 Group commit: the write lock makes writers take turns, so each turn is made to
 count. Concurrent write calls on one store object are queued; one writer task takes
 up to ``group_limit`` of them, runs them on one dedicated connection in one
-transaction, each in its own SAVEPOINT (a call that raises is rolled back alone and
-gets its exception; the others go on), and answers every caller only after COMMIT
-returned. Since calls seldom raise, a group is first run without savepoints (two
-round trips fewer per call, inside the lock); only if a call raises is that attempt
-rolled back, unanswered, and the group run again with them. While a group commits, the next one gathers, so a busy store pays one
-durable commit (``synchronous_commit=on``, the server's default, is left alone) for
-many calls. :attr:`PostgresStore.groups_committed` counts the groups. A group's audit rows
+transaction, and answers every caller only after COMMIT returned. A call that raises
+is rolled back alone and gets its exception; the others go on. Since calls seldom
+raise, a group is first run without savepoints (two round trips fewer per call, inside
+the lock); only if a call raises is that attempt rolled back, unanswered, and the group
+run again with a SAVEPOINT per call. While a group commits, the next one gathers, so a
+busy store pays one durable commit (``synchronous_commit=on``, the server's default,
+is left alone) for many calls. :attr:`PostgresStore.groups_committed` counts the groups. A group's audit rows
 are held back and inserted in one pipelined round trip (see :class:`_GroupTransaction`):
 measured over a load run, a request took 13 statements inside the lock with one INSERT per
 audit record, and takes 9.5 so.
@@ -399,7 +399,8 @@ class _Sql:
     )
     command_insert: Final = """INSERT INTO commands
         (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, shard_key, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued') RETURNING command_id"""
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+        ON CONFLICT (request_id) DO NOTHING RETURNING command_id"""
     command_id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = $1"
     command_status: Final = "SELECT status FROM commands WHERE request_id = $1"
     command_claim: Final = f"""UPDATE commands SET claim_token = 'claim-' || command_id || '-' || $3,
@@ -859,12 +860,9 @@ async def _redeliver_failed(db: Tx, user_id: Eui64, now: dt.datetime) -> int:
     return len(rows)
 
 
-async def _insert_command(db: Tx, command: DeviceCommand) -> int:
-    """Queues ``command`` unless its RequestID is already queued; returns the command id either way."""
-    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
-    if existing is not None:
-        return int(existing)
-    command_id = await db.fetchval(
+async def _insert_command(db: Tx, command: DeviceCommand) -> tuple[int, bool]:
+    """Queues ``command`` unless its RequestID is already queued: (command id, whether it was new)."""
+    inserted = await db.fetchval(
         _Sql.command_insert,
         command.request_id,
         str(command.originator),
@@ -876,15 +874,18 @@ async def _insert_command(db: Tx, command: DeviceCommand) -> int:
         _aware(command.queued_at),
         shard_key(command.device_id),
     )
-    return int(command_id)
+    if inserted is not None:
+        return int(inserted), True
+    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
+    if existing is None:
+        raise RuntimeError(f"command {command.request_id!r} was neither inserted nor found")
+    return int(existing), False
 
 
 async def _queue_command(db: Tx, command: DeviceCommand, audit: AuditEntry) -> int:
-    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
-    if existing is not None:
-        return int(existing)  # queued before: nothing is queued or recorded again
-    command_id = await _insert_command(db, command)
-    await _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
+    command_id, new = await _insert_command(db, command)
+    if new:  # queued before: nothing is queued or recorded again
+        await _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
     return command_id
 
 
