@@ -68,7 +68,6 @@ from gateway.store.base import (
     Store,
 )
 from gateway.store.rules import with_event_ref
-from gateway.verify.documents import VerifiedRequest
 
 LOG = logging.getLogger("dcc_gateway.forward")
 
@@ -128,7 +127,7 @@ class Forwarder:
         """A command was queued: a waiting executor looks now."""
         self._wake.set()
 
-    def quarantined(self, request: VerifiedRequest, event_ref: int) -> None:
+    def quarantined(self) -> None:
         """Queues the AD1 alert the quarantine marked due, in the background (the E43 answer does not wait)."""
         self._spawn(self.queue_quarantine_alerts())
 

@@ -88,8 +88,8 @@ class Forward(Protocol):
     def notify(self) -> None:
         """A command was queued."""
 
-    def quarantined(self, request: VerifiedRequest, event_ref: int) -> None:
-        """A request was quarantined: its user gets an AD1 alert."""
+    def quarantined(self) -> None:
+        """A request was quarantined: the AD1 alert its quarantine marked due can be sent now."""
 
 
 class GatewayService:
@@ -143,8 +143,8 @@ class GatewayService:
         if self._forward is not None:
             if decision.code is ResponseCode.I99:
                 self._forward.notify()
-            elif decision.code is ResponseCode.E43 and decision.quarantine_event_ref is not None:
-                self._forward.quarantined(request, decision.quarantine_event_ref)
+            elif decision.code is ResponseCode.E43:
+                self._forward.quarantined()
         return await self._answer(request, decision.code, decision.reason, pre_command=decision.pre_command)
 
     async def _answer(

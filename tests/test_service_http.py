@@ -315,7 +315,7 @@ async def test_an_ad1_alert_due_when_the_gateway_died_is_sent_after_the_restart(
         app = create_app(open_world(world), clock=scenario.clock, store_url=store_url)
         async with TestClient(TestServer(app)) as client:
             harness = Harness(client, scenario)
-            monkeypatch.setattr(app[FORWARDER], "quarantined", lambda request, event_ref: None)
+            monkeypatch.setattr(app[FORWARDER], "quarantined", lambda: None)
             monkeypatch.setattr(app[FORWARDER], "queue_quarantine_alerts", _never_runs)
             await contingency_ready(harness, adt={"1.6": 0})
             code, _, answer = await harness.send("serviceS", "srp_sc", scenario.device(smets=1).device_id)
