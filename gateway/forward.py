@@ -30,8 +30,8 @@ shard left behind.
 * A quarantined request (E43) sends the user a DCC alert AD1. The transaction
   that quarantines it marks the alert due; queuing the signed alert clears the
   mark in one transaction. Any worker queues due alerts when told of a
-  quarantine, at start and on every executor pass, so a crash between the E43
-  answer and the alert delays the alert but does not lose it.
+  quarantine, at start and once every executor poll interval, so a crash
+  between the E43 answer and the alert delays the alert but does not lose it.
 """
 
 from __future__ import annotations
@@ -173,17 +173,26 @@ class Forwarder:
             total += len(claimed)
 
     async def run_commands(self, stop: asyncio.Event) -> None:
-        """The executor's loop: runs what is queued, then waits to be woken (or polls)."""
+        """The executor's loop: runs what is queued, then waits to be woken (or polls).
+
+        Once a poll interval it also queues AD1 alerts left due (by a worker that died after
+        answering E43): at most once an interval, not on every wake, which under load is every
+        accepted request. The interval is scheduling, so it is the event loop's time.
+        """
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while not stop.is_set():
             self._wake.clear()
             try:
                 await self.execute_due()
             except Exception:
                 LOG.exception("executing queued commands failed")
-            try:
-                await self.queue_quarantine_alerts()
-            except Exception:
-                LOG.exception("queuing due AD1 alerts failed")
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + self._poll_interval
+                try:
+                    await self.queue_quarantine_alerts()
+                except Exception:
+                    LOG.exception("queuing due AD1 alerts failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(self._wake, stop), timeout=self._poll_interval)
 
