@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,3 +187,14 @@ def make_scenario(world_dir: Path, *, use_real_matrix: bool = True) -> Scenario:
     matrix = world.config.policy.eligibility_matrix if use_real_matrix else None
     config = world.policy_config(Eligibility.from_rows(matrix_rows(matrix), world.config.policy.sc_allowed_srvs))
     return Scenario(world, clock, config, initial_state(world.manifest), world.verifier(clock))
+
+
+def point_response_urls(world: Path, port: int) -> None:
+    """Rewrites the world's manifest so that every user with a response_url gets its deliveries
+    at ``http://127.0.0.1:{port}/receive/{actor name}`` (a test's receiver)."""
+    manifest_file = world / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    for name, actor in raw["actors"].items():
+        if actor.get("response_url"):
+            actor["response_url"] = f"http://127.0.0.1:{port}/receive/{name}"
+    manifest_file.write_text(json.dumps(raw))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import random
 import re
@@ -44,6 +43,7 @@ from gateway.manifest import Manifest
 from gateway.signing import SigningKey, sign_tree, to_bytes
 from gateway.store.factory import verify_audit
 from gateway.world import init_world
+from tests.scenario import point_response_urls
 
 KILLS = 3
 CONNECTIONS = 16
@@ -75,12 +75,7 @@ def prepare_world(directory: Path, receiver_port: int, *, adt_threshold: int = 1
     toml.write_text(
         toml.read_text().replace('default_thresholds = { "1.6" = 100 }', f'default_thresholds = {{ "1.6" = {adt_threshold} }}')
     )
-    manifest_file = directory / "manifest.json"
-    raw = json.loads(manifest_file.read_text())
-    for name, actor in raw["actors"].items():
-        if actor.get("response_url"):
-            actor["response_url"] = f"http://127.0.0.1:{receiver_port}/receive/{name}"
-    manifest_file.write_text(json.dumps(raw))
+    point_response_urls(directory, receiver_port)
     return manifest
 
 

@@ -27,7 +27,7 @@ from gateway.schema import load_schemas
 from gateway.store.postgresql import PostgresLocation, PostgresStore
 from gateway.verify.documents import VerifiedResponse
 from gateway.world import init_world
-from tests.scenario import START, Scenario, make_scenario, prepayment_body
+from tests.scenario import START, Scenario, make_scenario, point_response_urls, prepayment_body
 from tests.shared_data import shared_path
 from tests.store_backends import store_opener, with_schema
 
@@ -247,11 +247,7 @@ def receiver_server(receiver: Receiver) -> TestServer:
 def world_sending_to(world_dir: Path, world: Path, port: int) -> Path:
     """A copy of the world with every response_url pointed at a receiver on ``port``."""
     shutil.copytree(world_dir, world)
-    manifest = json.loads((world / "manifest.json").read_text())
-    for name, actor in manifest["actors"].items():
-        if actor.get("response_url"):
-            actor["response_url"] = f"http://127.0.0.1:{port}/receive/{name}"
-    (world / "manifest.json").write_text(json.dumps(manifest))
+    point_response_urls(world, port)
     return world
 
 
