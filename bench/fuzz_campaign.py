@@ -27,9 +27,9 @@ with the input):
    new accepted value set is a signature-wrapping or canonicalisation bug;
 3. an accepted document whose signer's EUI-64 is not its originator.
 
-Known findings (``KNOWN``, skipped unless ``--strict`` so the campaign looks
-further): ``lxml.etree.C14NError`` from a relative namespace URI, which the
-gateway answers with 500 (tests/test_fuzz_ingress.py, strict xfail).
+Past findings: ``lxml.etree.C14NError`` from a relative namespace URI (a
+500 until the verifier answered it with check ``namespace-uri``; kept as
+tests/test_fuzz_ingress.py::test_relative_namespace_uri_is_refused_not_a_crash).
 
 Crashing inputs land in atheris' ``crash-*`` files; hypothesis prints the
 falsifying example (and keeps it in ``.hypothesis/``). Reproduce one with
@@ -89,20 +89,6 @@ def _setup() -> tuple[HardenedParser, Verifier, list[bytes], set[tuple[object, .
 PARSER, VERIFIER, SEEDS, SIGNED_VALUES = _setup()
 
 
-KNOWN: dict[str, int] = {}
-"""Known findings seen (skipped unless ``--strict``), by name."""
-STRICT = False
-
-
-def _known(exc: Exception) -> str | None:
-    """A finding already reported (see tests/test_fuzz_ingress.py's xfail), so the campaign looks further."""
-    from lxml import etree
-
-    if isinstance(exc, etree.C14NError):
-        return "relative-namespace-uri-c14n-error"
-    return None
-
-
 def check_one(data: bytes) -> None:
     """The fuzz target: raises :class:`Finding` (or the unexpected exception) on a bug."""
     try:
@@ -112,12 +98,6 @@ def check_one(data: bytes) -> None:
     try:
         verified = VERIFIER.verify(data)
     except VerificationError:
-        return
-    except Exception as exc:
-        name = None if STRICT else _known(exc)
-        if name is None:
-            raise
-        KNOWN[name] = KNOWN.get(name, 0) + 1
         return
     if not isinstance(verified, VerifiedRequest):
         return
@@ -182,7 +162,7 @@ def run_hypothesis(examples: int) -> None:
 
     started = time.monotonic()
     campaign()
-    print(f"hypothesis: {examples} examples, no new finding, {time.monotonic() - started:.1f} s; known: {KNOWN}")
+    print(f"hypothesis: {examples} examples, no finding, {time.monotonic() - started:.1f} s")
 
 
 def write_corpus(directory: Path) -> None:
@@ -196,11 +176,8 @@ def main() -> int:
     parser.add_argument("--engine", choices=("auto", "atheris", "hypothesis"), default="auto")
     parser.add_argument("--examples", type=int, default=100_000, help="hypothesis examples (default 100000)")
     parser.add_argument("--write-corpus", type=Path, default=None, help="write the seed corpus and exit")
-    parser.add_argument("--strict", action="store_true", help="also stop at known findings")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="after --: arguments for libFuzzer (atheris)")
     args = parser.parse_args()
-    global STRICT
-    STRICT = args.strict
     for seed in SEEDS:  # the seeds themselves must pass the oracle
         check_one(seed)
     if args.write_corpus:
