@@ -242,7 +242,9 @@ def bare_pipeline(
         start, end = between(canonical_bytes, b"<ds:SignatureValue>", b"</ds:SignatureValue>")
         value = binascii.a2b_base64(canonical_bytes[start:end], strict_mode=True)
         start, end = between(canonical_bytes, b"<ds:SignedInfo>", b"</ds:SignedInfo>")
-        signed_info = b'<ds:SignedInfo xmlns:ds="' + DS.encode() + b'">' + canonical_bytes[start:end + 16]
+        signed_info = b"".join(
+            (b'<ds:SignedInfo xmlns:ds="', DS.encode(), b'">', canonical_bytes[start:end], b"</ds:SignedInfo>")
+        )
         signed_content = canonical_bytes[:signature_start] + canonical_bytes[signature_end:]
         if hashlib.sha256(signed_content).digest() != digest:
             raise AssertionError("reference digest differs")
@@ -346,7 +348,9 @@ def main() -> int:
         "--instructions", action="store_true", help="also count instructions per operation under callgrind (slow)"
     )
     parser.add_argument(
-        "--floor", action="store_true", help="also time the pipeline's C steps alone, and what is left (the interpreter's share)"
+        "--floor",
+        action="store_true",
+        help="also time the pipeline's C steps alone, and what is left (the interpreter's share)",
     )
     parser.add_argument("--count-child", nargs=2, metavar=("IMPLEMENTATION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
