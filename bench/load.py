@@ -64,8 +64,6 @@ def loopback_only(url: str) -> None:
         raise SystemExit(f"bench/load.py only targets loopback addresses, not {host}")
 
 
-
-
 def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int = 1) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("dcc-gateway")
     command = [str(exe), "serve", str(world), "--port", str(port), "--workers", str(workers)]
@@ -81,8 +79,6 @@ def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int
             time.sleep(0.1)
     process.kill()
     raise SystemExit("the gateway did not start")
-
-
 
 
 def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
@@ -136,8 +132,6 @@ async def drive(
             await runner.cleanup()
 
 
-
-
 async def _drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
     latencies: list[float] = []
     codes: Counter[str] = Counter()
@@ -181,8 +175,6 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
         "connections": connections,
         "codes": dict(codes),
     }
-
-
 
 
 def _percentile(sorted_values: list[float], percent: int) -> float:

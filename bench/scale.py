@@ -122,8 +122,6 @@ def create_world(directory: Path, devices: int) -> float:
     return time.perf_counter() - started
 
 
-
-
 def draw_meters(
     world_seed: str, devices: int, wanted: int, accept: Callable[[Device], bool], rng: random.Random
 ) -> list[Device]:
@@ -221,8 +219,6 @@ def prepare(manifest: Manifest, devices: int, requests: int, warmup: int, meters
 # --- the gateway process ---------------------------------------------------------------
 
 
-
-
 def spawn_gateway(world: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
     """Starts ``dcc-gateway serve``; returns it and the seconds until ``/healthz`` answered."""
     started = time.perf_counter()
@@ -271,11 +267,7 @@ async def settle(pid: int, timeout: float = 60.0) -> None:
             return
 
 
-
-
 # --- load ------------------------------------------------------------------------------
-
-
 
 
 async def send_all(url: str, requests: Sequence[Prepared], connections: int) -> tuple[list[float], Counter[str], float]:
@@ -298,8 +290,6 @@ async def send_all(url: str, requests: Sequence[Prepared], connections: int) -> 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         return latencies, codes, time.perf_counter() - started
-
-
 
 
 def _percentile_ms(sorted_values: Sequence[float], percent: int) -> float:

@@ -93,7 +93,6 @@ async def contingency_ready(gw: Gateway, thresholds: dict[str, int] | None = Non
     await gw.must("srp_aro", d.SubmitAdt("failed-supplier", 3600, thresholds or {"1.6": 3}))
 
 
-
 async def test_a_registry_that_never_settles_leaves_the_request_undecided(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +115,7 @@ async def test_a_registry_that_never_settles_leaves_the_request_undecided(
     assert await gateway.store.last_counter(gateway.scenario.actor("failed_supplier_is").user_id, meter) is None
     monkeypatch.undo()
     assert (await gateway.send("failed_supplier_is", meter, counter=1))[0] is ResponseCode.I99
+
 
 async def test_e40_counter_must_grow_per_originator_and_target(gateway: Gateway) -> None:
     meter = gateway.scenario.device(smets=1).device_id

@@ -378,7 +378,6 @@ async def test_failed_deliveries_are_purged_after_2_days(
     assert await chain_ok(store)
 
 
-
 async def test_delivered_rows_go_after_2_days_oldest_first_with_one_audit_record(
     store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
 ) -> None:
@@ -405,6 +404,7 @@ async def test_delivered_rows_go_after_2_days_oldest_first_with_one_audit_record
     outcomes = await delivery_log(store)
     assert outcomes.count("delivered") == 3 and outcomes.count("purged") == 3
     assert await chain_ok(store)
+
 
 @pytest.mark.parametrize(("offset", "purged"), [(-SECOND, 0), (dt.timedelta(0), 1), (SECOND, 1)])
 async def test_purge_boundary(store: Store, offset: dt.timedelta, purged: int) -> None:

@@ -466,6 +466,7 @@ async def test_a_quarantined_requests_alert_is_due_until_one_worker_queues_it(st
     assert [r.entry.subject async for r in store.audit_records()].count("AD1-2") == 1
     assert len(await store.due_deliveries(T0, 10)) == 1
 
+
 async def test_settling_as_held_is_refused(store: Store) -> None:
     ref = (await quarantine_one(store)).quarantine_event_ref
     assert ref is not None
@@ -597,7 +598,6 @@ async def test_a_cancelled_admission_is_recorded_once_and_leaves_the_store_usabl
     assert (await store.admit(admission(2))).admission is Admission.ACCEPTED
     assert [r.outcome for r in [r.entry async for r in store.audit_records()]] == ["I99", "E40", "I99"]
     assert (await verify_chain(store.audit_records())).ok
-
 
 
 async def test_a_database_that_cannot_take_the_write_is_store_unavailable(sqlite_stores: SqliteOpener) -> None:

@@ -334,7 +334,6 @@ async def test_concurrent_writes_share_transactions(pg: PostgresOpener) -> None:
     assert (await verify_chain(store.audit_records())).records == 200
 
 
-
 async def test_an_audit_row_the_server_refuses_fails_its_own_call_alone(pg: PostgresOpener) -> None:
     """A group's audit rows are inserted together just before COMMIT; when the server refuses one
     (here a NUL character, which PostgreSQL text cannot hold), the group runs again with a savepoint
@@ -349,6 +348,7 @@ async def test_an_audit_row_the_server_refuses_fails_its_own_call_alone(pg: Post
     assert stored == ["RQ-0", "RQ-1", "RQ-3", "RQ-4"]
     report = await verify_chain(store.audit_records())
     assert report.ok and report.records == 4
+
 
 async def test_a_failing_call_rolls_back_alone_in_its_group(pg: PostgresOpener) -> None:
     store = (await open_workers(pg, 1))[0]
@@ -401,7 +401,6 @@ def test_fresh_schema_names_are_unique_identifiers() -> None:
     assert len(names) == 100 and all(name.isidentifier() and name.islower() for name in names)
 
 
-
 async def test_a_read_cut_off_by_the_server_is_store_unavailable_and_the_next_one_works(pg: PostgresOpener) -> None:
     """A read whose connection the server terminates mid-query (here while it waits behind another
     session's table lock) fails as StoreUnavailable, the gateway's 503, not as a raw driver error;
@@ -431,6 +430,7 @@ async def test_a_read_cut_off_by_the_server_is_store_unavailable_and_the_next_on
     finally:
         await holder.close()
         await store.close()
+
 
 async def test_the_writer_reconnects_after_the_server_dropped_it(pg: PostgresOpener) -> None:
     """A restarted or failed-over server drops connections: the group in flight then fails (its
