@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import json
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +19,7 @@ from gateway.manifest import MANIFEST_FILE_NAME, Manifest, parse_manifest
 from gateway.policy import directives as d
 
 DEVICES_KEY: Final = '"devices": ['
+"""``dcc-gateway init`` writes the fleet as the manifest's last key; everything before it is small."""
 
 
 def free_port() -> int:
@@ -79,6 +81,14 @@ def enable_contingency(manifest: Manifest, url: str) -> None:
         status, answer = post_directive(url + "/api/v1/admin", signed_directive(manifest, actor, directive, next(counter)))
         if status != 200 or not json.loads(answer)["accepted"]:
             raise SystemExit(f"setup directive {d.command_name(directive)} failed: {answer!r}")
+
+
+def percentile_ms(sorted_values: Sequence[float], percent: int) -> float:
+    """The ``percent`` percentile of latencies in seconds, sorted ascending, in milliseconds (0 when none)."""
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, int(len(sorted_values) * percent / 100))
+    return round(sorted_values[index] * 1000, 2)
 
 
 def duis_outcome(status: int, body: bytes) -> str:

@@ -39,6 +39,20 @@ def _ticks_per_second() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
+def _read_stat(text: str, ticks: int) -> tuple[int, str, float]:
+    """(parent pid, command name, CPU seconds used: user + system, all threads) from /proc/PID/stat."""
+    # The command name is in parentheses and may itself hold spaces or parentheses.
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    parent, user, system = int(fields[1]), int(fields[11]), int(fields[12])  # fields 4, 14 and 15 of proc(5)
+    return parent, name, (user + system) / ticks
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds one process (all its threads) has used: user + system."""
+    return _read_stat((PROC / str(pid) / "stat").read_text(), _ticks_per_second())[2]
+
+
 def _process_table() -> dict[int, tuple[int, str, float]]:
     """pid -> (parent pid, command name, CPU seconds used: user + system)."""
     ticks = _ticks_per_second()
@@ -50,11 +64,7 @@ def _process_table() -> dict[int, tuple[int, str, float]]:
             text = (entry / "stat").read_text()
         except OSError:
             continue  # the process ended while we looked
-        # The command name is in parentheses and may itself hold spaces or parentheses.
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        parent, user, system = int(fields[1]), int(fields[11]), int(fields[12])
-        table[int(entry.name)] = (parent, name, (user + system) / ticks)
+        table[int(entry.name)] = _read_stat(text, ticks)
     return table
 
 

@@ -42,7 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 
 from bench import cpu  # noqa: E402
-from bench._common import configure_world, duis_outcome, enable_contingency, free_port, start_receiver  # noqa: E402
+from bench._common import (  # noqa: E402
+    configure_world,
+    duis_outcome,
+    enable_contingency,
+    free_port,
+    percentile_ms,
+    start_receiver,
+)
 from gateway.manifest import Manifest, load_manifest  # noqa: E402
 from gateway.signing import SigningKey, sign_tree, to_bytes  # noqa: E402
 from tests import factories  # noqa: E402
@@ -169,19 +176,12 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": _percentile(latencies, 50),
-        "p95_ms": _percentile(latencies, 95),
-        "p99_ms": _percentile(latencies, 99),
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": percentile_ms(latencies, 95),
+        "p99_ms": percentile_ms(latencies, 99),
         "connections": connections,
         "codes": dict(codes),
     }
-
-
-def _percentile(sorted_values: list[float], percent: int) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, int(len(sorted_values) * percent / 100))
-    return round(sorted_values[index] * 1000, 2)
 
 
 def main() -> int:

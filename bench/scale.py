@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -57,7 +56,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from bench._common import configure_world, duis_outcome, enable_contingency, free_port, start_receiver  # noqa: E402
+from bench import cpu  # noqa: E402
+from bench._common import (  # noqa: E402
+    configure_world,
+    duis_outcome,
+    enable_contingency,
+    free_port,
+    percentile_ms,
+    start_receiver,
+)
 from gateway import duis_request  # noqa: E402
 from gateway.eui64 import Eui64  # noqa: E402
 from gateway.manifest import Device, Manifest  # noqa: E402
@@ -66,9 +73,6 @@ from gateway.world import DEFAULT_SEED, make_device  # noqa: E402
 
 DEFAULT_FLEETS = (1_000, 100_000, 1_000_000)
 QUICK_FLEETS = (1_000, 100_000)
-"""``dcc-gateway init`` writes the fleet as the manifest's last key; everything before it is small."""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-TICK_SECONDS = 1.0 / CLOCK_TICKS
 IDLE_CPU_SHARE = 0.03
 """The gateway counts as idle (its queued work done) below this share of one core."""
 STARTUP_TIMEOUT_S = 900.0
@@ -239,12 +243,6 @@ def spawn_gateway(world: Path, port: int, log: Path) -> tuple[subprocess.Popen[b
     raise SystemExit("the gateway did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_SECONDS  # fields 14 and 15 of proc(5)
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -254,9 +252,9 @@ def rss_mb(pid: int) -> float:
 
 async def idle_rate(pid: int, seconds: float) -> float:
     """The process's CPU share of one core over ``seconds``."""
-    before = cpu_seconds(pid)
+    before = cpu.process_seconds(pid)
     await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds
+    return (cpu.process_seconds(pid) - before) / seconds
 
 
 async def settle(pid: int, timeout: float = 60.0) -> None:
@@ -290,11 +288,6 @@ async def send_all(url: str, requests: Sequence[Prepared], connections: int) -> 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         return latencies, codes, time.perf_counter() - started
-
-
-def _percentile_ms(sorted_values: Sequence[float], percent: int) -> float:
-    index = min(len(sorted_values) - 1, int(len(sorted_values) * percent / 100))
-    return round(sorted_values[index] * 1000, 2)
 
 
 @dataclass
@@ -349,10 +342,10 @@ def started_gateway(devices: int, receiver_port: int, args: argparse.Namespace, 
 
 async def measured_cpu(pid: int, send: Awaitable[T]) -> tuple[T, float]:
     """``send``'s result and the gateway's CPU seconds from before it until the gateway is idle again."""
-    before = cpu_seconds(pid)
+    before = cpu.process_seconds(pid)
     result = await send
     await settle(pid)
-    return result, cpu_seconds(pid) - before
+    return result, cpu.process_seconds(pid) - before
 
 
 async def measure(gateways: Sequence[Gateway], receiver_port: int, connections: int, rounds: int) -> list[Tally]:
@@ -382,13 +375,13 @@ async def measure(gateways: Sequence[Gateway], receiver_port: int, connections: 
                 gateway, tally = gateways[index], tallies[index]
                 requests = gateway.phases.measured
                 chunk = requests[number * len(requests) // rounds : (number + 1) * len(requests) // rounds]
-                (latencies, codes, elapsed), cpu = await measured_cpu(
+                (latencies, codes, elapsed), cpu_s = await measured_cpu(
                     gateway.process.pid, send_all(gateway.url, chunk, connections))
                 tally.latencies += latencies
                 tally.codes += codes
                 tally.elapsed_s += elapsed
-                tally.cpu_s += cpu
-                tally.round_cpu_ms.append(cpu * 1000 / len(chunk))
+                tally.cpu_s += cpu_s
+                tally.round_cpu_ms.append(cpu_s * 1000 / len(chunk))
     finally:
         await receiver.cleanup()
     return tallies
@@ -409,8 +402,8 @@ def summarise(gateway: Gateway, tally: Tally, rss_end: float) -> Run:
         requests=len(latencies),
         requests_per_s=round(len(latencies) / tally.elapsed_s, 1),
         mean_ms=round(statistics.fmean(latencies) * 1000, 2),
-        p50_ms=_percentile_ms(latencies, 50),
-        p99_ms=_percentile_ms(latencies, 99),
+        p50_ms=percentile_ms(latencies, 50),
+        p99_ms=percentile_ms(latencies, 99),
         cpu_ms_per_request=round(tally.cpu_s * 1000 / len(latencies), 3),
         meters=gateway.phases.meters,
         cpu_ms_first_request=round(tally.first_cpu_s * 1000 / len(gateway.phases.first), 3),
