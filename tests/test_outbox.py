@@ -531,6 +531,33 @@ async def test_run_wakes_on_notify_and_stop_finishes_the_attempt_in_flight(
     assert await delivery_log(store) == ["enqueued", "delivered"]
 
 
+async def test_run_sweeps_expiry_once_an_interval_not_on_every_wake(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker],
+    store_factory: StoreOpener, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load every submitted and finished delivery wakes the loop; the expiry sweep (three
+    writes) runs on the first pass and then once a poll interval, however many wakes came."""
+    receiver = await receiver_on(receivers, clock)
+    worker = worker_for(workers, store, clock, poll_interval=2.0)
+    sweeps: list[dt.datetime] = []
+    purge_delivered = store.purge_delivered
+
+    async def counted(now: dt.datetime, *args: object, **kwargs: object) -> int:
+        sweeps.append(now)
+        return await purge_delivered(now, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "purge_delivered", counted)
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: len(sweeps) == 1, timeout=1.0)  # the first pass sweeps
+    submitted = [await worker.submit(delivery(receiver.url, subject=f"RQ-{n}")) for n in range(10)]
+    await eventually(lambda: len(receiver.bodies) == 10, timeout=1.5)
+    assert len(sweeps) == 1  # ten submits and ten finished attempts woke it: no sweep before the interval
+    await eventually(lambda: len(sweeps) == 2, timeout=5.0)  # and one once the interval is over
+    await worker.stop()
+    assert task.done() and task.exception() is None
+    assert await statuses(store_factory) == {delivery_id: "delivered" for delivery_id in submitted}
+
+
 async def test_run_stops_on_its_stop_event(
     store: Store, clock: FixedClock, workers: list[DeliveryWorker]
 ) -> None:

@@ -5,7 +5,7 @@ The path of one document::
     service signs it -> submit(): store.enqueue_delivery + notify()
     worker: due_deliveries (claimed with a lease) -> POST -> record_attempt
             -> DELIVERED, or due again after the next backoff step
-    every pass: fail_overdue (a round lasts max_age: 300 s), purge_failed (kept 2 days)
+    once a poll interval: fail_overdue (a round lasts max_age: 300 s), purge_failed (kept 2 days)
                 and purge_delivered (rows kept 2 days; the audit log keeps the record)
 
 A pass attempts what is due *before* it fails the overdue, as the SEC requires
@@ -17,7 +17,8 @@ process died, the lease ran out) is made again, and a receiver dedupes by the
 document's ResponseID, as DCC users do.
 
 Decisions use only the injected clock; the real event loop is used only to wait
-between passes (``poll_interval``) and to bound an HTTP attempt (``attempt_timeout``).
+between passes and pace the expiry sweep (``poll_interval``) and to bound an HTTP
+attempt (``attempt_timeout``).
 Leases and backoff are measured on the injected clock.
 """
 
@@ -146,17 +147,27 @@ class DeliveryWorker:
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         """Delivers until ``stop_event`` is set or :meth:`stop` is called; then lets the attempts in
         flight finish and be recorded, closes the session and returns. A failing pass is logged and
-        the loop goes on."""
+        the loop goes on.
+
+        Every pass starts what is due; the expiry sweep (three writes) runs on the first pass and
+        then at most once a poll interval, not on every wake: under load every submitted and every
+        finished delivery wakes the loop. A delivery is then failed, or a row purged, at most one
+        interval after its time, as an idle loop already allowed.
+        """
         if self._running:
             raise RuntimeError("this DeliveryWorker is already running")
         self._running = True
         watcher = None if stop_event is None else asyncio.create_task(self._stop_on(stop_event))
         in_flight: dict[int, asyncio.Task[bool]] = {}
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 await self._logged(self._start_due(in_flight), "claiming due deliveries")
-                await self._logged(self._expire(), "expiring deliveries")
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self._poll_interval
+                    await self._logged(self._expire(), "expiring deliveries")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
         finally:
