@@ -307,12 +307,6 @@ def _decode_base64(text: bytes, length: int, check: Check, name: str) -> bytes:
     return raw
 
 
-def _leaf_text(element: etree._Element, check: Check, name: str) -> str:
-    if element.attrib or len(element):
-        raise VerificationError(check, f"ds:{name} must be a bare text element")
-    return element.text or ""
-
-
 def _element_children(parent: etree._Element, name: str) -> list[etree._Element]:
     children = list(parent)
     if _has_text_tails(children):
