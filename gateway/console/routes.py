@@ -214,4 +214,4 @@ def _xml(document: bytes, filename: str) -> web.Response:
 
 def _not_found(detail: str) -> web.HTTPNotFound:
     reply = problem(404, "not-found", detail)
-    return web.HTTPNotFound(body=reply.body, content_type=reply.content_type)
+    return web.HTTPNotFound(text=reply.body.decode(), content_type=reply.content_type)

@@ -96,7 +96,15 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import MAX_COUNTER, adt_limit, check_counter, check_read_limit, delivered_purge_audit, delivery_audit, with_event_ref
+from gateway.store.rules import (
+    MAX_COUNTER,
+    adt_limit,
+    check_counter,
+    check_read_limit,
+    delivered_purge_audit,
+    delivery_audit,
+    with_event_ref,
+)
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"
@@ -337,10 +345,10 @@ class _Sql:
             seen AS (SELECT count(*) AS admissions FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $4)
         INSERT INTO adt_events (user_id, srv, at) SELECT $1, $2, $5 FROM seen WHERE admissions < $6
         RETURNING at"""
-    """
-    adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"Prune, count and (below the threshold) count this admission in, in one statement. The pruned
+    """Prune, count and (below the threshold) count this admission in, in one statement. The pruned
     rows (``at <= $3``, at least a window old) and the counted ones (``at > $4``, inside the window)
     never overlap, so the count is the same whether or not it sees the deletion."""
+    adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"
 
     quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
     quarantine_insert: Final = """WITH held AS (
