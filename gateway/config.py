@@ -150,7 +150,7 @@ class SimulationConfig:
     address: whoever reaches the port sees the fleet, the registry and recent traffic) or ``false``."""
 
     def __post_init__(self) -> None:
-        if self.console not in (True, False, "loopback"):
+        if not (isinstance(self.console, bool) or self.console == "loopback"):  # 1 == True: test the type
             raise ValueError(f'console must be true, false or "loopback", not {self.console!r}')
 
 

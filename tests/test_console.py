@@ -361,8 +361,12 @@ async def test_a_quarantined_request_is_shown_with_its_window_its_bytes_and_the_
     (held,) = view["quarantined"]  # type: ignore[misc]
     stored = await harness.client.server.app[RUNTIME].store.quarantined(harness.scenario.actor("srp_sc").user_id)  # type: ignore[union-attr]
     assert held["event_ref"] == stored[0].event_ref and held["status"] == "held" and held["user"] == "srp_sc"
-    assert held["commands"]["release"].endswith(f"--as srp_sc release-quarantine {held['event_ref']}")
-    assert held["commands"]["release"].startswith("dcc-gateway admin ")
+    port = harness.client.server.port  # type: ignore[union-attr]
+    assert held["commands"]["release"] == (
+        f"dcc-gateway admin {harness.scenario.world.directory} --as srp_sc --url http://127.0.0.1:{port} "
+        f"release-quarantine {held['event_ref']}"
+    )
+    assert held["commands"]["delete"].endswith(f"delete-quarantine {held['event_ref']}")
     document = await harness.client.get(held["xml"])
     assert document.content_type == "application/xml" and await document.read() == sent
     assert "sandbox" in document.headers["Content-Security-Policy"]

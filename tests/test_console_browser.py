@@ -16,8 +16,10 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +31,7 @@ from gateway.config import render_config
 from gateway.policy import directives as d
 from gateway.world import init_world
 from tests.scenario import START, Scenario, make_scenario
-from tests.test_crash import free_port, start_gateway
+from tests.test_crash import free_port, start_gateway, stop_gateway
 
 CHROMIUM = Path(os.environ.get("DCC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
@@ -73,12 +75,7 @@ def gateway(world: Path, tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_gateway(process)
 
 
 def post(url: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
@@ -149,6 +146,14 @@ async def test_a_person_sees_the_solr_story_on_the_console(world: Path, gateway:
     # And the SoLR event is at its stage, the exchange that was quarantined answered E43.
     assert "solr-appointed" in await page.locator("#solr-events .stages li.current").inner_text()
     await page.locator("#exchanges tr", has_text="E43").first.wait_for(timeout=WAIT_MS)
+
+    # The command the page shows, run as a person would paste it, releases the request.
+    command = shlex.split(await held.locator("code.command", has_text="release-quarantine").inner_text())
+    assert command[0] == "dcc-gateway"
+    executable = str(Path(sys.executable).with_name("dcc-gateway"))
+    released = await asyncio.to_thread(subprocess.run, [executable, *command[1:]], capture_output=True, timeout=60)
+    assert released.returncode == 0, released.stderr
+    await page.locator("#quarantine tr[data-event-ref]", has_text="released").wait_for(timeout=WAIT_MS)
 
     screenshot = tmp_path / "console.png"
     await page.screenshot(path=str(screenshot), full_page=True)

@@ -165,7 +165,7 @@ class _Console:
         sources = self._sources()
         view = await quarantine_view(
             sources.service.access.state, sources.store, self._world.manifest, self._world.config.adt,
-            self._world.directory, self._now(),
+            self._world.directory, self._now(), f"{request.scheme}://{request.host}",
         )
         return _json(view)
 

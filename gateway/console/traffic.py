@@ -117,16 +117,26 @@ def _delivery(delivery: PendingDelivery, manifest: Manifest, parser: HardenedPar
 
 
 async def quarantine_view(
-    registry: RegistryState, store: Store, manifest: Manifest, adt: AdtConfig, world: Path, now: dt.datetime
+    registry: RegistryState,
+    store: Store,
+    manifest: Manifest,
+    adt: AdtConfig,
+    world: Path,
+    now: dt.datetime,
+    gateway_url: str | None = None,
 ) -> dict[str, object]:
-    """``GET /console/api/quarantine``: each user's ADT windows now, and the quarantined requests."""
+    """``GET /console/api/quarantine``: each user's ADT windows now, and the quarantined requests.
+
+    ``gateway_url``: where the page reached the gateway; the admin commands name it when it is not
+    the manifest's ``gateway.url`` (which ``dcc-gateway admin`` posts to by default)."""
+    url = None if gateway_url is None or gateway_url.rstrip("/") == manifest.gateway.url.rstrip("/") else gateway_url
     windows = [await _window(store, manifest, user_id, srv, seconds, threshold, source, now)
                for user_id, srv, seconds, threshold, source in _adt_limits(registry, adt)]
     held = sorted(await _quarantined(registry, store), key=lambda q: q.event_ref, reverse=True)[:QUARANTINE_SHOWN]
     return {
         "as_of": iso(now),
         "windows": windows,
-        "quarantined": [_quarantined_row(q, manifest, world) for q in held],
+        "quarantined": [_quarantined_row(q, manifest, world, url) for q in held],
         "note": "release and delete are signed directives from the request's own user: run the command shown",
     }
 
@@ -177,11 +187,13 @@ async def find_quarantined(registry: RegistryState, store: Store, event_ref: int
     return next((q for q in await _quarantined(registry, store) if q.event_ref == event_ref), None)
 
 
-def _quarantined_row(held: QuarantinedRequest, manifest: Manifest, world: Path) -> dict[str, object]:
+def _quarantined_row(held: QuarantinedRequest, manifest: Manifest, world: Path, url: str | None) -> dict[str, object]:
     actor = actor_name(manifest, str(held.user_id))
     commands = {}
     if held.status.value == "held":
         prefix = f"dcc-gateway admin {shlex.quote(str(world))} --as {shlex.quote(actor)}"
+        if url is not None:
+            prefix += f" --url {shlex.quote(url)}"
         commands = {
             "release": f"{prefix} release-quarantine {held.event_ref}",
             "delete": f"{prefix} delete-quarantine {held.event_ref}",
