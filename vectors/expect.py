@@ -11,7 +11,8 @@
     format: the catalogue's signature-level vectors (wrapping, content,
     profile, certificate, positive) whose verdict follows from XMLDSig, the
     DUIS signature profile (SPEC §4) and the SMKI certificate rules. A refusal
-    is any HTTP 4xx (DUIS has no response code for a failed signature, so an
+    is any HTTP 4xx but 404/405/408/429, which say nothing of the request's
+    content (DUIS has no response code for a failed signature, so an
     endpoint that answers a forged request with a DUIS response has
     authenticated it); an acceptance is HTTP 200 with a signed ``sr:Response``,
     whatever its DUIS code (the policy may refuse what the signature let
