@@ -37,7 +37,11 @@ ACTOR_KINDS: frozenset[str] = frozenset(
 )
 USER_ROLES: frozenset[str] = frozenset(("IS", "ES", "GS", "RSA", "ED", "GT", "OU", "SC"))
 """DUIS user roles, plus ``SC`` (SoLR Contingency, MP134B)."""
-DeviceType = Literal["ESME", "GSME"]
+DeviceType = Literal["ESME", "GSME", "GPF", "CHF", "HCALCS", "PPMID", "IHD", "CAD"]
+DEVICE_TYPES: tuple[str, ...] = ("ESME", "GSME", "GPF", "CHF", "HCALCS", "PPMID", "IHD", "CAD")
+"""The DUIS 5.4 device types (``DeviceType`` enumeration of the official XSD)."""
+METER_TYPES: frozenset[str] = frozenset(("ESME", "GSME"))
+"""The devices that meter a supply: they have an MPxN, a payment mode and a credit balance."""
 PaymentMode = Literal["Credit", "Prepayment"]
 
 T = TypeVar("T")
@@ -115,16 +119,24 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """A simulated meter as the world starts it."""
+    """A simulated device as the world starts it: a meter (ESME, GSME), or another device of the
+    premises (comms hub, gas proxy, PPMID, …), which has no MPxN, payment mode or credit."""
 
     device_id: Eui64
     type: DeviceType
     smets: int
-    mpxn: str
-    """MPAN (13 digits, ESME) or MPRN (10 digits, GSME)."""
+    mpxn: str | None
+    """MPAN (13 digits, ESME) or MPRN (10 digits, GSME); None for a device that is not a meter."""
     supplier_mpid: str
-    payment_mode: PaymentMode
-    credit_pence: int
+    """The MPID of the supplier the device is registered to (for a non-meter: the premises' supplier)."""
+    payment_mode: PaymentMode | None
+    """None for a device that is not a meter."""
+    credit_pence: int | None
+    """None for a device that is not a meter."""
+
+    @property
+    def is_meter(self) -> bool:
+        return self.type in METER_TYPES
 
     def to_json(self) -> dict[str, object]:
         """The manifest form (SPEC §3), keys in SPEC order."""
@@ -309,16 +321,24 @@ def _parties_from_actors(actors: Mapping[str, Actor]) -> dict[str, Party]:
 
 def _parse_device(value: object, where: str) -> Device:
     obj = _object(value, where)
-    device_type = _choice(_field(obj, "type", str, where), ("ESME", "GSME"), f"{where}.type")
+    device_type = _choice(_field(obj, "type", str, where), DEVICE_TYPES, f"{where}.type")
+    device_id = _eui64(_field(obj, "device_id", str, where), f"{where}.device_id")
+    smets = _choice(_field(obj, "smets", int, where), (1, 2), f"{where}.smets")
+    supplier_mpid = sys.intern(_field(obj, "supplier_mpid", str, where))  # a handful of MPIDs, many devices
+    if device_type not in METER_TYPES:
+        for key in ("mpxn", "payment_mode", "credit_pence"):
+            if obj.get(key) is not None:
+                raise ManifestError(f"{where}.{key}: a {device_type} is not a meter; leave it out or null")
+        return Device(device_id, cast(DeviceType, device_type), smets, None, supplier_mpid, None, None)
     mpxn = _field(obj, "mpxn", str, where)
     if not mpxn.isdigit():
         raise ManifestError(f"{where}.mpxn must be digits, not {mpxn!r}")
     return Device(
-        device_id=_eui64(_field(obj, "device_id", str, where), f"{where}.device_id"),
+        device_id=device_id,
         type=cast(DeviceType, device_type),
-        smets=_choice(_field(obj, "smets", int, where), (1, 2), f"{where}.smets"),
+        smets=smets,
         mpxn=mpxn,
-        supplier_mpid=sys.intern(_field(obj, "supplier_mpid", str, where)),  # a handful of MPIDs, many devices
+        supplier_mpid=supplier_mpid,
         payment_mode=cast(
             PaymentMode,
             _choice(_field(obj, "payment_mode", str, where), ("Credit", "Prepayment"), f"{where}.payment_mode"),

@@ -14,6 +14,7 @@ other connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -31,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
 from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.commands import device_command
+from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
 from gateway.store.base import AuditEntry, DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
@@ -115,9 +117,11 @@ class GatewayService:
         admission: Admission,
         audit: Audit,
         forward: Forward | None = None,
+        recent: RecentExchanges | None = None,
     ) -> None:
         """``admission``: the verifier's and the decisions' shares (per peer, per originator);
-        ``audit``: where a request refused for its originator's share is recorded."""
+        ``audit``: where a request refused for its originator's share is recorded; ``recent``: where
+        the answered exchanges are kept for the console (default: a new ring)."""
         self.admission = admission
         self._audit = audit
         self._verifiers = verifiers
@@ -127,6 +131,16 @@ class GatewayService:
         self.metrics = metrics
         self._executor = executor
         self._forward = forward
+        self.recent = recent if recent is not None else RecentExchanges()
+
+    @property
+    def access(self) -> AccessControl:
+        """The access control the service decides with (its registry is what ``/console`` shows)."""
+        return self._access
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -136,25 +150,26 @@ class GatewayService:
     async def service_request(self, path: str, data: bytes, *, peer: str = "") -> Reply:
         """``peer``: the client's address, whose share of the verifier the request waits in."""
         started = time.perf_counter()
-        reply = await self._service_request(path, data, peer)
+        reply, request = await self._service_request(path, data, peer)
         self._observe(path, reply, started)
+        self._remember("request", path, reply, data, request)
         return reply
 
-    async def _service_request(self, path: str, data: bytes, peer: str) -> Reply:
+    async def _service_request(self, path: str, data: bytes, peer: str) -> tuple[Reply, VerifiedRequest | None]:
         try:
             async with self.admission.verifier.turn(peer):
                 request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
-            return problem(error.http_status, error.check_id, error.detail)
+            return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
-            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}")
+            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}"), None
         try:
             async with self.admission.originators.turn(request.originator):
-                return await self._decide_request(path, request, data)
+                return await self._decide_request(path, request, data), request
         except NOT_DECIDED as error:
-            return _not_decided(error, str(request.request_id))
+            return _not_decided(error, str(request.request_id)), request
         except Busy as busy:
-            return await self._over_share(request, busy)
+            return await self._over_share(request, busy), request
 
     async def _decide_request(self, path: str, request: VerifiedRequest, data: bytes) -> Reply:
         allowed = COMMAND_VARIANTS_BY_PATH[path]
@@ -182,26 +197,27 @@ class GatewayService:
 
     async def admin(self, data: bytes, *, peer: str = "") -> Reply:
         started = time.perf_counter()
-        reply = await self._admin(data, peer)
+        reply, verified = await self._admin(data, peer)
         self._observe("admin", reply, started)
+        self._remember("directive", "admin", reply, data, verified)
         return reply
 
-    async def _admin(self, data: bytes, peer: str) -> Reply:
+    async def _admin(self, data: bytes, peer: str) -> tuple[Reply, VerifiedDirective | None]:
         try:
             async with self.admission.verifier.turn(peer):
                 verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
-            return problem(error.http_status, error.check_id, error.detail)
+            return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
-            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}")
+            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}"), None
         try:
             directive = d.parse_directive(verified)
         except d.DirectiveError as error:
-            return _json_reply({"accepted": False, "reason": str(error)}, "refused")
+            return _json_reply({"accepted": False, "reason": str(error)}, "refused"), verified
         try:
-            return await self._decide_directive(verified, directive)
+            return await self._decide_directive(verified, directive), verified
         except NOT_DECIDED as error:
-            return _not_decided(error, str(verified.directive_id))
+            return _not_decided(error, str(verified.directive_id)), verified
 
     async def _decide_directive(self, verified: VerifiedDirective, directive: d.Directive) -> Reply:
         release = await self._release_command(verified, directive)
@@ -251,6 +267,45 @@ class GatewayService:
 
     # --- observability -------------------------------------------------------------------------
 
+    def _remember(
+        self,
+        kind: ExchangeKind,
+        path: str,
+        reply: Reply,
+        data: bytes,
+        verified: VerifiedRequest | VerifiedDirective | None,
+    ) -> None:
+        """Keeps the exchange for the console; the bytes only of a document that authenticated."""
+        exchange = Exchange(
+            sequence=self.recent.next_sequence(),
+            at=self._clock.now(),
+            kind=kind,
+            path=path,
+            outcome=reply.outcome,
+            reason=_reason_of(reply),
+            response_xml=reply.body if reply.content_type == "application/xml" else None,
+        )
+        if isinstance(verified, VerifiedRequest):
+            exchange = dataclasses.replace(
+                exchange,
+                subject=str(verified.request_id),
+                originator=str(verified.originator),
+                target=str(verified.target),
+                service_reference_variant=verified.service_reference_variant,
+                command_variant=verified.command_variant,
+                request_xml=data,
+            )
+        elif isinstance(verified, VerifiedDirective):
+            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
+            exchange = dataclasses.replace(
+                exchange,
+                subject=str(verified.directive_id),
+                originator=str(verified.signer.eui64),
+                directive=commands[0] if len(commands) == 1 else None,
+                request_xml=data,
+            )
+        self.recent.add(exchange)
+
     def _observe(self, path: str, reply: Reply, started: float) -> None:
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(path, reply.outcome).inc()
@@ -285,6 +340,18 @@ _TITLES = {
     415: "Unsupported media type or encoding",
     503: "Not decided; try again",
 }
+
+
+def _reason_of(reply: Reply) -> str:
+    """What the answer told its sender about the decision: DUIS-Reason, or the JSON reason/detail."""
+    if "DUIS-Reason" in reply.headers:
+        return reply.headers["DUIS-Reason"]
+    try:
+        value = json.loads(reply.body)
+    except ValueError:
+        return ""
+    text = value.get("reason", value.get("detail", "")) if isinstance(value, dict) else ""
+    return str(text)
 
 
 def _json_reply(value: dict[str, object], outcome: str) -> Reply:

@@ -483,7 +483,7 @@ def test_devices_in_other_forms_decode_alike(world: Manifest, tmp_path: Path) ->
         (r'\}', '"}'),
     ],
     ids=["smets-3", "smets-float", "credit-bool", "credit-leading-zero", "mpxn-letter", "id-lower-case",
-         "type", "payment-mode", "mpid-number", "broken-json"],
+         "meter-fields-on-a-non-meter", "payment-mode", "mpid-number", "broken-json"],
 )
 def test_near_canonical_invalid_devices_are_refused(
     world: Manifest, tmp_path: Path, pattern: str, replacement: str
@@ -495,6 +495,26 @@ def test_near_canonical_invalid_devices_are_refused(
     path = tmp_path / "manifest.json"
     path.write_text(head + '"devices": [' + changed, encoding="utf-8")
     with pytest.raises(ManifestError):
+        load_manifest(path)
+
+
+def test_devices_that_are_not_meters_have_no_meter_fields(world: Manifest, tmp_path: Path) -> None:
+    """A comms hub, gas proxy, PPMID, … (DUIS device types) carries no MPxN, payment mode or credit."""
+    raw = json.loads(world.path.read_text(encoding="utf-8"))
+    mpid = raw["devices"][0]["supplier_mpid"]
+    raw["devices"].append({"device_id": "00-DB-12-34-56-78-90-A2", "type": "CHF", "smets": 2, "supplier_mpid": mpid})
+    raw["devices"].append({"device_id": "00-DB-12-34-56-78-90-A4", "type": "PPMID", "smets": 2,
+                           "mpxn": None, "supplier_mpid": mpid, "payment_mode": None, "credit_pence": None})
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    loaded = load_manifest(path)
+    hub, ppmid = loaded.device("00-DB-12-34-56-78-90-A2"), loaded.device("00-DB-12-34-56-78-90-A4")
+    assert (hub.type, hub.is_meter, hub.mpxn, hub.payment_mode, hub.credit_pence) == ("CHF", False, None, None, None)
+    assert (ppmid.type, ppmid.is_meter) == ("PPMID", False)
+    assert all(device.is_meter for device in world.devices)
+    raw["devices"][-1]["payment_mode"] = "Credit"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ManifestError, match="PPMID is not a meter"):
         load_manifest(path)
 
 
@@ -511,7 +531,7 @@ def _broken(raw: dict[str, object], change: str) -> Iterator[dict[str, object]]:
     elif change == "unknown-party":
         broken["actors"]["srp_sc"]["agent_for"] = "nobody"
     elif change == "bad-device-type":
-        broken["devices"][0]["type"] = "HCALCS"
+        broken["devices"][0]["type"] = "METER"
     elif change == "bool-as-int":
         broken["devices"][0]["credit_pence"] = True
     elif change == "duplicate-device":

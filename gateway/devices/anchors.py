@@ -99,7 +99,7 @@ class FleetAnchors:
         """One anchor per (device type, MPID) pair that occurs; every device must have one."""
         by_supply: dict[tuple[DeviceType, str], TrustAnchor] = {}
         loaded: dict[str, TrustAnchor] = {}
-        for supply in {(device.type, device.supplier_mpid) for device in manifest.devices}:
+        for supply in {(device.type, device.supplier_mpid) for device in manifest.devices if device.is_meter}:
             actor = anchor_actor(*supply, manifest.actors.values())
             if actor is None:
                 raise TrustAnchorError(f"no supplier user with a DS key holds MPID {supply[1]} ({supply[0]})")

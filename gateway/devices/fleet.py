@@ -290,7 +290,8 @@ class MeterFleet:
         if state is not None:
             return state
         device = self._device(device_id)
-        return None if device is None else self._installed(device)
+        # Only meters are simulated here; other devices of a premises (comms hub, …) have no meter state.
+        return None if device is None or not device.is_meter else self._installed(device)
 
     def _installed(self, device: Device) -> MeterState:
         """The meter as installed at the epoch (the same every time: a pure function of its entry)."""
@@ -350,7 +351,7 @@ class MeterFleet:
                 continue  # another worker runs it down
             state = self._states.get(device.device_id)
             if state is None and device.payment_mode != "Prepayment":
-                continue  # an untouched credit meter has no events
+                continue  # an untouched credit meter (or a device that is no meter) has no events
             due = _due_micros(state if state is not None else self._installed(device))
             if due is not None:
                 entries.append((due, device.device_id.value))
