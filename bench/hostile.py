@@ -14,12 +14,14 @@ same load run alone just before. Every request is signed before its phase starts
 flood   The SoLR Contingency user (``srp_sc``), whose key is misused, floods SR 1.6 from
         127.0.0.2 over ``--flood-connections`` connections as fast as answers come,
         re-sending at once what is refused 503 (a hostile client ignores Retry-After).
-        Phases: *accepted* (its ADT lifted: all I99), *honest alone*, *quarantined* (its
-        ADT lowered to 1: all E43, each with an AD1 alert), *flood beside honest*.
-        Reported: CPU per request of the accepted and quarantined phases (E43 against
-        I99), the AD1 backlog over time (E43 answered minus AD1 alerts received) and
-        each alert's delay from its E43 answer to its arrival at the receiver (an upper
-        bound of the time it took to be queued), honest goodput during the flood.
+        Phases: *accepted* (the flood alone over ``--cost-connections``, its ADT lifted:
+        all I99), *honest alone*, *accepted flood beside honest*, then its ADT lowered to
+        1: *quarantined* (the flood alone: all E43, each with an AD1 alert), *quarantined
+        flood beside honest*. Reported: CPU per request of the accepted and quarantined
+        phases (E43 against I99), the AD1 backlog over time (E43 answered minus AD1
+        alerts received) and each alert's delay from its E43 answer to its arrival at
+        the receiver (an upper bound of the time it took to be queued), honest goodput
+        beside each flood.
 slow    ``--slow-connections`` clients from ``--slow-peers`` addresses (127.0.0.10…):
         half trickle a request's headers, half its body, one byte a second, and connect
         again once cut. Reported: connections cut by reason (``/metrics``), how long the
@@ -271,11 +273,9 @@ class Deliveries:
     def __init__(self) -> None:
         self.ad1: dict[str, float] = {}
         self.results: dict[str, float] = {}
-        self.count: Counter[str] = Counter()
 
     def __call__(self, actor: str, body: bytes) -> None:
         now = asyncio.get_running_loop().time()
-        self.count[actor] += 1
         request = _REQUEST_ID.search(body)
         if request is None:
             return
@@ -388,7 +388,7 @@ async def flood_scenario(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 gateway, flooding(gateway.url, streams, args.seconds, FLOOD_PEER, tally), tally)
             phases[name] = {"seconds": round(seconds, 2), **tally.summary(seconds),
                             "cpu": window.per_request(len(tally.latencies)),
-                            "ad1": await alert_delays(gateway, tally), "ad1_backlog": backlog}
+                            "ad1": await arrival_delays(tally, "E43", gateway.deliveries.ad1), "ad1_backlog": backlog}
 
         async def flood_beside_honest(name: str) -> None:
             honest, streams = honest_streams(), flood_streams(args.flood_connections)
@@ -402,7 +402,7 @@ async def flood_scenario(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 "flood": flood.summary(seconds),
                 "honest": beside.summary(seconds),
                 "cpu": window.per_request(len(flood.latencies) + len(beside.latencies)),
-                "ad1": await alert_delays(gateway, flood),
+                "ad1": await arrival_delays(flood, "E43", gateway.deliveries.ad1),
                 "ad1_backlog": backlog,
             }
 
@@ -488,18 +488,19 @@ async def with_backlog(
     return result, window, seconds, samples
 
 
-async def alert_delays(gateway: Gateway, flood: Tally) -> dict[str, Any]:
-    """For every E43 answered: how long until its AD1 reached the receiver (after the drain)."""
+async def arrival_delays(answers: Tally, code: str, arrivals: dict[str, float]) -> dict[str, Any]:
+    """For each answer ``code`` (E43, I99): how long until what follows it (its AD1 alert, its I0
+    result) reached the receiver, waiting up to the drain timeout for the last ones."""
     loop = asyncio.get_running_loop()
-    e43 = {rid: at for rid, (at, code) in flood.answered_at.items() if code == "E43"}
+    answered = {rid: at for rid, (at, answer) in answers.answered_at.items() if answer == code}
     deadline = loop.time() + DRAIN_TIMEOUT_S
-    while any(rid not in gateway.deliveries.ad1 for rid in e43) and loop.time() < deadline:
+    while any(rid not in arrivals for rid in answered) and loop.time() < deadline:
         await asyncio.sleep(SAMPLE_S)
-    delays = sorted(gateway.deliveries.ad1[rid] - at for rid, at in e43.items() if rid in gateway.deliveries.ad1)
+    delays = sorted(arrivals[rid] - at for rid, at in answered.items() if rid in arrivals)
     return {
-        "e43": len(e43),
-        "received": len(delays),
-        "missing": len(e43) - len(delays),
+        "answered": len(answered),
+        "arrived": len(delays),
+        "missing": len(answered) - len(delays),
         "p50_s": round(percentile_ms(delays, 50) / 1000, 2),
         "p99_s": round(percentile_ms(delays, 99) / 1000, 2),
         "max_s": round(delays[-1], 2) if delays else None,
@@ -718,7 +719,7 @@ async def dead_scenario(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                     "honest": mine.summary(seconds),
                     "dead_receiver_user": theirs.summary(seconds),
                     "cpu": window.per_request(len(mine.latencies) + len(theirs.latencies)),
-                    "honest_results": await result_delays(gateway, mine),
+                    "honest_results": await arrival_delays(mine, "I99", gateway.deliveries.results),
                     "attempts_at_silent_receiver": dead.connections - attempts_before,
                 }
     finally:
@@ -732,20 +733,6 @@ async def dead_scenario(args: argparse.Namespace, say: Say) -> dict[str, Any]:
         checks[f"{phase}_cpu_ms_ratio"] = ratio(phases[phase]["cpu"].get("gateway_cpu_ms", 0.0),
                                                  phases["receiver_alive"]["cpu"].get("gateway_cpu_ms", 0.0))
     return {"phases": phases, "checks": checks}
-
-
-async def result_delays(gateway: Gateway, tally: Tally) -> dict[str, Any]:
-    """For each I99 answered: how long until its I0 result reached the receiver (after a drain)."""
-    loop = asyncio.get_running_loop()
-    accepted = {rid: at for rid, (at, code) in tally.answered_at.items() if code == "I99"}
-    deadline = loop.time() + DRAIN_TIMEOUT_S
-    while any(rid not in gateway.deliveries.results for rid in accepted) and loop.time() < deadline:
-        await asyncio.sleep(SAMPLE_S)
-    delays = sorted(gateway.deliveries.results[rid] - at for rid, at in accepted.items()
-                    if rid in gateway.deliveries.results)
-    return {"accepted": len(accepted), "delivered": len(delays), "missing": len(accepted) - len(delays),
-            "p50_s": round(percentile_ms(delays, 50) / 1000, 2), "p99_s": round(percentile_ms(delays, 99) / 1000, 2),
-            "max_s": round(delays[-1], 2) if delays else None}
 
 
 # --- report --------------------------------------------------------------------------------
@@ -780,7 +767,7 @@ def report(result: dict[str, Any]) -> None:
             both = p[name]
             print(f"{name}:\n  honest: {_honest_line(both['honest'])}\n  flood:  {both['flood']['codes']}"
                   f"\n  CPU (all requests): {_cpu_line(both['cpu'])}")
-            if both["ad1"]["e43"]:
+            if both["ad1"]["answered"]:
                 print(f"  AD1: {both['ad1']}")
         print(f"refused in all (from /metrics): {flood['refused']}")
         for phase in ("quarantined", "quarantined_flood_beside_honest"):

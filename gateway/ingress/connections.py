@@ -100,13 +100,12 @@ class ConnectionGuard:
     def _register(self, handler: asyncio.BaseProtocol, connection: GuardedConnection) -> None:
         self._by_handler[handler] = connection
 
-    def _release(self, peer: str, handler: asyncio.BaseProtocol | None) -> None:
+    def _release(self, peer: str, handler: asyncio.BaseProtocol) -> None:
         self._open -= 1
         self._per_peer[peer] -= 1
         if not self._per_peer[peer]:
             del self._per_peer[peer]
-        if handler is not None:
-            self._by_handler.pop(handler, None)
+        self._by_handler.pop(handler, None)
         self.metrics.connections_open.set(self._open)
 
 
