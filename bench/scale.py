@@ -44,25 +44,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from bench import cpu  # noqa: E402
 from bench._common import (  # noqa: E402
     configure_world,
+    create_world,
     duis_outcome,
     enable_contingency,
     free_port,
+    idle_rate,
+    measured_cpu,
     percentile_ms,
+    rss_mb,
+    settle,
+    spawn_gateway,
     start_receiver,
 )
 from gateway import duis_request  # noqa: E402
@@ -73,10 +75,6 @@ from gateway.world import DEFAULT_SEED, make_device  # noqa: E402
 
 DEFAULT_FLEETS = (1_000, 100_000, 1_000_000)
 QUICK_FLEETS = (1_000, 100_000)
-IDLE_CPU_SHARE = 0.03
-"""The gateway counts as idle (its queued work done) below this share of one core."""
-STARTUP_TIMEOUT_S = 900.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +110,6 @@ class Prepared:
 
 
 # --- the world -------------------------------------------------------------------------
-
-
-def gateway_exe(name: str = "dcc-gateway") -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
-def create_world(directory: Path, devices: int) -> float:
-    """``dcc-gateway init``; returns its wall-clock seconds."""
-    started = time.perf_counter()
-    subprocess.run([gateway_exe(), "init", str(directory), "--devices", str(devices)], check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def draw_meters(
@@ -223,48 +209,6 @@ def prepare(manifest: Manifest, devices: int, requests: int, warmup: int, meters
 # --- the gateway process ---------------------------------------------------------------
 
 
-def spawn_gateway(world: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
-    """Starts ``dcc-gateway serve``; returns it and the seconds until ``/healthz`` answered."""
-    started = time.perf_counter()
-    with log.open("wb") as output:
-        process = subprocess.Popen([gateway_exe(), "serve", str(world), "--port", str(port)],
-                                   stdout=output, stderr=subprocess.STDOUT)
-    deadline = started + STARTUP_TIMEOUT_S
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the gateway exited with {process.returncode}; its log: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:  # noqa: S310
-                if response.status == 200:
-                    return process, time.perf_counter() - started
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("the gateway did not start")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-async def idle_rate(pid: int, seconds: float) -> float:
-    """The process's CPU share of one core over ``seconds``."""
-    before = cpu.process_seconds(pid)
-    await asyncio.sleep(seconds)
-    return (cpu.process_seconds(pid) - before) / seconds
-
-
-async def settle(pid: int, timeout: float = 60.0) -> None:
-    """Waits until the gateway has finished what the requests queued (command executions, deliveries)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await idle_rate(pid, 0.5) < IDLE_CPU_SHARE:
-            return
-
-
 # --- load ------------------------------------------------------------------------------
 
 
@@ -338,14 +282,6 @@ def started_gateway(devices: int, receiver_port: int, args: argparse.Namespace, 
         finally:
             process.terminate()
             process.wait(timeout=60)
-
-
-async def measured_cpu(pid: int, send: Awaitable[T]) -> tuple[T, float]:
-    """``send``'s result and the gateway's CPU seconds from before it until the gateway is idle again."""
-    before = cpu.process_seconds(pid)
-    result = await send
-    await settle(pid)
-    return result, cpu.process_seconds(pid) - before
 
 
 async def measure(gateways: Sequence[Gateway], receiver_port: int, connections: int, rounds: int) -> list[Tally]:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.checks import Check
 from gateway.clock import AcceleratedClock, Clock, FixedClock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.console import add_console_routes
@@ -27,6 +26,9 @@ from gateway.deliver.outbox import DeliveryWorker
 from gateway.devices import MeterFleet
 from gateway.devices.persistence import StoreMeterPersistence
 from gateway.forward import Forwarder
+from gateway.ingress.body import read_body
+from gateway.ingress.connections import CONNECTION_GUARD, ConnectionGuard, run_until_signalled, track_requests
+from gateway.ingress.fairness import Admission
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
 from gateway.policy.state import initial_state
@@ -41,8 +43,10 @@ from gateway.verify.verifier import Verifier
 
 SERVICE = web.AppKey("service", GatewayService)
 WORLD = web.AppKey("world", World)
-XML_TYPES = frozenset({"application/xml", "text/xml"})
 
+
+CRYPTO_THREADS = 2
+"""Threads for XML signature verification and signing (the crypto releases the GIL)."""
 
 FLEET = web.AppKey("fleet", MeterFleet)
 FORWARDER = web.AppKey("forwarder", Forwarder)
@@ -80,46 +84,32 @@ RUNTIME = web.AppKey("runtime", Runtime)
 # --- handlers ------------------------------------------------------------------------------------
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | Reply:
-    """The body, or a problem: media type first, then the size, checked before reading it all."""
-    if request.content_type not in XML_TYPES:
-        return _problem(Check.MEDIA_TYPE, f"send application/xml, not {request.content_type or 'nothing'}")
-    if request.content_length is not None and request.content_length > limit:
-        return _problem(Check.SIZE_LIMIT, f"body of {request.content_length} bytes; the limit is {limit}")
-    chunks = []
-    received = 0
-    while chunk := await request.content.read(65536):
-        received += len(chunk)
-        if received > limit:
-            return _problem(Check.SIZE_LIMIT, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _problem(check: Check, detail: str) -> Reply:
-    return problem(check.http_status, check.check_id, detail)
-
-
 def to_response(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type, headers=reply.headers)
 
 
 def service_handler(path: str):  # type: ignore[no-untyped-def]
     async def handle(request: web.Request) -> web.Response:
-        world = request.app[WORLD]
-        body = await read_body(request, world.config.limits.max_body_bytes)
+        body = await _body(request)
         if isinstance(body, Reply):
             return to_response(body)
-        return to_response(await request.app[SERVICE].service_request(path, body))
+        return to_response(await request.app[SERVICE].service_request(path, body, peer=request.remote or ""))
 
     return handle
 
 
 async def admin(request: web.Request) -> web.Response:
-    body = await read_body(request, request.app[WORLD].config.limits.max_body_bytes)
+    body = await _body(request)
     if isinstance(body, Reply):
         return to_response(body)
-    return to_response(await request.app[SERVICE].admin(body))
+    return to_response(await request.app[SERVICE].admin(body, peer=request.remote or ""))
+
+
+async def _body(request: web.Request) -> bytes | Reply:
+    config = request.app[WORLD].config
+    return await read_body(
+        request, max_bytes=config.limits.max_body_bytes, timeout=config.ingress.body_timeout_seconds
+    )
 
 
 async def device_state(request: web.Request) -> web.Response:
@@ -141,6 +131,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     service_metrics = request.app[SERVICE].metrics
     service_metrics.queue_depth.labels("forward").set(request.app[FORWARDER].in_flight)
+    admission = request.app[SERVICE].admission
+    service_metrics.queue_depth.labels("verifier").set(admission.verifier.waiting)
+    service_metrics.queue_depth.labels("originators").set(admission.originators.waiting)
     exposition = service_metrics.exposition()
     return web.Response(body=exposition, headers={"Content-Type": GatewayMetrics.CONTENT_TYPE})
 
@@ -157,9 +150,13 @@ def clock_from_config(config: GatewayConfig) -> Clock:
     return SystemClock()
 
 
-async def start_runtime(world: World, clock: Clock, store_url: str | None, *, shard: Shard = ALL_DEVICES) -> Runtime:
+async def start_runtime(
+    world: World, clock: Clock, store_url: str | None, *, shard: Shard = ALL_DEVICES,
+    metrics: GatewayMetrics | None = None,
+) -> Runtime:
     """Opens the store and builds the pipeline. ``shard``: the meters this worker simulates and whose
-    queued commands it executes (each meter belongs to exactly one worker)."""
+    queued commands it executes (each meter belongs to exactly one worker); ``metrics``: where the
+    service counts (the connection guard's too; default: a registry of its own)."""
     store = open_store(store_url or world.config.store.url, world_dir=world.directory)
     await store.open()
     access = await AccessControl.restore(
@@ -180,7 +177,7 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None, *, sh
     fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store), runs=shard.owns)
     await fleet.load()
     outbox = DeliveryWorker(store, clock)
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crypto")
+    executor = ThreadPoolExecutor(max_workers=CRYPTO_THREADS, thread_name_prefix="crypto")
     forwarder = Forwarder(
         fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
         dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard,
@@ -190,8 +187,10 @@ async def start_runtime(world: World, clock: Clock, store_url: str | None, *, sh
         access=access,
         signer=signer,
         clock=clock,
-        metrics=GatewayMetrics(),
+        metrics=metrics or GatewayMetrics(),
         executor=executor,
+        admission=Admission(world.config.ingress, verify_slots=CRYPTO_THREADS),
+        audit=store.append_audit,
         forward=forwarder,
     )
     stop = asyncio.Event()
@@ -232,12 +231,18 @@ async def internal_errors(request: web.Request, handler):  # type: ignore[no-unt
 def create_app(
     world: World, *, clock: Clock | None = None, store_url: str | None = None, shard: Shard = ALL_DEVICES
 ) -> web.Application:
-    app = web.Application(client_max_size=world.config.limits.max_body_bytes, middlewares=[internal_errors])
+    app = web.Application(
+        client_max_size=world.config.limits.max_body_bytes, middlewares=[track_requests, internal_errors]
+    )
     app[WORLD] = world
     app[SHARD] = shard
+    counted = GatewayMetrics()  # the service's and the connection guard's
+    app[CONNECTION_GUARD] = ConnectionGuard(world.config.ingress, counted)
 
     async def runtime_context(app: web.Application) -> AsyncIterator[None]:
-        runtime = await start_runtime(world, clock or clock_from_config(world.config), store_url, shard=shard)
+        runtime = await start_runtime(
+            world, clock or clock_from_config(world.config), store_url, shard=shard, metrics=counted
+        )
         app[SERVICE] = runtime.service
         app[FLEET] = runtime.fleet
         app[FORWARDER] = runtime.forwarder
@@ -259,7 +264,7 @@ def create_app(
 
 
 def serve(directory: Path, *, host: str | None, port: int | None, store_url: str | None, workers: int) -> int:
-    """Runs the gateway until SIGINT/SIGTERM (aiohttp's run_app stops cleanly on both).
+    """Runs the gateway until SIGINT/SIGTERM, then stops cleanly.
 
     ``workers`` > 1 runs that many processes on one port (PostgreSQL only: they share its database).
     """
@@ -275,11 +280,10 @@ def serve(directory: Path, *, host: str | None, port: int | None, store_url: str
 
         return serve_workers(directory, host=host or server.host, port=port or server.port, store_url=url, workers=workers)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    web.run_app(
+    run_until_signalled(
         create_app(world, store_url=store_url),
-        host=host or server.host,
-        port=port or server.port,
-        print=lambda message: print(message, flush=True),
-        access_log=None,
+        host or server.host,
+        port or server.port,
+        announce=lambda message: print(message, flush=True),
     )
     return 0

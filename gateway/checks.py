@@ -18,8 +18,9 @@ class Check(enum.Enum):
         self.check_id = check_id
         self.http_status = http_status
 
-    # --- limits and parsing (400 / 413 / 415) -----------------------------
+    # --- limits and parsing (400 / 408 / 413 / 415) -----------------------
     SIZE_LIMIT = ("size-limit", 413)
+    BODY_TIMEOUT = ("body-timeout", 408)
     ENCODING = ("encoding", 415)
     MEDIA_TYPE = ("media-type", 415)
     NOT_WELL_FORMED = ("not-well-formed", 400)

@@ -78,6 +78,46 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IngressConfig:
+    """Slow clients and floods, bounded where the bytes arrive and before the verifier (issue 16)."""
+
+    header_timeout_seconds: float = 10.0
+    """Longest a request's headers may take to arrive, from the connection's opening or, on a
+    kept-alive connection, from the request's first byte. Then the connection is closed."""
+    body_timeout_seconds: float = 10.0
+    """Longest a request's body may take to arrive once its headers are in. Then 408
+    ``body-timeout`` and the connection is closed. A DUIS request is a few KB."""
+    idle_timeout_seconds: float = 60.0
+    """Longest a kept-alive connection may wait for its next request before it is closed."""
+    max_connections: int = 1024
+    """Open connections, all peers together; one more is answered 503 and closed. Keep it below
+    the process's file limit (``ulimit -n``): the store and the outbox need descriptors too."""
+    max_connections_per_peer: int = 128
+    """Open connections from one peer (IP address); one more is answered 503 and closed. Behind a
+    TLS terminator every connection comes from its address: limit per client there."""
+    verify_queue: int = 256
+    """Requests waiting for the verifier, all peers together. Past it: 503 ``verifier-queue-full``
+    with Retry-After. The verifier serves the waiting peers in turn, not in arrival order."""
+    verify_queue_per_peer: int = 128
+    """Requests of one peer waiting for the verifier; past it that peer's next one gets the 503.
+    Waiting costs nothing and a refusal invites an instant retry, so by default one peer's
+    connections may all wait: the 503 is for floods from many addresses."""
+    originator_in_flight: int = 4
+    """Authenticated requests of one originator (User ID) decided at once (store and answer)."""
+    originator_queue: int = 128
+    """Authenticated requests of one originator waiting for a turn; past it 503
+    ``originator-over-share`` with Retry-After, audited."""
+    retry_after_seconds: int = 1
+    """What the Retry-After header of those 503 answers says."""
+
+    def __post_init__(self) -> None:
+        if self.max_connections_per_peer > self.max_connections:
+            raise ValueError("max_connections_per_peer cannot exceed max_connections")
+        if self.verify_queue_per_peer > self.verify_queue:
+            raise ValueError("verify_queue_per_peer cannot exceed verify_queue")
+
+
+@dataclass(frozen=True, slots=True)
 class ClockConfig:
     """The gateway's notion of now (certificate validity, contingency expiry, ADT windows)."""
 
@@ -161,6 +201,7 @@ class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    ingress: IngressConfig = field(default_factory=IngressConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     adt: AdtConfig = field(default_factory=AdtConfig)
@@ -201,6 +242,13 @@ def _number(value: object, where: str, base_dir: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where} must be a number, not {value!r}")
     return float(value)
+
+
+def _positive_seconds(value: object, where: str, base_dir: Path) -> float:
+    seconds = _number(value, where, base_dir)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{where} must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _srv(value: object, where: str) -> str:
@@ -281,6 +329,22 @@ def _sections() -> tuple[_Section, ...]:
             "limits",
             LimitsConfig,
             tuple((f.name, integer) for f in fields(LimitsConfig)),
+        ),
+        _Section(
+            "ingress",
+            IngressConfig,
+            (
+                ("header_timeout_seconds", _positive_seconds),
+                ("body_timeout_seconds", _positive_seconds),
+                ("idle_timeout_seconds", _positive_seconds),
+                ("max_connections", integer),
+                ("max_connections_per_peer", integer),
+                ("verify_queue", integer),
+                ("verify_queue_per_peer", integer),
+                ("originator_in_flight", integer),
+                ("originator_queue", integer),
+                ("retry_after_seconds", integer),
+            ),
         ),
         _Section("clock", ClockConfig, (("mode", _clock_mode), ("start", _optional_datetime), ("rate", _number))),
         _Section(

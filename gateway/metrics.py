@@ -22,6 +22,14 @@ class GatewayMetrics:
         self.queue_depth = Gauge(
             "dcc_gateway_queue_depth", "Work waiting, by queue", ["queue"], registry=self.registry
         )
+        self.connections_open = Gauge(
+            "dcc_gateway_connections_open", "Client connections open now", registry=self.registry
+        )
+        self.connections_cut = Counter(
+            "dcc_gateway_connections_cut",
+            "Client connections the gateway refused or closed, by reason (a limit or a timeout)",
+            ["reason"], registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -27,13 +27,14 @@ from typing import Any, Protocol, TypeVar
 from gateway.checks import VerificationError
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
+from gateway.ingress.fairness import Admission, Busy
 from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
 from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.commands import device_command
 from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
-from gateway.store.base import DeviceCommand, StoreUnavailable
+from gateway.store.base import AuditEntry, DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 from gateway.verify.verifier import Verifier
 
@@ -48,6 +49,11 @@ COMMAND_VARIANTS_BY_PATH = {
 """DCC Boxed's URLs and the command variants each takes (SPEC §5)."""
 
 PROBLEM_TYPE = "urn:x-dcc-gateway:problem:"
+
+VERIFIER_QUEUE_FULL = "verifier-queue-full"
+"""503 before authentication: the peer's (or everyone's) queue for the verifier is full."""
+ORIGINATOR_OVER_SHARE = "originator-over-share"
+"""503 after authentication: the originator has as many requests waiting as its share allows."""
 
 RETRY_AFTER_SECONDS = 1
 """What a 503 tells the client to wait: the store or the registry is expected back within seconds."""
@@ -94,6 +100,10 @@ class Forward(Protocol):
         """A request was quarantined: the AD1 alert its quarantine marked due can be sent now."""
 
 
+Audit = Callable[[AuditEntry], Awaitable[object]]
+"""Appends one record to the audit log (the store's ``append_audit``)."""
+
+
 class GatewayService:
     def __init__(
         self,
@@ -104,10 +114,16 @@ class GatewayService:
         clock: Clock,
         metrics: GatewayMetrics,
         executor: ThreadPoolExecutor,
+        admission: Admission,
+        audit: Audit,
         forward: Forward | None = None,
         recent: RecentExchanges | None = None,
     ) -> None:
-        """``recent``: where the answered exchanges are kept for the console (default: a new ring)."""
+        """``admission``: the verifier's and the decisions' shares (per peer, per originator);
+        ``audit``: where a request refused for its originator's share is recorded; ``recent``: where
+        the answered exchanges are kept for the console (default: a new ring)."""
+        self.admission = admission
+        self._audit = audit
         self._verifiers = verifiers
         self._access = access
         self._signer = signer
@@ -131,22 +147,29 @@ class GatewayService:
 
     # --- DUIS Service Requests -------------------------------------------------------------
 
-    async def service_request(self, path: str, data: bytes) -> Reply:
+    async def service_request(self, path: str, data: bytes, *, peer: str = "") -> Reply:
+        """``peer``: the client's address, whose share of the verifier the request waits in."""
         started = time.perf_counter()
-        reply, request = await self._service_request(path, data)
+        reply, request = await self._service_request(path, data, peer)
         self._observe(path, reply, started)
         self._remember("request", path, reply, data, request)
         return reply
 
-    async def _service_request(self, path: str, data: bytes) -> tuple[Reply, VerifiedRequest | None]:
+    async def _service_request(self, path: str, data: bytes, peer: str) -> tuple[Reply, VerifiedRequest | None]:
         try:
-            request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
+            async with self.admission.verifier.turn(peer):
+                request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
+        except Busy as busy:
+            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}"), None
         try:
-            return await self._decide_request(path, request, data), request
+            async with self.admission.originators.turn(request.originator):
+                return await self._decide_request(path, request, data), request
         except NOT_DECIDED as error:
             return _not_decided(error, str(request.request_id)), request
+        except Busy as busy:
+            return await self._over_share(request, busy), request
 
     async def _decide_request(self, path: str, request: VerifiedRequest, data: bytes) -> Reply:
         allowed = COMMAND_VARIANTS_BY_PATH[path]
@@ -172,18 +195,21 @@ class GatewayService:
 
     # --- directives ------------------------------------------------------------------------
 
-    async def admin(self, data: bytes) -> Reply:
+    async def admin(self, data: bytes, *, peer: str = "") -> Reply:
         started = time.perf_counter()
-        reply, verified = await self._admin(data)
+        reply, verified = await self._admin(data, peer)
         self._observe("admin", reply, started)
         self._remember("directive", "admin", reply, data, verified)
         return reply
 
-    async def _admin(self, data: bytes) -> tuple[Reply, VerifiedDirective | None]:
+    async def _admin(self, data: bytes, peer: str) -> tuple[Reply, VerifiedDirective | None]:
         try:
-            verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
+            async with self.admission.verifier.turn(peer):
+                verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
+        except Busy as busy:
+            return self._busy(VERIFIER_QUEUE_FULL, f"the verifier's queue is full: {busy.reason}"), None
         try:
             directive = d.parse_directive(verified)
         except d.DirectiveError as error:
@@ -216,6 +242,28 @@ class GatewayService:
             LOG.warning("released request %s no longer verifies (%s): not forwarded", held.request_id, error)
             return None
         return device_command(request, self._clock.now())
+
+    # --- shares (gateway.ingress.fairness) ------------------------------------------------------
+
+    def _busy(self, check: str, detail: str) -> Reply:
+        retry = {"Retry-After": str(self.admission.retry_after_seconds)}
+        return problem(503, check, f"{detail}; send it again later", retry)
+
+    async def _over_share(self, request: VerifiedRequest, busy: Busy) -> Reply:
+        """503 for an authenticated request whose originator has as many waiting as allowed: audited
+        (it is a refusal after authentication), though not decided (a retry later is decided anew)."""
+        reason = f"{request.originator} has {busy.reason}: over its share of the gateway"
+        entry = AuditEntry(
+            at=self._clock.now(), kind="request", actor=str(request.originator), subject=str(request.request_id),
+            outcome=ORIGINATOR_OVER_SHARE, reason=reason,
+            detail={"srv": request.service_reference_variant, "cv": request.command_variant,
+                    "target": str(request.target), "step": "fairness"},
+        )
+        try:
+            await self._audit(entry)
+        except NOT_DECIDED as error:  # still a 503: the client tries again either way
+            LOG.warning("%s refused for its share, not audited: %s", request.request_id, error)
+        return self._busy(ORIGINATOR_OVER_SHARE, f"{request.request_id} not decided now: {reason}")
 
     # --- observability -------------------------------------------------------------------------
 
@@ -287,6 +335,7 @@ def _not_decided(error: Exception, subject: str) -> Reply:
 _TITLES = {
     400: "Malformed request",
     401: "Signature or certificate not accepted",
+    408: "Request body too slow",
     413: "Request too large",
     415: "Unsupported media type or encoding",
     503: "Not decided; try again",

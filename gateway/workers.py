@@ -63,20 +63,16 @@ def run_worker(spec: WorkerSpec) -> None:
 
 
 async def _serve(spec: WorkerSpec) -> None:
-    from aiohttp import web
-
     from gateway.app import create_app
+    from gateway.ingress.connections import start_guarded
     from gateway.runtime import open_world
 
     world = open_world(spec.directory)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    runner = web.AppRunner(
-        create_app(world, store_url=spec.store_url, shard=spec.shard), access_log=None, handle_signals=False
-    )
-    await runner.setup()
+    app = create_app(world, store_url=spec.store_url, shard=spec.shard)
+    runner, _ = await start_guarded(app, spec.host, spec.port, reuse_port=True)
     try:
-        await web.TCPSite(runner, spec.host, spec.port, reuse_port=True).start()
         LOG.info("worker %d of %d serving on http://%s:%d", spec.index, spec.count, spec.host, spec.port)
         await stop.wait()
     finally:

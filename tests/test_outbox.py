@@ -3,8 +3,10 @@
 Receivers are real aiohttp servers on 127.0.0.1; a receiver that is "down" is a
 free port with nothing listening (connection refused). Decisions follow the
 FixedClock, advanced by hand to one second either side of every limit:
-backoff steps, the 300 s round, the 2-day failed queue. The outbox's store
-contract runs on each backend (``store_factory``: SQLite and PostgreSQL).
+backoff steps, the 300 s round, the 2-day failed queue; the jitter's random
+source is injected (0 unless a test says otherwise: the longest wait of each
+step). The outbox's store contract runs on each backend (``store_factory``:
+SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from gateway.clock import FixedClock
-from gateway.deliver import DEFAULT_BACKOFF, DeliveryWorker, retry_delay
+from gateway.deliver import DEFAULT_BACKOFF, Backoff, DeliveryWorker
 from gateway.eui64 import Eui64
 from gateway.store.audit import verify_chain
 from gateway.store.base import (
@@ -67,6 +69,7 @@ class Receiver:
         """(clock time, body, Content-Type, status answered)"""
         self.in_flight = 0
         self.max_in_flight = 0
+        self.arrived = 0
         self.release = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -83,6 +86,7 @@ class Receiver:
         return [at - T0 for at, _, _, _ in self.received]
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -161,7 +165,9 @@ async def receiver_on(receivers: list[Receiver], clock: FixedClock, *, port: int
 def worker_for(
     workers: list[DeliveryWorker], store: Store, clock: FixedClock, **options: object
 ) -> DeliveryWorker:
-    settings: dict[str, object] = {"attempt_timeout": 2.0, "poll_interval": 0.05, **options}
+    settings: dict[str, object] = {
+        "attempt_timeout": 2.0, "poll_interval": 0.05, "random_source": lambda: 0.0, **options
+    }
     worker = DeliveryWorker(store, clock, **settings)  # type: ignore[arg-type]
     workers.append(worker)
     return worker
@@ -288,11 +294,49 @@ async def test_a_receiver_that_never_answers_times_out_and_others_are_still_serv
 # --- the schedule -----------------------------------------------------------------------
 
 
-def test_the_default_backoff_steps() -> None:
-    steps = [retry_delay(DEFAULT_BACKOFF, n).total_seconds() for n in range(1, 11)]
-    assert steps == [1, 2, 4, 8, 16, 30, 60, 60, 60, 60]
+def test_the_default_backoff_doubles_to_a_cap_with_jitter_below_each_step() -> None:
+    longest = [DEFAULT_BACKOFF.delay(n, 0.0).total_seconds() for n in range(1, 11)]
+    assert longest == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    shortest = [round(DEFAULT_BACKOFF.delay(n, 0.999999).total_seconds(), 3) for n in range(1, 8)]
+    assert shortest == [0.5, 1, 2, 4, 8, 16, 30]
+    assert DEFAULT_BACKOFF.delay(3, 0.5) == dt.timedelta(seconds=3)  # 4 s less a quarter
+    assert DEFAULT_BACKOFF.delay(10_000, 0.0) == dt.timedelta(seconds=60)  # no overflow far out
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            DEFAULT_BACKOFF.delay(bad, 0.0)
     with pytest.raises(ValueError):
-        retry_delay(DEFAULT_BACKOFF, 0)
+        DEFAULT_BACKOFF.delay(1, 1.0)
+
+
+def test_whatever_the_draws_a_retry_falls_within_the_round() -> None:
+    """DOMAIN.md: retried at least once within 300 s. The longest waits (draw 0) still put ten
+    attempts in the round; the first retry comes within the first step for any draw."""
+    at, attempts = 0.0, [0.0]
+    for failures in range(1, 20):
+        at += DEFAULT_BACKOFF.delay(failures, 0.0).total_seconds()
+        if at >= ROUND.total_seconds():
+            break
+        attempts.append(at)
+    assert attempts == [0, 1, 3, 7, 15, 31, 63, 123, 183, 243]
+    assert DEFAULT_BACKOFF.delay(1, 0.999999) <= DEFAULT_BACKOFF.delay(1, 0.0) <= dt.timedelta(seconds=1)
+    with pytest.raises(ValueError):
+        Backoff(first=0)
+    with pytest.raises(ValueError):
+        Backoff(first=10, cap=5)
+    with pytest.raises(ValueError, match="within the round"):
+        DeliveryWorker(None, FixedClock(T0), backoff=Backoff(first=300, cap=600))  # type: ignore[arg-type]
+
+
+async def test_the_jitter_comes_from_the_injected_random_source(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+) -> None:
+    receiver = await receiver_on(receivers, clock, statuses=[500] * 100)
+    await store.enqueue_delivery(delivery(receiver.url))
+    draws = iter([0.5] * 100)
+    await run_until(worker_for(workers, store, clock, random_source=lambda: next(draws)), clock, T0 + 20 * SECOND,
+                    step=dt.timedelta(milliseconds=250))
+    # waits of 1, 2, 4, 8 s less a quarter: 0.75, 1.5, 3, 6 -> attempts at 0, 0.75, 2.25, 5.25, 11.25 s
+    assert [t.total_seconds() for t in receiver.times] == [0, 0.75, 2.25, 5.25, 11.25]
 
 
 async def test_backoff_schedule_then_failed_queue_at_300_s(
@@ -303,7 +347,7 @@ async def test_backoff_schedule_then_failed_queue_at_300_s(
     delivery_id = await store.enqueue_delivery(delivery(receiver.url))
     worker = worker_for(workers, store, clock)
     await run_until(worker, clock, T0 + ROUND - SECOND)
-    assert [t.total_seconds() for t in receiver.times] == [0, 1, 3, 7, 15, 31, 61, 121, 181, 241]
+    assert [t.total_seconds() for t in receiver.times] == [0, 1, 3, 7, 15, 31, 63, 123, 183, 243]
     assert await statuses(store_factory) == {delivery_id: "pending"} and await store.failed_deliveries(SUPPLIER) == []
     clock.advance(SECOND)  # 300 s: the round is over (the store tests cover 299/300/301 s)
     await worker.run_once()
@@ -324,8 +368,8 @@ async def test_a_custom_backoff_is_followed(
 ) -> None:
     receiver = await receiver_on(receivers, clock, statuses=[503] * 100)
     await store.enqueue_delivery(delivery(receiver.url))
-    await run_until(worker_for(workers, store, clock, backoff=(5, 50)), clock, T0 + 120 * SECOND)
-    assert [t.total_seconds() for t in receiver.times] == [0, 5, 55, 105]
+    await run_until(worker_for(workers, store, clock, backoff=Backoff(first=5, cap=50)), clock, T0 + 120 * SECOND)
+    assert [t.total_seconds() for t in receiver.times] == [0, 5, 15, 35, 75]
 
 
 @pytest.mark.parametrize(
@@ -351,6 +395,107 @@ async def test_a_delivery_overdue_at_start_up_gets_one_attempt_first(
     clock.set(T0 + ROUND + SECOND)
     await worker_for(workers, store, clock).run_once()
     assert len(receiver.received) == 1 and len(await store.failed_deliveries(SUPPLIER)) == 1
+
+
+# --- a receiver that does not answer ------------------------------------------------------
+
+
+async def attempts_logged(store: Store) -> int:
+    return sum(1 for outcome in await delivery_log(store) if outcome in ("retry-scheduled", "delivered"))
+
+
+async def test_a_dead_receiver_is_tried_once_a_backoff_step_not_once_per_delivery(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker], store_factory: StoreOpener
+) -> None:
+    """Five deliveries to a receiver that refuses connections: the first pass tries all five (it did
+    not know); then one try per backoff step while the rest wait in the store; the receiver comes
+    back, its try goes through, and the rest follow on the next pass. Another receiver is served
+    meanwhile as if nothing were wrong."""
+    dead = await receiver_on(receivers, clock, start=False)
+    good = await receiver_on(receivers, clock)
+    for n in range(5):
+        await store.enqueue_delivery(delivery(dead.url, subject=f"RQ-{n}"))
+    worker = worker_for(workers, store, clock)
+    assert await worker.run_once() == 0
+    assert await attempts_logged(store) == 5
+    for second in range(1, 7):  # the try falls at 1 s and at 3 s (waits of 1 and 2 s), nothing else
+        clock.set(T0 + second * SECOND)
+        await store.enqueue_delivery(delivery(good.url, subject=f"RQ-good-{second}", at=clock.now()))
+        assert await worker.run_once() == 1  # the good receiver's, at once
+    assert await attempts_logged(store) == 5 + 2 + 6
+    await dead.start()
+    clock.set(T0 + 7 * SECOND)  # the third try (after a wait of 4 s) is answered
+    assert await worker.run_once() == 1
+    clock.advance(SECOND)
+    assert await worker.run_once() == 4  # the backlog, due since the receiver answered
+    assert len(dead.bodies) == 5 and dead.arrived == 5  # nothing reached it twice, nothing was lost
+    assert set((await statuses(store_factory)).values()) == {"delivered"}
+    moved = [r.entry async for r in store.audit_records() if r.entry.outcome == "rescheduled"]
+    assert [(e.subject, e.detail["count"]) for e in moved][-1] == (dead.url, 4)  # brought forward
+    assert "held until its next try" in moved[0].reason and "answered again" in moved[-1].reason
+    assert await chain_ok(store)
+
+
+async def test_a_receiver_that_never_answers_holds_one_slot_not_all(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+) -> None:
+    """The run loop: a receiver that accepts and never answers times out once per slot it was given
+    before anything was known; held, its new deliveries cost no attempt while others flow."""
+    hanging = await receiver_on(receivers, clock, delay=-1)
+    good = await receiver_on(receivers, clock)
+    for n in range(4):
+        await store.enqueue_delivery(delivery(hanging.url, subject=f"RQ-hang-{n}"))
+    worker = worker_for(workers, store, clock, max_in_flight=4, attempt_timeout=0.3)
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: hanging.arrived == 4, timeout=2.0)
+    deadline = asyncio.get_running_loop().time() + 3.0
+    while await attempts_logged(store) < 4:  # all four timed out (the receiver still "handles" them): held
+        assert asyncio.get_running_loop().time() < deadline, "the attempts were not recorded in time"
+        await asyncio.sleep(0.02)
+    for n in range(10):
+        await worker.submit(delivery(hanging.url, subject=f"RQ-hang-more-{n}"))
+    for n in range(8):
+        await worker.submit(delivery(good.url, subject=f"RQ-good-{n}"))
+    await eventually(lambda: len(good.bodies) == 8, timeout=3.0)
+    await worker.stop()
+    assert task.done() and task.exception() is None
+    assert hanging.arrived == 4  # the clock stood still: its try is not due yet
+
+
+async def test_a_refused_document_does_not_hold_its_receiver(
+    store: Store, clock: FixedClock, receivers: list[Receiver], workers: list[DeliveryWorker]
+) -> None:
+    receiver = await receiver_on(receivers, clock, statuses=[404])
+    await store.enqueue_delivery(delivery(receiver.url, subject="RQ-refused"))
+    worker = worker_for(workers, store, clock)
+    assert await worker.run_once() == 0
+    await store.enqueue_delivery(delivery(receiver.url, subject="RQ-next"))
+    assert await worker.run_once() == 1  # not held: the next one goes at once
+    assert not [r async for r in store.audit_records() if r.entry.outcome == "rescheduled"]
+
+
+async def test_reschedule_deliveries_moves_one_receivers_pending_backlog_only(store: Store) -> None:
+    url, other_url = "http://127.0.0.1:1/receive", "http://127.0.0.1:2/receive"
+    failed = await fail_one(store, url, subject="RQ-failed")  # first: fail_one fails every pending one
+    mine = [await store.enqueue_delivery(delivery(url, subject=f"RQ-{n}")) for n in range(3)]
+    elsewhere = await store.enqueue_delivery(delivery(other_url, subject="RQ-elsewhere"))
+    theirs = await store.enqueue_delivery(delivery(url, user=OTHER_USER, subject="RQ-theirs"))
+    later = T0 + 60 * SECOND
+    moved = await store.reschedule_deliveries(SUPPLIER, url, later, at=T0, reason="held", except_delivery=mine[0])
+    assert moved == 2
+    assert await store.reschedule_deliveries(SUPPLIER, url, later, at=T0, reason="again") == 1  # only mine[0] left
+    due_now = {d.delivery_id for d in await store.due_deliveries(later - SECOND, 100)}
+    assert due_now == {elsewhere, theirs}  # the failed one is not pending; it was not moved either
+    due_later = {d.delivery_id for d in await store.due_deliveries(later, 100)}
+    assert due_later == {*mine, elsewhere, theirs}
+    assert await store.reschedule_deliveries(SUPPLIER, url, T0, at=T0, reason="back") == 3  # sooner too
+    assert {d.delivery_id for d in await store.due_deliveries(T0, 100)} >= set(mine)
+    [first, _, last] = [r.entry async for r in store.audit_records() if r.entry.outcome == "rescheduled"]
+    assert (first.subject, first.reason, first.detail["count"], first.detail["user_id"]) == (url, "held", 2, str(SUPPLIER))
+    assert (first.detail["first_delivery_id"], first.detail["last_delivery_id"]) == (mine[1], mine[2])
+    assert last.detail["count"] == 3
+    assert [d.delivery_id for d in await store.failed_deliveries(SUPPLIER)] == [failed]  # left alone
+    assert await chain_ok(store)
 
 
 # --- the failed queue -------------------------------------------------------------------

@@ -45,6 +45,7 @@ CHECK_IDS = frozenset(check.check_id for check in Check)
 
 NOT_TRIGGERABLE_BY_A_REQUEST: dict[str, str] = {
     "media-type": "an HTTP Content-Type check before any document is read (tests/test_service_http.py)",
+    "body-timeout": "a body that arrives too slowly, whatever it holds (tests/test_ingress.py)",
 }
 """Check ids no request document can trigger, with the reason."""
 

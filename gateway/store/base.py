@@ -564,6 +564,19 @@ class Store(Protocol):
         """Every FAILED delivery of that user becomes PENDING, due at ``now``, for a new round of ``max_age``."""
         ...
 
+    async def reschedule_deliveries(
+        self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
+        except_delivery: int | None = None,
+    ) -> int:
+        """Every PENDING delivery of ``user_id`` to ``url`` (but ``except_delivery``) becomes due at
+        ``due_at``, sooner or later than it was; claims, attempts and rounds are unchanged. One audit
+        record (kind "delivery", subject the URL) says how many moved and why; returns how many.
+
+        The outbox holds a receiver that does not answer until its next try (so its backlog costs
+        no attempts, and is not in the way of others' deliveries), and brings the backlog forward
+        when it answers again."""
+        ...
+
     # --- reading back for people (the console): no call here changes anything ----------
     async def audit_tail(self, limit: int) -> list[AuditRecord]:
         """The last ``limit`` audit records, newest first (the first is the chain's head)."""

@@ -101,6 +101,7 @@ from gateway.store.rules import (
     adt_limit,
     check_counter,
     check_read_limit,
+    deliveries_rescheduled_audit,
     delivered_purge_audit,
     delivery_audit,
     with_event_ref,
@@ -405,6 +406,10 @@ class _Sql:
     delivery_recent: Final = f"SELECT {delivery_columns} FROM deliveries ORDER BY delivery_id DESC LIMIT $1"
     delivery_redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = $1,
         next_attempt_at = $1, leased_until = NULL, failed_at = NULL WHERE delivery_id = $2"""
+    # deliveries_user serves it: (user_id, status) first, the URL checked on those rows only.
+    delivery_reschedule_receiver: Final = """UPDATE deliveries SET next_attempt_at = $1
+        WHERE user_id = $2 AND status = 'pending' AND url = $3 AND next_attempt_at <> $1 AND delivery_id <> $4
+        RETURNING delivery_id"""
 
     command_columns: Final = (
         "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
@@ -862,6 +867,16 @@ async def _purge_delivered(db: Tx, now: dt.datetime, keep: dt.timedelta, limit: 
     return len(deleted)
 
 
+async def _reschedule_deliveries(
+    db: Tx, user_id: Eui64, url: str, due_at: dt.datetime, at: dt.datetime, reason: str, spared: int
+) -> int:
+    rows = await db.fetch(_Sql.delivery_reschedule_receiver, _aware(due_at), str(user_id), url, spared)
+    moved = [int(row[0]) for row in rows]
+    if moved:
+        await _append_audit(db, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
+    return len(moved)
+
+
 async def _redeliver_failed(db: Tx, user_id: Eui64, now: dt.datetime) -> int:
     rows = await db.fetch(_Sql.delivery_failed_by_user, str(user_id))
     for row in rows:
@@ -1304,6 +1319,16 @@ class PostgresStore:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
         _aware(now)
         return await self._write(lambda db: _redeliver_failed(db, user_id, now))
+
+    async def reschedule_deliveries(
+        self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
+        except_delivery: int | None = None,
+    ) -> int:
+        """See :meth:`gateway.store.base.Store.reschedule_deliveries`."""
+        _aware(due_at)
+        _aware(at)
+        spared = -1 if except_delivery is None else except_delivery
+        return await self._write(lambda db: _reschedule_deliveries(db, user_id, url, due_at, at, reason, spared))
 
     # --- plumbing: connections --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Final
 
+from gateway.eui64 import Eui64
 from gateway.store.base import AdmissionRequest, AuditEntry, PendingDelivery
 
 MAX_COUNTER: Final = (1 << 64) - 1
@@ -62,3 +63,15 @@ def delivery_audit(delivery: PendingDelivery, at: dt.datetime, outcome: str, rea
         "url": delivery.url,
     }
     return AuditEntry(at, "delivery", DELIVERY_ACTOR, delivery.subject, outcome, reason, {**context, **detail})
+
+
+def deliveries_rescheduled_audit(
+    at: dt.datetime, user_id: Eui64, url: str, due_at: dt.datetime, delivery_ids: list[int], reason: str
+) -> AuditEntry:
+    """One record for a receiver's pending deliveries moved together (ids as a range: a dead
+    receiver's backlog can be thousands long, and it moves at every try)."""
+    detail = {
+        "user_id": str(user_id), "url": url, "due_at": due_at, "count": len(delivery_ids),
+        "first_delivery_id": min(delivery_ids), "last_delivery_id": max(delivery_ids),
+    }
+    return AuditEntry(at, "delivery", DELIVERY_ACTOR, url, "rescheduled", reason, detail)

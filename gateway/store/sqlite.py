@@ -90,7 +90,15 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import adt_limit, check_counter, check_read_limit, delivered_purge_audit, delivery_audit, with_event_ref
+from gateway.store.rules import (
+    adt_limit,
+    check_counter,
+    check_read_limit,
+    deliveries_rescheduled_audit,
+    delivered_purge_audit,
+    delivery_audit,
+    with_event_ref,
+)
 
 SCHEMA_VERSION: Final = 1
 """Bumped by the first migration; :meth:`SqliteStore.open` refuses a file from a newer build."""
@@ -311,6 +319,10 @@ class _DeliveriesSql:
     by_id: Final = f"SELECT {columns} FROM deliveries WHERE delivery_id = ?"
     redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = ?,
         next_attempt_at = ?, leased_until = NULL, failed_at = NULL WHERE delivery_id = ?"""
+    # deliveries_user serves it: (user_id, status) first, the URL checked on those rows only.
+    reschedule_receiver: Final = """UPDATE deliveries SET next_attempt_at = ?
+        WHERE user_id = ? AND status = 'pending' AND url = ? AND next_attempt_at <> ? AND delivery_id <> ?
+        RETURNING delivery_id"""
 
 
 class _CommandsSql:
@@ -834,6 +846,18 @@ def _purge_delivered(db: _Connection, now: dt.datetime, keep: dt.timedelta, limi
     return len(deleted)
 
 
+def _reschedule_deliveries(
+    db: _Connection, user_id: Eui64, url: str, due_at: dt.datetime, at: dt.datetime, reason: str, spared: int
+) -> int:
+    due_text = utc_text(due_at)
+    moved = [int(row[0]) for row in _fetch_all(
+        db, _DeliveriesSql.reschedule_receiver, (due_text, str(user_id), url, due_text, spared)
+    )]
+    if moved:
+        _append_audit(db, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
+    return len(moved)
+
+
 def _redeliver_failed(db: _Connection, user_id: Eui64, now: dt.datetime) -> int:
     rows = _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
     now_text = utc_text(now)
@@ -1292,6 +1316,14 @@ class SqliteStore:
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
         return await self._write(lambda db: _redeliver_failed(db, user_id, now))
+
+    async def reschedule_deliveries(
+        self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
+        except_delivery: int | None = None,
+    ) -> int:
+        """See :meth:`gateway.store.base.Store.reschedule_deliveries`."""
+        spared = -1 if except_delivery is None else except_delivery
+        return await self._write(lambda db: _reschedule_deliveries(db, user_id, url, due_at, at, reason, spared))
 
     # --- audit --------------------------------------------------------------------------
 
