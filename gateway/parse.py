@@ -1,13 +1,24 @@
 """One hardened XML parser: bytes in, a bounded lxml tree out, or VerificationError.
 
 Order matters: cheap byte-level refusals first (size, encoding, any ``<!``
-markup: DTD, entities, comments, CDATA), then libxml2 with every network,
+markup but comments: DTD, entities, CDATA), then libxml2 with every network,
 DTD and entity feature off, then the structural limits (depth, width,
 attributes, namespace declarations) *before* anything canonicalises the tree,
 because exclusive C14N is quadratic in attributes per element.
 DUIS documents carry none of the refused constructs, so refusing them costs
-no real traffic and removes whole classes of attack (XXE, entity bombs,
-comment-splitting of signed text).
+no real traffic and removes whole classes of attack (XXE, entity bombs).
+
+Comments. The real DUIS templates (RTDS) carry comments between elements
+(``<!-- NOTE: … -->`` in Header and Body), and DCC Boxed's signing tool signs
+them as they are, so a harness sends them. The signature covers the document
+canonicalised *without* comments, so a comment is never signed content. One
+that stands alone between elements (only whitespace on either side) carries
+nothing and is accepted; it is then removed from the tree every later stage
+reads, which is therefore exactly the signed content. Refused: a comment
+beside text (``…:10<!---->02``: C14N signs ``…:1002`` while a naive reader of
+the first text node sees ``…:10``, the SAML comment-truncation attack), one
+outside the root element, and one inside ``ds:Signature`` (whose shape the
+profile fixes exactly).
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.checks import Check, VerificationError
+from gateway.namespaces import DS
+
+_SIGNATURE = f"{{{DS}}}Signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +72,7 @@ _UTF8_NAMES = frozenset({b"utf-8", b"utf8"})
 _NON_UTF8_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
 
 
-def _new_parser() -> etree.XMLParser:
+def _new_parser(*, remove_comments: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -66,7 +80,7 @@ def _new_parser() -> etree.XMLParser:
         dtd_validation=False,
         huge_tree=False,
         remove_blank_text=False,
-        remove_comments=False,
+        remove_comments=remove_comments,
         remove_pis=False,
         strip_cdata=False,
         collect_ids=False,
@@ -84,6 +98,7 @@ class HardenedParser:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._parser = _new_parser()
+        self._parser_without_comments = _new_parser(remove_comments=True)
         depth = self.limits.max_depth
         too_deep = "/" + "/*" * (depth + 1)
         too_many_attributes = f"//*[count(@*) > {self.limits.max_attributes_per_element}]"
@@ -105,7 +120,10 @@ class HardenedParser:
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from exc
         tree = root.getroottree()
-        self._check_tree(tree, data)
+        if self._check_tree(tree, data):
+            # Every comment stands alone between elements (checked): the same bytes without them
+            # are the signed content, whitespace and all.
+            tree = etree.fromstring(data, self._parser_without_comments).getroottree()
         return tree
 
     # --- byte level -------------------------------------------------------
@@ -126,21 +144,33 @@ class HardenedParser:
 
     # --- tree level -------------------------------------------------------
 
-    def _check_tree(self, tree: etree._ElementTree, data: bytes) -> None:
+    def _check_tree(self, tree: etree._ElementTree, data: bytes) -> bool:
+        """Refuses what the tree shows; returns whether it holds (acceptable) comments."""
         info = tree.docinfo
         if info.internalDTD is not None:
             raise VerificationError(Check.DTD, "document type declarations are not accepted")
         encoding = (info.encoding or "").upper()
         if encoding not in ("UTF-8", "UTF8"):
             raise VerificationError(Check.ENCODING, f"document decoded as {encoding or 'unknown'}: only UTF-8 is accepted")
-        if _has_comment_or_pi(tree.getroot()):
-            # Defence in depth: the byte scan already refused these in UTF-8 input.
-            raise VerificationError(Check.COMMENT, "comments and processing instructions are not accepted")
-        # Exact bounds from the bytes (UTF-8, checked above; no comment, CDATA or PI):
-        # every attribute needs an "=", every "<" opens a tag (or is the XML
-        # declaration), every end tag starts "</". When the counts cannot exceed
-        # the limits, the tree needs no walk at all: nesting cannot be deeper
-        # than the number of elements, i.e. of start tags.
+        root = tree.getroot()
+        outside = root.getprevious() if root.getprevious() is not None else root.getnext()
+        if outside is not None:
+            if isinstance(outside, etree._Comment):
+                raise VerificationError(Check.COMMENT, "comments outside the root element are not accepted")
+            # Defence in depth: the byte scan already refused PIs in UTF-8 input.
+            raise VerificationError(Check.PROCESSING_INSTRUCTION, "processing instructions are not accepted")
+        if next(root.iter(etree.ProcessingInstruction), None) is not None:
+            raise VerificationError(Check.PROCESSING_INSTRUCTION, "processing instructions are not accepted")
+        has_comments = next(root.iter(etree.Comment), None) is not None
+        if has_comments:
+            _check_comments(root)
+        # Bounds from the bytes (UTF-8, checked above; no CDATA or PI): every
+        # attribute needs an "=", every "<" opens a tag (or is the XML
+        # declaration or a comment), every end tag starts "</". When the counts
+        # cannot exceed the limits, the tree needs no walk at all: nesting cannot
+        # be deeper than the number of start tags. A comment's text only adds to
+        # the "=" and the "<" not followed by "/", so it can only send a
+        # document to the walk, never past it.
         limits = self.limits
         tags = data.count(b"<")
         if data.count(b"=") <= limits.max_attributes_per_element and tags <= limits.max_elements:
@@ -148,6 +178,7 @@ class HardenedParser:
                 self._name_violation(tree)
         elif self._any_violation(tree):
             self._name_violation(tree)
+        return has_comments
 
     def _name_violation(self, tree: etree._ElementTree) -> None:
         """The slow path: says which limit the one-shot XPath found broken."""
@@ -162,11 +193,22 @@ class HardenedParser:
         raise VerificationError(Check.ELEMENT_LIMIT, f"{elements} elements; the limit is {self.limits.max_elements}")
 
 
-def _has_comment_or_pi(root: etree._Element) -> bool:
-    """Any comment or PI beside or inside the root (lxml filters node types in C, making no proxies)."""
-    if root.getprevious() is not None or root.getnext() is not None:
-        return True
-    return next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None
+def _check_comments(root: etree._Element) -> None:
+    """Each comment stands alone between elements, outside ``ds:Signature`` (module docstring)."""
+    for comment in root.iter(etree.Comment):
+        previous = comment.getprevious()
+        parent = comment.getparent()
+        before = previous.tail if previous is not None else (parent.text if parent is not None else None)
+        if not _blank(before) or not _blank(comment.tail):
+            raise VerificationError(
+                Check.COMMENT, "a comment beside text is not accepted: the signature covers the text as if it were absent"
+            )
+        if any(ancestor.tag == _SIGNATURE for ancestor in comment.iterancestors()):
+            raise VerificationError(Check.COMMENT, "comments inside ds:Signature are not accepted")
+
+
+def _blank(text: str | None) -> bool:
+    return text is None or not text.strip(" \t\r\n")
 
 
 def _check_encoding(data: bytes) -> None:
@@ -193,15 +235,22 @@ def _check_encoding(data: bytes) -> None:
 
 
 def _refuse_markup(data: bytes) -> None:
-    """DUIS uses no ``<!`` markup at all; name the first kind found."""
+    """DUIS uses no ``<!`` markup but comments (whose place the tree check judges); names the first
+    other kind found. A comment's own text is skipped."""
     if b"!" not in data:  # a memchr: most documents hold no "!" at all
         return
     position = data.find(b"<!")
-    if position < 0:
-        return
-    head = data[position : position + 9].upper()
-    if head.startswith(b"<!--"):
-        raise VerificationError(Check.COMMENT, "comments are not accepted")
+    while position >= 0:
+        if data.startswith(b"<!--", position):
+            end = data.find(b"-->", position + 4)
+            if end < 0:
+                return  # unterminated: libxml2 names it not well-formed
+            position = data.find(b"<!", end + 3)
+            continue
+        _refuse_declaration(data[position : position + 9].upper())
+
+
+def _refuse_declaration(head: bytes) -> None:
     if head.startswith(b"<![CDATA["):
         raise VerificationError(Check.CDATA, "CDATA sections are not accepted")
     if head.startswith(b"<!DOCTYPE"):

@@ -747,3 +747,26 @@ def test_unused_namespace_declaration_is_not_signed_content_in_the_signxml_form(
         assert signxml_verdict(
             document, tamper_signer.certificate, at=factories.NOW
         ).accepted
+
+
+def test_comments_between_elements_are_not_signed_and_are_accepted_by_project_and_xmlsec1(
+    tamper_signer: SigningKey,
+    tamper_trust: TrustChain,
+    tamper_verifier: Verifier,
+    xmlsec1: Xmlsec1,
+) -> None:
+    """The real DUIS templates carry ``<!-- NOTE … -->`` between elements and DCC Boxed signs them as
+    they are: C14N without comments leaves them out, so both verifiers accept; the same comment
+    beside text (the truncation attack) is refused by the project before the signature is looked at."""
+    original = _duis_form(tamper_signer)
+    noted = original.replace(b"<sr:Body>", b"<!-- NOTE: a note as in the RTDS templates --><sr:Body>", 1)
+    assert noted != original
+    assert project_verdict(tamper_verifier, noted).accepted
+    assert xmlsec1.verify(noted, tamper_trust).accepted
+    request_id = tamper_verifier.verify_request(noted).request_id
+    assert request_id == tamper_verifier.verify_request(original).request_id
+    counter = str(request_id.counter).encode()
+    split = noted.replace(counter + b"<", counter[:-1] + b"<!---->" + counter[-1:] + b"<", 1)
+    assert split != noted
+    assert xmlsec1.verify(split, tamper_trust).accepted  # the signature alone cannot see it
+    assert project_verdict(tamper_verifier, split) == Verdict(False, "comment")

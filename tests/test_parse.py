@@ -8,6 +8,7 @@ once each so that a changed default cannot go unnoticed.
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from gateway.checks import Check, VerificationError
 from gateway.parse import HardenedParser, Limits
@@ -253,7 +254,11 @@ def test_invalid_utf8_is_refused() -> None:
         (b"<r>&e;</r>", Check.ENTITY),
         (b"<!-- c --><r/>", Check.COMMENT),
         (b"<r>1<!---->2</r>", Check.COMMENT),
+        (b"<r>1<!---->\n</r>", Check.COMMENT),
+        (b"<r><a/> <!---->2</r>", Check.COMMENT),
         (b"<r/><!-- c -->", Check.COMMENT),
+        (b'<r xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:Signature><!-- c --></ds:Signature></r>', Check.COMMENT),
+        (b"<r><!-- <!DOCTYPE x> --><![CDATA[x]]></r>", Check.CDATA),
         (b"<r><![CDATA[x]]></r>", Check.CDATA),
         (b"<r><?pi x?></r>", Check.PROCESSING_INSTRUCTION),
         (b'<?xml version="1.0"?><?pi x?><r/>', Check.PROCESSING_INSTRUCTION),
@@ -270,7 +275,11 @@ def test_invalid_utf8_is_refused() -> None:
         "undefined-entity",
         "comment-before",
         "comment-in-text",
+        "comment-after-text",
+        "comment-before-text",
         "comment-after",
+        "comment-in-signature",
+        "cdata-after-comment",
         "cdata",
         "pi-in-element",
         "pi-after-declaration",
@@ -280,6 +289,23 @@ def test_invalid_utf8_is_refused() -> None:
 )
 def test_refused_markup_is_named(document: bytes, check: Check) -> None:
     assert refused(HardenedParser(), document) == check.check_id
+
+
+def test_a_comment_standing_alone_between_elements_is_removed_and_the_rest_kept() -> None:
+    """DUIS templates carry ``<!-- NOTE: … -->`` between elements; C14N signs them as absent."""
+    with_comments = b"<r>\n  <!-- NOTE: a <!DOCTYPE> or </e></e> in here is text -->\n  <a>1</a><!--x--><b/>\n</r>"
+    without = b"<r>\n  \n  <a>1</a><b/>\n</r>"
+    tree = HardenedParser().parse(with_comments)
+    assert not any(isinstance(node, etree._Comment) for node in tree.iter())
+    assert etree.tostring(tree, method="c14n") == etree.tostring(HardenedParser().parse(without), method="c14n")
+    assert [child.tag for child in tree.getroot()] == ["a", "b"]
+
+
+def test_a_comment_cannot_hide_nesting_from_the_depth_limit() -> None:
+    """The byte-count shortcut stays sound with comments: end tags written inside one do not hide depth."""
+    parser = HardenedParser(Limits(max_depth=3))
+    assert parser.parse(b"<e><!-- </x></x></x> --><e><e/></e></e>").getroot().tag == "e"
+    assert refused(parser, b"<e><!-- </x></x></x></x> --><e><e><e/></e></e></e>") == Check.DEPTH_LIMIT.check_id
 
 
 def test_leading_processing_instruction_without_declaration_is_named() -> None:
