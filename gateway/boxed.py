@@ -314,12 +314,15 @@ class BoxedIdentities:
         for eui64 in _unique(entry.eui64 for entry in usable):
             if eui64 == BOXED_DSP:
                 continue
-            user, reason = _zaz1_user(eui64, [e for e in usable if e.eui64 == eui64], taken)
+            entries = [e for e in usable if e.eui64 == eui64]
+            user, reason = _zaz1_user(eui64, entries, taken)
             if user is None:
-                not_registered.append(f"{eui64}: {reason}")
+                not_registered.append(f"{eui64} ({', '.join(e.name for e in entries)}): {reason}")
             else:
                 users.append(user)
                 taken.add(user.actor.name)
+        order = [name for name, _, _ in _ACTORS_BY_CERTIFICATE.values()]
+        users.sort(key=lambda user: order.index(user.actor.name))
         supplier = next((user for user in users if user.actor.user_id == BOXED_SUPPLIER), None)
         if supplier is None:
             raise KeystoreError(
