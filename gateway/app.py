@@ -2,7 +2,7 @@
 
 Routes (SPEC §5): POST /api/v1/serviceS|serviceT|serviceD (DUIS requests),
 POST /api/v1/admin (signed directives), GET /healthz, GET /metrics and,
-in simulation, GET /sim/devices/{device_id}.
+in simulation, GET /sim/devices/{device_id} and the read-only GET /console (gateway.console).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.checks import Check
 from gateway.clock import AcceleratedClock, Clock, FixedClock, SystemClock
 from gateway.config import GatewayConfig
+from gateway.console import add_console_routes
 from gateway.deliver.outbox import DeliveryWorker
 from gateway.devices import MeterFleet
 from gateway.devices.persistence import StoreMeterPersistence
@@ -71,6 +72,9 @@ class Runtime:
         await asyncio.gather(*self.background, return_exceptions=True)
         self.executor.shutdown(wait=True)
         await self.store.close()
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ def create_app(
         app[FLEET] = runtime.fleet
         app[FORWARDER] = runtime.forwarder
         app[OUTBOX] = runtime.outbox
+        app[RUNTIME] = runtime
         yield
         await runtime.close()
 
@@ -249,6 +254,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     if world.config.simulation.expose_devices:
         app.router.add_get("/sim/devices/{device_id}", device_state)
+    add_console_routes(app, world, lambda: app[RUNTIME])
     return app
 
 

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the SoLR story end to end against a gateway it starts")
     demo.add_argument("dir", nargs="?", type=Path, default=None, help="world directory (default: a temporary one)")
+    demo.add_argument(
+        "--plot", type=_plot_file, default=None, metavar="FILE",
+        help="also draw each meter's credit and supply over the 28 days, with and without the SC role (FILE.png or FILE.svg)",
+    )
     demo.set_defaults(handler=_demo)
 
     vectors = commands.add_parser(
@@ -115,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_verify.set_defaults(handler=_audit_verify)
     return parser
+
+
+def _plot_file(text: str) -> Path:
+    from gateway.demo_plot import plot_format
+
+    path = Path(text)
+    try:
+        plot_format(path)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return path
 
 
 def _timestamp(text: str) -> dt.datetime:
@@ -239,7 +254,7 @@ def _admin(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import main as run_demo
 
-    story = run_demo(args.dir)
+    story = run_demo(args.dir, plot=args.plot)
     return 0 if all(supply == "Enabled" for supply in story.with_role.values()) else 1
 
 

@@ -27,6 +27,7 @@ SQLITE_PREFIX = "sqlite:///"
 _SRV_FORM = re.compile(r"\A\d+(?:\.\d+)+\Z")
 
 ClockMode = Literal["system", "fixed", "accelerated"]
+ConsoleSwitch = bool | Literal["loopback"]
 
 
 class ConfigError(ValueError):
@@ -143,6 +144,14 @@ class SimulationConfig:
 
     expose_devices: bool = True
     """Serve ``GET /sim/devices/{id}``. Turn off to make the gateway look like production."""
+    console: ConsoleSwitch = "loopback"
+    """Serve the read-only ``GET /console`` page and its JSON: ``"loopback"`` (only while the gateway
+    listens on a loopback address, and only to connections that arrive on one), ``true`` (on any
+    address: whoever reaches the port sees the fleet, the registry and recent traffic) or ``false``."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.console, bool) or self.console == "loopback"):  # 1 == True: test the type
+            raise ValueError(f'console must be true, false or "loopback", not {self.console!r}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +230,12 @@ def _optional_path(value: object, where: str, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
+def _console_switch(value: object, where: str, base_dir: Path) -> bool | str:
+    if isinstance(value, bool) or value == "loopback":
+        return value  # type: ignore[return-value]  # narrowed by the test above
+    raise ConfigError(f'{where} must be true, false or "loopback", not {value!r}')
+
+
 def _clock_mode(value: object, where: str, base_dir: Path) -> str:
     if value not in ("system", "fixed", "accelerated"):
         raise ConfigError(f'{where} must be "system", "fixed" or "accelerated", not {value!r}')
@@ -279,7 +294,7 @@ def _sections() -> tuple[_Section, ...]:
         ),
         _Section("adt", AdtConfig, (("default_window_seconds", integer), ("default_thresholds", _thresholds))),
         _Section("schema", SchemaConfig, (("duis_xsd", _optional_path),)),
-        _Section("simulation", SimulationConfig, (("expose_devices", _boolean),)),
+        _Section("simulation", SimulationConfig, (("expose_devices", _boolean), ("console", _console_switch))),
     )
 
 

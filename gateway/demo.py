@@ -35,7 +35,8 @@ from lxml import etree
 
 from gateway.app import FLEET, FORWARDER, OUTBOX, create_app
 from gateway.clock import FixedClock
-from gateway.devices import AlertKind, run_down
+from gateway.demo_plot import DirectiveMark, MeterSeries, Sample
+from gateway.devices import AlertKind, MeterState, run_down
 from gateway.duis_request import payment_mode_element, request_tree
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
@@ -65,6 +66,9 @@ class Story:
     without_role: dict[Eui64, float | None] = field(default_factory=dict)
     """Day supply would have been lost without the role (None: never within the horizon)."""
     deliveries: list[tuple[str, str]] = field(default_factory=list)
+    series: dict[Eui64, MeterSeries] = field(default_factory=dict)
+    """Each meter's credit and supply over the horizon, with the role and without it (``--plot``)."""
+    directives: list[DirectiveMark] = field(default_factory=list)
 
 
 class Demo:
@@ -75,6 +79,8 @@ class Demo:
         self.clock = clock
         self.story = Story()
         self.counter = itertools.count(1000)
+        self.samples: dict[Eui64, list[Sample]] = {}
+        """The followed meters as the gateway's fleet has them, every six simulated hours."""
 
     def day(self) -> float:
         return round((self.clock.now() - START).total_seconds() / 86400, 2)
@@ -86,6 +92,7 @@ class Demo:
         async with self.session.post(f"{self.base}/api/v1/admin", data=body, headers=_XML) as response:
             answer = json.loads(await response.read())
         verdict = "accepted" if answer["accepted"] else "refused"
+        self.story.directives.append(DirectiveMark(self.day(), d.command_name(directive), bool(answer["accepted"])))
         self.story.events.append((self.day(), actor, f"{d.command_name(directive)}: {verdict} ({answer['reason']})"))
         return bool(answer["accepted"])
 
@@ -139,6 +146,13 @@ class Demo:
             self.clock.set(min(target, self.clock.now() + dt.timedelta(hours=6)))
             await app[FORWARDER].tick()
             await self.settle(app)
+            self.sample(app)
+
+    def sample(self, app: web.Application) -> None:
+        for device_id, samples in self.samples.items():
+            state = app[FLEET].state(device_id)
+            if state is not None:
+                samples.append(_sample(run_down(state, self.clock.now())[0], self.day()))
 
     async def settle(self, app: web.Application) -> None:
         """Before simulated time jumps: commands reach their meters, deliveries get their attempt."""
@@ -146,7 +160,7 @@ class Demo:
         await app[OUTBOX].run_once()
 
 
-async def run_demo(world: Path, out: Callable[[str], None] = print) -> Story:
+async def run_demo(world: Path, out: Callable[[str], None] = print, plot: Path | None = None) -> Story:
     manifest = load_manifest(world)
     clock = FixedClock(START)
     received: list[tuple[str, bytes]] = []
@@ -178,6 +192,11 @@ async def run_demo(world: Path, out: Callable[[str], None] = print) -> Story:
         for runner, _ in reversed(runners):
             await runner.cleanup()
     _report(story, manifest, out)
+    if plot is not None:
+        from gateway.demo_plot import write_consumer_impact  # matplotlib only when a picture is asked for
+
+        write_consumer_impact(plot, list(story.series.values()), story.directives, HORIZON_DAYS)
+        out(f"\n  plot written to {plot}")
     return story
 
 
@@ -188,6 +207,8 @@ async def _play(demo: Demo, app: web.Application) -> Story:
     fleet = app[FLEET]
     initial = {m.device_id: fleet.state(m.device_id) for m in meters}
     sc_user = manifest.actor("srp_sc").user_id
+    demo.samples = {meter.device_id: [] for meter in meters}
+    demo.sample(app)
 
     await demo.direct("authority", d.RevokeLicence("failed-supplier"))
     await demo.direct("authority", d.AppointSolr("failed-supplier", "solr-supplier"))
@@ -198,6 +219,8 @@ async def _play(demo: Demo, app: web.Application) -> Story:
     await demo.advance(app, 1)
     for meter in meters:
         await demo.switch_to_credit(meter)
+    await demo.settle(app)
+    demo.sample(app)  # the switches as they take effect, not six hours later
     smets1 = next(m for m in meters if m.smets == 1)
     story.refusals["Prepayment"] = (await demo.request("srp_sc", smets1, cv=1, body=_prepayment()))[0]
     story.refusals["a read (SRV 4.1.1)"] = (await demo.request("srp_sc", smets1, cv=1, body=_credit(), srv="4.1.1"))[0]
@@ -215,6 +238,10 @@ async def _play(demo: Demo, app: web.Application) -> Story:
         state = fleet.state(meter.device_id)
         story.with_role[meter.device_id] = state.supply if state else "?"
         story.without_role[meter.device_id] = _day_supply_lost(initial[meter.device_id])
+        story.series[meter.device_id] = MeterSeries(
+            str(meter.device_id), f"{meter.type} SMETS{meter.smets}",
+            tuple(demo.samples[meter.device_id]), _left_alone(initial[meter.device_id]),
+        )
     return story
 
 
@@ -247,6 +274,20 @@ def _day_supply_lost(state: object) -> float | None:
         if later.supply == "Disabled":
             return round(hours / 24, 2)
     return None
+
+
+def _left_alone(state: MeterState | None) -> tuple[Sample, ...]:
+    """The meter without the role: its installed state run down every six hours of the horizon."""
+    if state is None:
+        return ()
+    return tuple(
+        _sample(run_down(state, START + dt.timedelta(hours=hours))[0], round(hours / 24, 2))
+        for hours in range(0, HORIZON_DAYS * 24 + 1, 6)
+    )
+
+
+def _sample(state: MeterState, day: float) -> Sample:
+    return Sample(day, state.credit_pence, state.emergency_credit_pence, state.supply, state.payment_mode)
 
 
 def _report(story: Story, manifest: Manifest, out: Callable[[str], None]) -> None:
@@ -326,13 +367,14 @@ def _port_of_response_urls(manifest: Manifest) -> int:
     return int(ports.pop() or 80)
 
 
-def main(directory: Path | None, out: Callable[[str], None] = print) -> Story:
+def main(directory: Path | None, out: Callable[[str], None] = print, plot: Path | None = None) -> Story:
+    """``plot``: also write the consumer-impact picture there (PNG or SVG, from its name)."""
     if directory is None:
         with tempfile.TemporaryDirectory() as scratch:
             world = Path(scratch) / "world"
             init_world(world, devices=20)
-            return asyncio.run(run_demo(world, out))
+            return asyncio.run(run_demo(world, out, plot))
     if not (directory / "manifest.json").exists():
         init_world(directory, devices=20)
-    return asyncio.run(run_demo(directory, out))
+    return asyncio.run(run_demo(directory, out, plot))
 

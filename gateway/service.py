@@ -14,6 +14,7 @@ other connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
 from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.commands import device_command
+from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
 from gateway.store.base import DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
@@ -103,7 +105,9 @@ class GatewayService:
         metrics: GatewayMetrics,
         executor: ThreadPoolExecutor,
         forward: Forward | None = None,
+        recent: RecentExchanges | None = None,
     ) -> None:
+        """``recent``: where the answered exchanges are kept for the console (default: a new ring)."""
         self._verifiers = verifiers
         self._access = access
         self._signer = signer
@@ -111,6 +115,16 @@ class GatewayService:
         self.metrics = metrics
         self._executor = executor
         self._forward = forward
+        self.recent = recent if recent is not None else RecentExchanges()
+
+    @property
+    def access(self) -> AccessControl:
+        """The access control the service decides with (its registry is what ``/console`` shows)."""
+        return self._access
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -119,19 +133,20 @@ class GatewayService:
 
     async def service_request(self, path: str, data: bytes) -> Reply:
         started = time.perf_counter()
-        reply = await self._service_request(path, data)
+        reply, request = await self._service_request(path, data)
         self._observe(path, reply, started)
+        self._remember("request", path, reply, data, request)
         return reply
 
-    async def _service_request(self, path: str, data: bytes) -> Reply:
+    async def _service_request(self, path: str, data: bytes) -> tuple[Reply, VerifiedRequest | None]:
         try:
             request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
-            return problem(error.http_status, error.check_id, error.detail)
+            return problem(error.http_status, error.check_id, error.detail), None
         try:
-            return await self._decide_request(path, request, data)
+            return await self._decide_request(path, request, data), request
         except NOT_DECIDED as error:
-            return _not_decided(error, str(request.request_id))
+            return _not_decided(error, str(request.request_id)), request
 
     async def _decide_request(self, path: str, request: VerifiedRequest, data: bytes) -> Reply:
         allowed = COMMAND_VARIANTS_BY_PATH[path]
@@ -159,23 +174,24 @@ class GatewayService:
 
     async def admin(self, data: bytes) -> Reply:
         started = time.perf_counter()
-        reply = await self._admin(data)
+        reply, verified = await self._admin(data)
         self._observe("admin", reply, started)
+        self._remember("directive", "admin", reply, data, verified)
         return reply
 
-    async def _admin(self, data: bytes) -> Reply:
+    async def _admin(self, data: bytes) -> tuple[Reply, VerifiedDirective | None]:
         try:
             verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
-            return problem(error.http_status, error.check_id, error.detail)
+            return problem(error.http_status, error.check_id, error.detail), None
         try:
             directive = d.parse_directive(verified)
         except d.DirectiveError as error:
-            return _json_reply({"accepted": False, "reason": str(error)}, "refused")
+            return _json_reply({"accepted": False, "reason": str(error)}, "refused"), verified
         try:
-            return await self._decide_directive(verified, directive)
+            return await self._decide_directive(verified, directive), verified
         except NOT_DECIDED as error:
-            return _not_decided(error, str(verified.directive_id))
+            return _not_decided(error, str(verified.directive_id)), verified
 
     async def _decide_directive(self, verified: VerifiedDirective, directive: d.Directive) -> Reply:
         release = await self._release_command(verified, directive)
@@ -202,6 +218,45 @@ class GatewayService:
         return device_command(request, self._clock.now())
 
     # --- observability -------------------------------------------------------------------------
+
+    def _remember(
+        self,
+        kind: ExchangeKind,
+        path: str,
+        reply: Reply,
+        data: bytes,
+        verified: VerifiedRequest | VerifiedDirective | None,
+    ) -> None:
+        """Keeps the exchange for the console; the bytes only of a document that authenticated."""
+        exchange = Exchange(
+            sequence=self.recent.next_sequence(),
+            at=self._clock.now(),
+            kind=kind,
+            path=path,
+            outcome=reply.outcome,
+            reason=_reason_of(reply),
+            response_xml=reply.body if reply.content_type == "application/xml" else None,
+        )
+        if isinstance(verified, VerifiedRequest):
+            exchange = dataclasses.replace(
+                exchange,
+                subject=str(verified.request_id),
+                originator=str(verified.originator),
+                target=str(verified.target),
+                service_reference_variant=verified.service_reference_variant,
+                command_variant=verified.command_variant,
+                request_xml=data,
+            )
+        elif isinstance(verified, VerifiedDirective):
+            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
+            exchange = dataclasses.replace(
+                exchange,
+                subject=str(verified.directive_id),
+                originator=str(verified.signer.eui64),
+                directive=commands[0] if len(commands) == 1 else None,
+                request_xml=data,
+            )
+        self.recent.add(exchange)
 
     def _observe(self, path: str, reply: Reply, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -236,6 +291,18 @@ _TITLES = {
     415: "Unsupported media type or encoding",
     503: "Not decided; try again",
 }
+
+
+def _reason_of(reply: Reply) -> str:
+    """What the answer told its sender about the decision: DUIS-Reason, or the JSON reason/detail."""
+    if "DUIS-Reason" in reply.headers:
+        return reply.headers["DUIS-Reason"]
+    try:
+        value = json.loads(reply.body)
+    except ValueError:
+        return ""
+    text = value.get("reason", value.get("detail", "")) if isinstance(value, dict) else ""
+    return str(text)
 
 
 def _json_reply(value: dict[str, object], outcome: str) -> Reply:

@@ -123,6 +123,16 @@ def start_gateway(world: Path, port: int, *options: str, log: Path | None = None
     raise AssertionError("the gateway did not start")
 
 
+def stop_gateway(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (a clean stop), then SIGKILL if it has not stopped within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Receiver:
     """The users' Receive Response Service: keeps the RequestID of every result it is sent."""
 

@@ -44,6 +44,7 @@ from gateway.devices import (
     perform_payment_mode_command,
     read_payment_mode_content,
     run_down,
+    supply_lost_at,
 )
 from gateway.devices.meter import (
     MICROS_PER_HOUR,
@@ -233,6 +234,37 @@ def test_future_dated_change_executes_at_its_time_with_the_future_dated_alert() 
     done, alerts = run_down(waiting, when)
     assert (done.payment_mode, done.pending) == ("Credit", None)
     assert [(a.kind, a.at, a.alert_code) for a in alerts] == [(AlertKind.PAYMENT_MODE_CHANGED, when, 0x8F66)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "lost_after_seconds"),
+    [
+        pytest.param({"credit_pence": 10, "emergency_credit_pence": 0}, 1000, id="threshold-no-emergency-credit"),
+        pytest.param({"credit_pence": 10, "emergency_credit_pence": 5}, 1500, id="then-emergency-credit"),
+        pytest.param({"credit_pence": 0, "emergency_credit_pence": 3, "emergency_credit_active": True}, 300, id="in-emergency"),
+        pytest.param({"payment_mode": "Credit"}, None, id="credit-meter"),
+        pytest.param({"credit_pence": 100_000}, None, id="beyond-the-horizon"),
+    ],
+)
+def test_supply_lost_at_is_the_instant_run_down_disables_supply(changes: dict[str, object], lost_after_seconds: int | None) -> None:
+    state = meter(**changes)
+    horizon = T0 + dt.timedelta(days=7)
+    lost = supply_lost_at(state, horizon)
+    if lost_after_seconds is None:
+        assert lost is None and run_down(state, horizon)[0].supply == "Enabled"
+        return
+    assert lost == T0 + lost_after_seconds * SECOND
+    assert run_down(state, lost - dt.timedelta(microseconds=1))[0].supply == "Enabled"
+    assert run_down(state, lost)[0].supply == "Disabled"
+    assert supply_lost_at(state, lost - SECOND) is None  # not within a shorter horizon
+
+
+def test_supply_lost_at_sees_a_future_dated_switch_to_credit_first() -> None:
+    state = meter(credit_pence=10, emergency_credit_pence=0)
+    scheduled, _, _ = perform_payment_mode_command(state, PaymentModeCommand(True, None, T0 + 500 * SECOND), T0)
+    assert supply_lost_at(scheduled, T0 + dt.timedelta(days=1)) is None
+    off, _ = run_down(state, T0 + 2000 * SECOND)
+    assert supply_lost_at(off, T0 + dt.timedelta(days=1)) == off.updated_at  # already off supply
 
 
 def test_cancellation_removes_the_pending_change() -> None:

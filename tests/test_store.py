@@ -720,3 +720,48 @@ async def test_decisions_match_the_model_with_and_without_a_restart_on_postgresq
     steps: list[Step], threshold: int, reopen_at: int
 ) -> None:
     await check_against_the_model("postgresql", steps, threshold, reopen_at)
+
+
+# --- reading back for the console --------------------------------------------------------------
+
+
+async def test_the_audit_tail_is_the_last_records_newest_first(stores: StoreOpener, store: Store) -> None:
+    assert await store.audit_tail(5) == []
+    for n in range(1, 8):
+        await store.append_audit(audit_entry(subject=f"RQ-{n}"))
+    store = await reopen(stores, store)
+    every = [record async for record in store.audit_records()]
+    tail = await store.audit_tail(3)
+    assert tail == list(reversed(every))[:3]
+    assert [record.entry.subject for record in tail] == ["RQ-7", "RQ-6", "RQ-5"]
+    assert await store.audit_tail(100) == list(reversed(every))
+    with pytest.raises(ValueError):
+        await store.audit_tail(0)
+
+
+async def test_recent_deliveries_are_any_status_newest_first_and_each_can_be_read_by_id(store: Store) -> None:
+    url = "http://127.0.0.1:1/receive"
+    ids = [await store.enqueue_delivery(Delivery(SUPPLIER, url, f"<d>{n}</d>".encode(), DeliveryKind.RESPONSE,
+                                                  f"RQ-{n}", T0 + dt.timedelta(seconds=n))) for n in range(1, 5)]
+    assert await store.record_attempt(ids[0], T0, True, None, None) is not None  # delivered
+    assert await store.record_attempt(ids[1], T0, False, "refused", None) is not None  # failed
+    recent = await store.recent_deliveries(3)
+    assert [d.delivery_id for d in recent] == list(reversed(ids))[:3]
+    assert {d.status.value for d in await store.recent_deliveries(10)} == {"delivered", "failed", "pending"}
+    one = await store.delivery(ids[2])
+    assert one is not None and one.body == b"<d>3</d>" and one.subject == "RQ-3"
+    assert await store.delivery(max(ids) + 1) is None
+    with pytest.raises(ValueError):
+        await store.recent_deliveries(-1)
+
+
+async def test_adt_admissions_count_what_the_window_counts(store: Store) -> None:
+    for n in (1, 2, 3):
+        await store.admit(admission(n, threshold=10, at=T0 + dt.timedelta(seconds=10 * n)))
+    await store.admit(admission(4, threshold=10, srv="4.1", at=T0))
+    await store.admit(admission(5, threshold=10, user=OTHER_USER, at=T0))
+    assert await store.adt_admissions(SUPPLIER, "1.6", T0) == 3
+    assert await store.adt_admissions(SUPPLIER, "1.6", T0 + dt.timedelta(seconds=10)) == 2  # (since, …]: exclusive
+    assert await store.adt_admissions(SUPPLIER, "1.6", T0 + dt.timedelta(seconds=30)) == 0
+    assert await store.adt_admissions(SUPPLIER, "4.1", T0 - dt.timedelta(seconds=1)) == 1
+    assert await store.adt_admissions(OTHER_USER, "1.6", T0 - dt.timedelta(seconds=1)) == 1

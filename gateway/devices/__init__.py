@@ -30,6 +30,7 @@ from gateway.devices.meter import (
     next_event_at,
     perform_payment_mode_command,
     run_down,
+    supply_lost_at,
 )
 from gateway.devices.persistence import (
     MemoryMeterStore,
@@ -64,4 +65,5 @@ __all__ = [
     "perform_payment_mode_command",
     "read_payment_mode_content",
     "run_down",
+    "supply_lost_at",
 ]

@@ -188,6 +188,26 @@ def run_down(state: MeterState, now: dt.datetime) -> tuple[MeterState, Alerts]:
     raise RuntimeError(f"meter {state.device_id}: no progress after {_MAX_EVENTS_PER_RUN} events")
 
 
+def supply_lost_at(state: MeterState, until: dt.datetime) -> dt.datetime | None:
+    """When the meter loses supply if nothing reaches it first (no command, no top-up), up to ``until``.
+
+    None when it keeps supply until then (a credit meter, or one with enough credit, or a
+    future-dated switch to Credit that comes first). A meter already off supply answers its
+    ``updated_at``: it lost supply then or earlier. The same events as :func:`run_down`, so the
+    console's forecast is what the simulation will do.
+    """
+    if state.supply == "Disabled":
+        return state.updated_at
+    for _ in range(_MAX_EVENTS_PER_RUN):
+        event_at = next_event_at(state)
+        if event_at is None or event_at > until:
+            return None
+        state, _alerts = _handle_event(state, event_at)
+        if state.supply == "Disabled":
+            return event_at
+    raise RuntimeError(f"meter {state.device_id}: no progress after {_MAX_EVENTS_PER_RUN} events")
+
+
 def next_event_at(state: MeterState) -> dt.datetime | None:
     """When :func:`run_down` next has something to do for this meter; None if never (until a command)."""
     pending = state.pending

@@ -563,3 +563,21 @@ class Store(Protocol):
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """Every FAILED delivery of that user becomes PENDING, due at ``now``, for a new round of ``max_age``."""
         ...
+
+    # --- reading back for people (the console): no call here changes anything ----------
+    async def audit_tail(self, limit: int) -> list[AuditRecord]:
+        """The last ``limit`` audit records, newest first (the first is the chain's head)."""
+        ...
+
+    async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
+        """The ``limit`` deliveries queued last, any status, newest first (purged ones are gone)."""
+        ...
+
+    async def delivery(self, delivery_id: int) -> PendingDelivery | None:
+        """One delivery by id, any status; None when unknown or purged."""
+        ...
+
+    async def adt_admissions(self, user_id: Eui64, service_reference_variant: str, since: dt.datetime) -> int:
+        """How many of that user's admissions of that SRV the anomaly detection counts after ``since``
+        (the count a window ending now holds when ``since`` is now minus the window)."""
+        ...

@@ -96,7 +96,15 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import MAX_COUNTER, adt_limit, check_counter, delivered_purge_audit, delivery_audit, with_event_ref
+from gateway.store.rules import (
+    MAX_COUNTER,
+    adt_limit,
+    check_counter,
+    check_read_limit,
+    delivered_purge_audit,
+    delivery_audit,
+    with_event_ref,
+)
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"
@@ -313,6 +321,8 @@ class _Sql:
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
     audit_page: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
         FROM audit WHERE sequence > $1 ORDER BY sequence LIMIT $2"""
+    audit_tail: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
+        FROM audit ORDER BY sequence DESC LIMIT $1"""
 
     directive_columns: Final = "sequence, directive_id, actor, name, arguments, decided_at, accepted, reason"
     directive_insert: Final = """INSERT INTO directives
@@ -338,6 +348,7 @@ class _Sql:
     """Prune, count and (below the threshold) count this admission in, in one statement. The pruned
     rows (``at <= $3``, at least a window old) and the counted ones (``at > $4``, inside the window)
     never overlap, so the count is the same whether or not it sees the deletion."""
+    adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"
 
     quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
     quarantine_insert: Final = """WITH held AS (
@@ -391,6 +402,7 @@ class _Sql:
     planned as a hash join over a scan of the whole table)."""
     delivery_failed_by_user: Final = f"""SELECT {delivery_columns} FROM deliveries
         WHERE user_id = $1 AND status = 'failed' ORDER BY delivery_id"""
+    delivery_recent: Final = f"SELECT {delivery_columns} FROM deliveries ORDER BY delivery_id DESC LIMIT $1"
     delivery_redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = $1,
         next_attempt_at = $1, leased_until = NULL, failed_at = NULL WHERE delivery_id = $2"""
 
@@ -1138,6 +1150,21 @@ class PostgresStore:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
         async for row in self._pages(_Sql.audit_page, 0):
             yield _audit_record(row)
+
+    # --- reading back for people (the console) ------------------------------------------
+
+    async def audit_tail(self, limit: int) -> list[AuditRecord]:
+        return [_audit_record(row) for row in await self._fetch(_Sql.audit_tail, check_read_limit(limit))]
+
+    async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
+        return [_pending_delivery(row) for row in await self._fetch(_Sql.delivery_recent, check_read_limit(limit))]
+
+    async def delivery(self, delivery_id: int) -> PendingDelivery | None:
+        row = await self._fetchrow(_Sql.delivery_by_id, delivery_id)
+        return None if row is None else _pending_delivery(row)
+
+    async def adt_admissions(self, user_id: Eui64, service_reference_variant: str, since: dt.datetime) -> int:
+        return int(await self._fetchval(_Sql.adt_count_after, str(user_id), service_reference_variant, _aware(since)))
 
     # --- pending Pre-Commands -----------------------------------------------------------
 

@@ -21,6 +21,13 @@ def check_counter(counter: int) -> None:
         raise ValueError(f"RequestID counter out of range 0..2^64-1: {counter}")
 
 
+def check_read_limit(limit: int) -> int:
+    """A read's row limit: at least one (a limit of 0 or less is a caller's bug, not an empty answer)."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive: {limit}")
+    return limit
+
+
 def adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
     """(window, threshold) when a threshold applies; both or neither must be set."""
     window, threshold = request.adt_window_seconds, request.adt_threshold

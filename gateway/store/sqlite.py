@@ -90,7 +90,7 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
-from gateway.store.rules import adt_limit, check_counter, delivered_purge_audit, delivery_audit, with_event_ref
+from gateway.store.rules import adt_limit, check_counter, check_read_limit, delivered_purge_audit, delivery_audit, with_event_ref
 
 SCHEMA_VERSION: Final = 1
 """Bumped by the first migration; :meth:`SqliteStore.open` refuses a file from a newer build."""
@@ -152,6 +152,8 @@ class _AuditSql:
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
     page: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
         FROM audit WHERE sequence > ? ORDER BY sequence LIMIT ?"""
+    tail: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
+        FROM audit ORDER BY sequence DESC LIMIT ?"""
 
 
 class _DirectivesSql:
@@ -305,6 +307,8 @@ class _DeliveriesSql:
         WHERE status = 'delivered' AND delivered_at <= ? ORDER BY delivered_at LIMIT ?) RETURNING delivery_id"""
     failed_by_user: Final = f"""SELECT {columns} FROM deliveries
         WHERE user_id = ? AND status = 'failed' ORDER BY delivery_id"""
+    recent: Final = f"SELECT {columns} FROM deliveries ORDER BY delivery_id DESC LIMIT ?"
+    by_id: Final = f"SELECT {columns} FROM deliveries WHERE delivery_id = ?"
     redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = ?,
         next_attempt_at = ?, leased_until = NULL, failed_at = NULL WHERE delivery_id = ?"""
 
@@ -1298,6 +1302,22 @@ class SqliteStore:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
         async for row in self._pages(_AuditSql.page):
             yield _audit_record(row)
+
+    # --- reading back for people (the console) ------------------------------------------
+
+    async def audit_tail(self, limit: int) -> list[AuditRecord]:
+        return [_audit_record(row) for row in await self._read(_AuditSql.tail, (check_read_limit(limit),))]
+
+    async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
+        return [_pending_delivery(row) for row in await self._read(_DeliveriesSql.recent, (check_read_limit(limit),))]
+
+    async def delivery(self, delivery_id: int) -> PendingDelivery | None:
+        rows = await self._read(_DeliveriesSql.by_id, (delivery_id,))
+        return _pending_delivery(rows[0]) if rows else None
+
+    async def adt_admissions(self, user_id: Eui64, service_reference_variant: str, since: dt.datetime) -> int:
+        rows = await self._read(_AdtEventsSql.count_after, (str(user_id), service_reference_variant, utc_text(since)))
+        return int(rows[0][0])
 
     # --- plumbing: the store's thread, grouped writes -------------------------------------
 
