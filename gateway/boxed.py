@@ -20,12 +20,12 @@ uses are written into the world directory, like the test PKI's):
 * the SoLR actors DCC Boxed lacks (SoLR, SRP with its SC user and officers, Authority, PMA,
   DCC operator) from the project's test PKI, as in the default world.
 
-Every certificate of the keystore goes into the world's SMKI repository beside the test
-PKI's. Two organisation CAs then issue certificates: the test PKI's (``OU=07, CN=DG``,
-whose certificate is in the repository, so its certificates must chain to it) and ZAZ1's
-(``CN=Z1, OU=07``, whose CA certificate DCC Boxed does not publish, so its certificates
-are trusted as imported, the SPEC §4 rule "chained to the organisation CA when that CA is
-in the repository" applied per issuer).
+Every readable certificate of the keystore goes into the world's SMKI repository beside the
+test PKI's. Several organisation CAs then issue certificates: the test PKI's (``OU=07, CN=DG``,
+whose certificate is in the repository, so its certificates must chain to it) and DCC Boxed's
+(``CN=Z1, OU=07``, and ``CN=OB, OU=07`` for the other user's ``7F`` pair), whose CA
+certificates DCC Boxed does not publish, so theirs are trusted as imported: the SPEC §4 rule
+"chained to the organisation CA when that CA is in the repository", applied per issuer.
 
 Certificates that have expired are reported (:attr:`BoxedReport.expired`) and recorded in
 ``manifest.json`` under ``boxed``; the gateway refuses them as signers like any expired
@@ -75,7 +75,7 @@ from gateway.world import (
 
 BOXED_SUPPLIER = Eui64.parse("90-B3-D5-1F-30-01-00-00")
 BOXED_DSP = DSP_USER_ID
-"""90-B3-D5-1F-30-00-00-02: the DSP (ACB) of DCC Boxed, as of the default world."""
+"""90-B3-D5-1F-30-00-00-02: DCC Boxed's DSP User ID (the default world uses it too)."""
 
 SUPPLIER_MPIDS = ("BOXE", "BOXG")
 """The Boxed supplier's MPIDs (electricity, gas); DCC Boxed names none in DUIS, so these are ours."""
@@ -192,9 +192,6 @@ class Keystore:
     sha256: str
     entries: tuple[KeystoreEntry, ...]
 
-    def of(self, eui64: Eui64) -> list[KeystoreEntry]:
-        return [entry for entry in self.entries if entry.eui64 == eui64]
-
 
 def read_keystore(path: Path) -> Keystore:
     """Reads ``{eui: {usage: {serial: {certificate, privateKey, name, role}}}}`` strictly.
@@ -290,8 +287,8 @@ _ACTORS_BY_CERTIFICATE: Mapping[int, tuple[str, str, str]] = {
     RoleCode.NETWORK_OPERATOR: ("network_ed", "network", "network-operator"),
     RoleCode.OTHER: ("other_ou", "other", "other-user"),
 }
-"""Actor name, kind and party of a ZAZ1 user, by its party certificate: the default world's names."""
-_REPLACED_BY_ZAZ1 = frozenset({"failed_supplier_is", "failed_supplier_gs", "network_ed", "other_ou"})
+"""Actor name, kind and party of a ZAZ1 user, by its party certificate: the default world's names.
+The default world's ``failed_supplier_gs`` has no counterpart: its role is the Boxed supplier's second."""
 
 
 @dataclass(frozen=True)
@@ -497,7 +494,7 @@ def _parties() -> tuple[PartySpec, ...]:
     return tuple(PartySpec(party.name, party.kind, mpids.get(party.name, party.mpids)) for party in PARTIES)
 
 
-def write_boxed_world(
+def init_boxed_world(
     directory: Path,
     keystore_path: Path,
     *,
@@ -506,11 +503,12 @@ def write_boxed_world(
     seed: str = DEFAULT_SEED,
     force: bool = False,
     shared_dir: Path | None = None,
-) -> tuple[Path, BoxedReport]:
-    """Writes the boxed world into ``directory``; returns the manifest's path and the report.
+) -> tuple[Manifest, BoxedReport]:
+    """Writes the boxed world into ``directory`` (SPEC §2 ``init --boxed``); returns its manifest and the report.
 
     The keystore is read and checked first: on KeystoreError nothing has been written.
-    ``now`` decides which certificates are reported as expired.
+    ``now`` decides which certificates are reported as expired. Otherwise as
+    :func:`gateway.world.init_world`.
     """
     check_device_count(devices)
     identities = BoxedIdentities.select(read_keystore(keystore_path))
@@ -538,8 +536,9 @@ def write_boxed_world(
         if user.digital_signing is not None:
             keys["digital_signing"] = _write_zaz1_pair(layout, user.digital_signing)
         actors[user.actor.name] = actor_entry(user.actor, keys, parties)
-    for actor in ACTORS:
-        if actor.name not in _REPLACED_BY_ZAZ1:
+    replaced = {user.actor.name for user in identities.users} | {"failed_supplier_gs"}
+    for actor in ACTORS:  # the test PKI's for what the keystore lacks (SoLR actors; a missing network operator)
+        if actor.name not in replaced:
             actors[actor.name] = actor_entry(actor, issue_actor_keys(layout, ca, actor), parties)
     report = BoxedReport(
         keystore=identities.keystore.path,
@@ -562,23 +561,6 @@ def write_boxed_world(
     manifest = directory / MANIFEST_FILE_NAME
     write_manifest(manifest, head, boxed_fleet(mixed))
     write_config(directory, shared_dir)
-    return manifest, report
-
-
-def init_boxed_world(
-    directory: Path,
-    keystore_path: Path,
-    *,
-    now: dt.datetime,
-    devices: int = DEFAULT_DEVICES,
-    seed: str = DEFAULT_SEED,
-    force: bool = False,
-    shared_dir: Path | None = None,
-) -> tuple[Manifest, BoxedReport]:
-    """:func:`write_boxed_world`, then the manifest loaded."""
-    manifest, report = write_boxed_world(
-        directory, keystore_path, now=now, devices=devices, seed=seed, force=force, shared_dir=shared_dir
-    )
     return load_manifest(manifest), report
 
 
@@ -595,5 +577,4 @@ __all__ = [
     "KeystoreError",
     "init_boxed_world",
     "read_keystore",
-    "write_boxed_world",
 ]

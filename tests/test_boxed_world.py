@@ -336,3 +336,13 @@ def test_the_default_world_gives_each_user_id_one_role_and_records_no_boxed_keys
     assert all(set(device) == {"device_id", "type", "smets", "mpxn", "supplier_mpid", "payment_mode", "credit_pence"}
                for device in raw["devices"])
     assert all(actor.roles == ((actor.role,) if actor.role else ()) for actor in manifest.actors.values())
+
+
+def test_a_keystore_without_a_network_operator_user_gets_the_test_pkis(tmp_path: Path) -> None:
+    keystore = tmp_path / "keystore.json"
+    keystore.write_text(json.dumps(_without(lambda e: e["name"] == "xml-sign-90B3D51F30020000-ds")))
+    manifest, report = init_boxed_world(tmp_path / "w", keystore, now=NOW, devices=0)
+    network = manifest.actor("network_ed")
+    assert network.user_id == next(a.user_id for a in ACTORS if a.name == "network_ed") and network.roles == ("ED",)
+    assert any(line.startswith("90-B3-D5-1F-30-02-00-00 ") for line in report.not_registered)
+    assert "failed_supplier_gs" not in manifest.actors
