@@ -11,7 +11,7 @@
     .venv/bin/python bench/fuzz_campaign.py --write-corpus CORPUS_DIR
 
 ``--engine auto`` (the default) uses atheris when importable. Seeds are the
-208 vectors of :mod:`gateway.vectors` (attacks and must-accept requests),
+vectors of the reviewers' kit (:data:`vectors.VECTORS`: attacks and must-accept requests),
 built with the tests' deterministic CA, verified at the catalogue's "now"
 against a repository holding every extra certificate the catalogue issues.
 
@@ -50,10 +50,10 @@ from gateway.checks import VerificationError
 from gateway.clock import FixedClock
 from gateway.parse import HardenedParser
 from gateway.schema import load_schemas
-from gateway.vectors import VECTORS, baseline_repository, build_context
 from gateway.verify.documents import VerifiedRequest
 from gateway.verify.verifier import Verifier
 from tests import factories
+from vectors import VECTORS, baseline_repository, build_context
 
 
 class Finding(AssertionError):

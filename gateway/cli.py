@@ -7,10 +7,13 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from gateway.checks import VerificationError
 from gateway.clock import Clock, FixedClock
+
+COMMAND_ENTRY_POINTS = "dcc_gateway.commands"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,34 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    vectors = commands.add_parser(
-        "vectors",
-        help="signature and policy test vectors as files, run against a live gateway",
-        description="generate: rebuilds the world's test CA from manifest.json's seed, signs every vector with "
-        "the world actor's own xmlSign key, and imports the extra certificates vectors need into DIR/smki/imported "
-        "(restart the gateway afterwards; use a test world). Vectors needing a clock override, a CRL, or marked as "
-        "known issues are listed in OUT/skipped.json. Signature-level accepted vectors expect HTTP 200 with a signed "
-        "sr:Response, any DUIS code. After them come stateful vectors in a fixed order (sidecar 'sequence', "
-        "'relies_on'): directives that bring the world into the SoLR state, then policy vectors (a negative one per "
-        "MP134B requirement), replays and accepted requests, each expecting an exact DUIS code; run them once "
-        "against a fresh world's gateway. Vectors the world's official DUIS XSD refuses expect '400 schema' (the "
-        "catalogue's verdict is kept in the sidecar). run: POSTs them to a loopback gateway.",
-    )
-    vectors_commands = vectors.add_subparsers(dest="vectors_command", required=True, metavar="SUBCOMMAND")
-    vectors_generate = vectors_commands.add_parser(
-        "generate", help="write OUT/<id>.xml and OUT/<id>.json for the world in DIR (imports certificates into DIR)"
-    )
-    vectors_generate.add_argument("dir", type=Path)
-    vectors_generate.add_argument("out", type=Path)
-    vectors_generate.add_argument("--actor", default="failed_supplier_is", help="signing actor (default: %(default)s)")
-    vectors_generate.set_defaults(handler=_vectors_generate)
-    vectors_run = vectors_commands.add_parser("run", help="POST a generated suite to a loopback gateway and compare")
-    vectors_run.add_argument("out", type=Path)
-    vectors_run.add_argument("--url", default="http://127.0.0.1:8079", help="gateway URL (loopback only)")
-    vectors_run.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
-    vectors_run.add_argument("--quiet", action="store_true", help="print only the per-category counts")
-    vectors_run.set_defaults(handler=_vectors_run)
-
     audit = commands.add_parser("audit", help="audit log maintenance")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
@@ -118,7 +93,18 @@ def _parser() -> argparse.ArgumentParser:
         help="a head printed by an earlier verify and kept elsewhere: it must still be in the log (repeatable)",
     )
     audit_verify.set_defaults(handler=_audit_verify)
+    _add_entry_point_commands(commands)
     return parser
+
+
+def _add_entry_point_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that other packages of the distribution register (the reviewers' kit adds ``vectors``).
+
+    Through the ``dcc_gateway.commands`` entry points, so that gateway never imports them: each
+    names a function that adds its subparsers, with a ``handler`` default, to ``commands``.
+    """
+    for entry_point in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda found: found.name):
+        entry_point.load()(commands)
 
 
 def _plot_file(text: str) -> Path:
@@ -277,39 +263,6 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"audit chain broken at record {report.first_broken}: {report.reason}")
     return 1
-
-
-def _vectors_generate(args: argparse.Namespace) -> int:
-    from gateway.vectors.suite import SuiteError, generate_suite
-
-    try:
-        report = generate_suite(args.dir, args.out, actor=args.actor)
-    except (OSError, ValueError, SuiteError) as exc:
-        print(f"dcc-gateway vectors generate: {exc}", file=sys.stderr)
-        return 2
-    for category, count in report.categories.items():
-        print(f"{category:<14} {count:>4}")
-    print(
-        f"{len(report.written)} vectors written to {args.out}, {len(report.skipped)} skipped (skipped.json), "
-        f"{len(report.imported)} certificates imported into {args.dir}/smki/imported (restart the gateway)"
-    )
-    if report.official_schema:
-        print(f"{len(report.official_schema)} vectors expect '400 schema': the world's official DUIS XSD refuses them first")
-    return 0
-
-
-def _vectors_run(args: argparse.Namespace) -> int:
-    from gateway.vectors.suite import SuiteError, print_report, run_suite, write_junit
-
-    try:
-        outcomes = run_suite(args.out, args.url)
-    except (OSError, ValueError, SuiteError) as exc:
-        print(f"dcc-gateway vectors run: {exc}", file=sys.stderr)
-        return 2
-    print_report(outcomes, sys.stdout, verbose=not args.quiet)
-    if args.junit:
-        write_junit(outcomes, args.junit)
-    return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Bounded fuzzing of the HTTP ingress: whatever arrives, the gateway answers in its own terms.
 
-A real gateway (``create_app`` on an aiohttp ``TCPSite`` bound to a free
+A real gateway (:class:`tests.live_gateway.LiveGateway`: ``create_app`` on a free
 loopback port, in a background thread with its own event loop) receives
 random bytes and mutations of correctly signed requests and directives on
 every POST path, with well-formed and odd Content-Types. Properties:
@@ -16,16 +16,11 @@ normal suite; ``bench/fuzz_campaign.py`` runs the long campaign.
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +28,7 @@ from gateway.app import create_app
 from gateway.policy import directives as d
 from gateway.runtime import open_world
 from gateway.world import init_world
+from tests.live_gateway import LiveGateway
 from tests.scenario import Scenario, make_scenario
 
 TIMEOUT = 15.0
@@ -54,57 +50,6 @@ FUZZ = settings(
 )
 
 
-class LiveGateway:
-    """The app served on 127.0.0.1 from a daemon thread's event loop."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._thread = threading.Thread(target=self._run, name="fuzz-gateway", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._runner = web.AppRunner(self._app, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            self._loop.run_until_complete(site.start())
-        except BaseException as exc:  # noqa: BLE001  (reported to the test thread)
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the gateway did not start")
-        if self._error is not None:
-            raise RuntimeError(f"the gateway did not start: {self._error!r}")
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-
-    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, str, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            headers = {"Content-Type": content_type} if content_type else {}
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.getheader("Content-Type", ""), response.read()
-        finally:
-            connection.close()
-
-
 @pytest.fixture(scope="module")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("fuzz-world")
@@ -120,7 +65,9 @@ def scenario(world_dir: Path) -> Scenario:
 @pytest.fixture(scope="module")
 def gateway(world_dir: Path, scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     store = tmp_path_factory.mktemp("fuzz-store") / "store.db"
-    live = LiveGateway(create_app(open_world(world_dir), clock=scenario.clock, store_url=f"sqlite:///{store}"))
+    live = LiveGateway(
+        create_app(open_world(world_dir), clock=scenario.clock, store_url=f"sqlite:///{store}"), timeout=TIMEOUT
+    )
     live.start()
     yield live
     live.stop()

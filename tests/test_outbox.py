@@ -564,8 +564,10 @@ async def test_run_stops_on_its_stop_event(
     stop_event = asyncio.Event()
     task = asyncio.create_task(worker_for(workers, store, clock, poll_interval=60.0).run(stop_event))
     await asyncio.sleep(0.05)
+    assert not task.done()  # it runs until told to stop, not just once
     stop_event.set()
-    await asyncio.wait_for(task, timeout=1.0)
+    assert await asyncio.wait_for(task, timeout=1.0) is None  # well before the 60 s poll interval
+    assert task.exception() is None
 
 
 async def test_run_keeps_max_in_flight_and_survives_a_failing_store(

@@ -12,6 +12,7 @@ import pytest
 from gateway.checks import Check, VerificationError
 from gateway.parse import HardenedParser, Limits
 
+
 def refused(parser: HardenedParser, data: bytes) -> str:
     with pytest.raises(VerificationError) as error:
         parser.parse(data)
@@ -120,7 +121,9 @@ def test_default_element_limit_is_5000() -> None:
 
 def test_text_with_angle_brackets_escaped_does_not_count_as_elements() -> None:
     parser = HardenedParser(Limits(max_elements=2))
-    parser.parse(b"<r><c>&lt;a&gt;&lt;b&gt;&lt;c&gt;</c></r>")
+    root = parser.parse(b"<r><c>&lt;a&gt;&lt;b&gt;&lt;c&gt;</c></r>").getroot()
+    assert [element.tag for element in root.iter()] == ["r", "c"]
+    assert root[0].text == "<a><b><c>"
 
 
 # --- attributes ----------------------------------------------------------------------
@@ -142,12 +145,15 @@ def test_attribute_limit_is_per_element() -> None:
 
 def test_equals_signs_in_text_do_not_count_as_attributes() -> None:
     parser = HardenedParser(Limits(max_attributes_per_element=1))
-    parser.parse(b'<r a="1">a=b=c=d=e</r>')
+    root = parser.parse(b'<r a="1">a=b=c=d=e</r>').getroot()
+    assert (dict(root.attrib), root.text) == ({"a": "1"}, "a=b=c=d=e")
 
 
 def test_namespace_declarations_are_not_attributes() -> None:
     parser = HardenedParser(Limits(max_attributes_per_element=1, max_namespace_declarations=8))
-    parser.parse(b'<r xmlns="urn:d" xmlns:a="urn:a" xmlns:b="urn:b" a:x="1"/>')
+    root = parser.parse(b'<r xmlns="urn:d" xmlns:a="urn:a" xmlns:b="urn:b" a:x="1"/>').getroot()
+    assert dict(root.attrib) == {"{urn:a}x": "1"}
+    assert root.nsmap == {None: "urn:d", "a": "urn:a", "b": "urn:b"}
 
 
 # --- namespace declarations --------------------------------------------------------------
@@ -177,19 +183,20 @@ def test_the_word_xmlns_in_text_counts_too() -> None:
 
 
 @pytest.mark.parametrize(
-    "document",
+    ("document", "text"),
     [
-        b"<r/>",
-        b'<?xml version="1.0"?><r/>',
-        b"<?xml version='1.0' encoding='UTF-8'?><r/>",
-        b'<?xml version="1.0" encoding="utf8" standalone="no"?><r/>',
-        b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><r/>',
-        "<r>caf\u00e9 \u20ac</r>".encode(),
+        pytest.param(b"<r/>", None, id="bare"),
+        pytest.param(b'<?xml version="1.0"?><r/>', None, id="declaration"),
+        pytest.param(b"<?xml version='1.0' encoding='UTF-8'?><r>x</r>", "x", id="utf-8"),
+        pytest.param(b'<?xml version="1.0" encoding="utf8" standalone="no"?><r/>', None, id="utf8-standalone"),
+        pytest.param(b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><r>x</r>', "x", id="utf-8-bom"),
+        pytest.param("<r>caf\u00e9 \u20ac</r>".encode(), "caf\u00e9 \u20ac", id="non-ascii"),
     ],
-    ids=["bare", "declaration", "utf-8", "utf8-standalone", "utf-8-bom", "non-ascii"],
 )
-def test_utf8_documents_are_accepted(document: bytes) -> None:
-    HardenedParser().parse(document)
+def test_utf8_documents_are_accepted(document: bytes, text: str | None) -> None:
+    """Accepted, and read as UTF-8: the root and its text come out as written (the BOM is not text)."""
+    root = HardenedParser().parse(document).getroot()
+    assert (root.tag, root.text) == ("r", text)
 
 
 @pytest.mark.parametrize(

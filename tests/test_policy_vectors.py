@@ -4,7 +4,7 @@ The vectors' verdicts against a live gateway are checked end to end in
 ``tests/test_vectors_cli.py``; here: what must hold of the generated scenario
 before it is ever sent (counters, ADT threshold, authentication, order), the
 independent replay-plan checker on hand-made plans, and the runner's ordering
-and directive judging.
+(judging answers: ``tests/test_vectors_judge.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from gateway.manifest import Manifest, load_manifest
 from gateway.namespaces import DS
 from gateway.policy import directives as d
 from gateway.runtime import open_world
-from gateway.vectors.policy_vectors import (
+from gateway.world import init_world
+from vectors.generate import run_order_errors
+from vectors.report import CLASSES
+from vectors.scenario import (
     ADMIN,
     COUNTER_START,
     POLICY,
@@ -31,14 +34,16 @@ from gateway.vectors.policy_vectors import (
     REPLAY,
     SRP_ARO,
     SRP_SC,
+    CounterSource,
+    PlannedRequest,
     ScenarioUnavailable,
     ScenarioWorld,
     StatefulVector,
     build_policy_vectors,
+    plan_errors,
+    read_planned,
 )
-from gateway.vectors.replay_plan import CounterSource, PlannedRequest, plan_errors, read_planned
-from gateway.vectors.suite import SUITE_CATEGORIES, SuiteError, _check_run_order, _judge, load_suite
-from gateway.world import init_world
+from vectors.suite import load_suite
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 MP134B_REQUIREMENTS_WITH_REQUESTS = range(1, 7)
@@ -155,7 +160,7 @@ def test_every_mp134b_requirement_has_a_negative_request_vector(
 
 def test_scenario_covers_every_policy_category_and_the_policy_codes(scenario: list[StatefulVector]) -> None:
     assert {v.category for v in scenario} == set(POLICY_CATEGORIES)
-    assert set(POLICY_CATEGORIES) <= set(SUITE_CATEGORIES)
+    assert set(POLICY_CATEGORIES) <= set(CLASSES)
     codes = {v.expect.get("response_code") for v in scenario}
     assert {"I99", "I0", "E1", "E2", "E3", "E4", "E12", "E40", "E41", "E42", "E43"} <= codes
     verdicts = {v.expect.get("accepted") for v in scenario if v.endpoint == ADMIN}
@@ -236,9 +241,9 @@ def test_generation_refuses_a_scenario_that_a_catalogue_vector_may_have_replayed
     first = scenario[0]
     assert first.expect == {"http_status": 200, "response_code": "I99"}
     catalogue = {"zz-same-counter": (first.data, {"http_status": 200, "response_code": "*"})}
-    with pytest.raises(SuiteError, match=first.id):
-        _check_run_order(catalogue, scenario, None)
-    _check_run_order({}, scenario, None)
+    problems = run_order_errors(catalogue, scenario, None)
+    assert len(problems) == 1 and problems[0].startswith(f"{first.id}: expects I99"), problems
+    assert run_order_errors({}, scenario, None) == []
 
 
 def test_a_world_without_the_meters_has_no_scenario(manifest: Manifest) -> None:
@@ -261,22 +266,4 @@ def test_load_suite_sends_the_catalogue_first_then_the_scenario_in_sequence(tmp_
     _write(tmp_path, "a-second-step", sequence=2)
     _write(tmp_path, "z-first-step", sequence=1)
     (tmp_path / "suite.json").write_text("{}")
-    assert [s["id"] for s in load_suite(tmp_path)] == ["aa-catalogue", "zz-catalogue", "z-first-step", "a-second-step"]
-
-
-@pytest.mark.parametrize(
-    ("expected", "status", "content_type", "body", "got", "ok"),
-    [
-        pytest.param(True, 200, "application/json", b'{"accepted": true, "reason": "r"}', "200 accepted", True, id="accepted"),
-        pytest.param(False, 200, "application/json", b'{"accepted": false, "reason": "r"}', "200 refused", True, id="refused"),
-        pytest.param(False, 200, "application/json", b'{"accepted": true, "reason": "r"}', "200 accepted", False, id="wrong"),
-        pytest.param(True, 401, "application/problem+json", b'{"check": "signature-invalid"}', "401 (no directive verdict)",
-                     False, id="problem"),
-        pytest.param(True, 200, "application/json", b'{"accepted": "yes"}', "200 (no directive verdict)", False,
-                     id="not-a-bool"),
-    ],
-)
-def test_directive_verdicts_are_judged_from_the_json_answer(
-    expected: bool, status: int, content_type: str, body: bytes, got: str, ok: bool
-) -> None:
-    assert _judge({"http_status": 200, "accepted": expected}, status, content_type, body) == (got, ok)
+    assert [v.id for v in load_suite(tmp_path)] == ["aa-catalogue", "zz-catalogue", "z-first-step", "a-second-step"]

@@ -1,4 +1,4 @@
-"""The verification vector catalogue (gateway.vectors) against the verifier, plus independent checks.
+"""The reviewers' kit's signature catalogue (vectors.catalogue) against the verifier, plus independent checks.
 
 Every vector is built, its setup applied (repository, clock), and verified
 with the project schemas: refused vectors must fail with exactly their check
@@ -30,24 +30,16 @@ from gateway.clock import FixedClock
 from gateway.signing import SigningKey, sign_tree
 from gateway.smki.names import NameKey
 from gateway.smki.repository import SmkiRepository
-from gateway.vectors import (
-    CATEGORIES,
-    VECTORS,
-    Vector,
-    VectorContext,
-    baseline_repository,
-    build_context,
-    vectors_by_id,
-)
-from gateway.vectors.context import VIOLATIONS, violation_fields
-from gateway.vectors.signature_vectors import POSITIVE
-from gateway.vectors.tooling import EXC_C14N, RequestFields, ds, request_tree, sr, to_bytes
 from gateway.verify.documents import VerifiedRequest
-from gateway.verify.signature import P256_ORDER, _der_signature
+from gateway.verify.signature import P256_ORDER, der_signature
 from gateway.verify.verifier import Verifier
 from pki import IssuedCertificate, TestSmkiCa
 from tests import factories
 from tests.shared_data import require_xmlsec1
+from vectors import VECTORS, Vector, VectorContext, baseline_repository, build_context, vectors_by_id
+from vectors.catalogue.context import VIOLATIONS, violation_fields
+from vectors.catalogue.model import CATEGORIES, POSITIVE
+from vectors.catalogue.tooling import EXC_C14N, RequestFields, ds, request_tree, sr, to_bytes
 
 CHECK_IDS = frozenset(check.check_id for check in Check)
 
@@ -336,11 +328,11 @@ _DER_EDGES = (1, 2, 0x7F, 0x80, 0xFF, 0x100, 1 << 247, (1 << 248) - 1, 1 << 255,
 def test_the_verifier_der_encodes_r_and_s_exactly_as_cryptography_does(r: int, s: int) -> None:
     """The hand-written DER encoder (a hot path) writes encode_dss_signature's bytes: leading
     zero bytes stripped, a zero byte added under a set top bit."""
-    assert _der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
+    assert der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
 
 
 def test_der_encoding_agrees_on_random_values() -> None:
     rng = random.Random(2)
     for _ in range(2000):
         r, s = rng.randrange(1, 1 << rng.randrange(1, 257)) % P256_ORDER or 1, rng.randrange(1, P256_ORDER)
-        assert _der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
+        assert der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)

@@ -227,10 +227,10 @@ def _read_signature_value(text: bytes) -> bytes:
     # Equal-length big-endian byte strings compare as the integers they encode.
     if not (_ZERO < r < _P256_ORDER_BYTES and _ZERO < s < _P256_ORDER_BYTES):
         raise VerificationError(Check.SIGNATURE_VALUE, "ECDSA r and s must lie in [1, n-1]")
-    return _der_signature(r, s)
+    return der_signature(r, s)
 
 
-def _der_signature(r: bytes, s: bytes) -> bytes:
+def der_signature(r: bytes, s: bytes) -> bytes:
     """ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } in DER, for r and s in [1, n-1].
 
     Each INTEGER is minimal (no leading zero bytes) and positive (a zero byte

@@ -5,10 +5,10 @@ A :class:`Vector` is a named builder of request bytes with provenance
 :class:`gateway.checks.Check` that must refuse it, or ``None`` when the
 request must be accepted (false rejects matter as much as false accepts).
 Builders take a :class:`VectorContext` (keys, certificates, the test CA, the
-clock's "now", EUI-64s), so the test-suite and a future
-``dcc-gateway vectors generate`` share one catalogue; see
-:mod:`gateway.vectors.catalogue` for the list and :mod:`gateway.vectors.context`
-for building a context from a :class:`pki.TestSmkiCa`.
+clock's "now", EUI-64s), so the test-suite and ``dcc-gateway vectors generate``
+share one catalogue; see :mod:`vectors.catalogue` for the list and
+:mod:`vectors.catalogue.context` for building a context from a
+:class:`pki.TestSmkiCa`.
 
 A vector that needs more than the baseline repository (root CA,
 organisation CA, the signer's certificate) says so in ``prepare``; one that
@@ -26,7 +26,7 @@ from gateway.clock import FixedClock
 from gateway.eui64 import Eui64
 from gateway.parse import Limits
 from gateway.smki.repository import SmkiRepository
-from gateway.vectors.tooling import RequestFields
+from vectors.catalogue.tooling import RequestFields
 from pki import IssuedCertificate, TestSmkiCa
 
 # Categories, in catalogue order.
@@ -43,7 +43,7 @@ CATEGORIES = (PARSE, DOCUMENT, WRAPPING, CONTENT, PROFILE, MALLEABILITY, CERTIFI
 
 @dataclass(frozen=True)
 class VectorContext:
-    """Everything builders need. Build it with :func:`gateway.vectors.context.build_context`."""
+    """Everything builders need. Build it with :func:`vectors.catalogue.context.build_context`."""
 
     ca: TestSmkiCa
     signer: IssuedCertificate
@@ -57,7 +57,7 @@ class VectorContext:
     limits: Limits
     """The verifier's ingress limits (limit vectors sit one step beyond them)."""
     certificates: Mapping[str, IssuedCertificate]
-    """Extra certificates by name (see :mod:`gateway.vectors.context`); none is in the baseline repository."""
+    """Extra certificates by name (see :mod:`vectors.catalogue.context`); none is in the baseline repository."""
     foreign_ca: TestSmkiCa
     """A second CA whose certificates are never in the repository."""
 

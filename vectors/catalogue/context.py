@@ -15,8 +15,8 @@ from types import MappingProxyType
 from gateway.eui64 import Eui64
 from gateway.parse import Limits
 from gateway.smki.repository import SmkiRepository
-from gateway.vectors.signature_vectors import VectorContext
-from gateway.vectors.tooling import RequestFields
+from vectors.catalogue.model import VectorContext
+from vectors.catalogue.tooling import RequestFields
 from pki import IssuedCertificate, ProfileViolations, RemotePartyRole, TestSmkiCa
 
 UTC = dt.UTC

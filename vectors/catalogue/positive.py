@@ -13,7 +13,7 @@ from lxml import etree
 from gateway.namespaces import DS
 from gateway.signing import SigningKey, sign_tree
 from gateway.signing import to_bytes as gateway_to_bytes
-from gateway.vectors.base import (
+from vectors.catalogue.base import (
     SPEC4,
     XML,
     XMLDSIG,
@@ -22,8 +22,8 @@ from gateway.vectors.base import (
     signed_bytes,
     without_declaration,
 )
-from gateway.vectors.signature_vectors import POSITIVE, Builder, SignedFields, Vector, VectorContext
-from gateway.vectors.tooling import (
+from vectors.catalogue.model import POSITIVE, Builder, SignedFields, Vector, VectorContext
+from vectors.catalogue.tooling import (
     SIGNXML_FORM,
     RequestFields,
     SignatureStyle,
@@ -33,7 +33,6 @@ from gateway.vectors.tooling import (
     the_signature,
     to_bytes,
 )
-
 
 
 def gateway_signer(context: VectorContext) -> bytes:

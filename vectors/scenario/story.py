@@ -1,6 +1,6 @@
 """Policy, replay and acceptance vectors: the SoLR story as one ordered run against a live gateway.
 
-The catalogue (:mod:`gateway.vectors.catalogue`) tests authentication: every
+The catalogue (:mod:`vectors.catalogue`) tests authentication: every
 vector there is judged alone. What MP134B asks of the SoLR Contingency role
 (``SC``) depends on *state*: whether a supplier has failed, whether the
 Authority enabled the role, whether an ARO submitted an ADT file, whether the
@@ -31,328 +31,58 @@ Requirements on the run (documented in ``suite.json`` too):
 * the gateway's clock close to the generator's (the system clock): the
   enablement ends 85 days after generation and must still be in the future.
 
-Nothing here depends on the world's seed beyond the manifest: actors are found
-by their SPEC §3 names, meters by type, generation and supplier.
+The story is told in four acts (:func:`build_policy_vectors`), each a list of
+steps laid out by :class:`~vectors.scenario.steps.ScenarioSteps`.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from lxml import etree
 
-from gateway.duis_request import payment_mode_element, request_tree
-from gateway.eui64 import Eui64
-from gateway.gbcs import GeneralSigningApdu, PrepaymentSettings, build_update_payment_mode_precommand
-from gateway.manifest import Actor, Device, Manifest
-from gateway.namespaces import DS, SR
+from gateway.namespaces import DS
 from gateway.policy import directives as d
-from gateway.vectors.replay_plan import CounterSource
-from gateway.vectors.tooling import P256_ORDER, encode_base64, raw_signature, sign, to_bytes
-from pki import IssuedCertificate
-
-DIRECTIVE = "directive"
-POLICY = "policy"
-REPLAY = "replay"
-ACCEPTED = "accepted"
-POLICY_CATEGORIES = (DIRECTIVE, POLICY, REPLAY, ACCEPTED)
-
-SERVICE_S = "/api/v1/serviceS"
-SERVICE_T = "/api/v1/serviceT"
-SERVICE_D = "/api/v1/serviceD"
-ADMIN = "/api/v1/admin"
-
-ENABLEMENT_DAYS = 85
-"""The enablement's ``until``, after generation: inside MP134A part 2's 90 days from the appointment
-(which happens at run time, so later), and the time the suite stays runnable."""
-BEYOND_LIMIT_DAYS = 200
-"""An ``until`` that must be refused: more than 90 days after any appointment made within 110 days."""
-ADT_WINDOW_SECONDS = 7 * 86400
-"""Long enough that every SC request of one run falls in one anomaly-detection window."""
-COUNTER_START = 1_000_000
-"""Above the catalogue's counters (1000, 1001; 2^64-1 only for its own signer and meter)."""
+from vectors.catalogue.tooling import P256_ORDER, encode_base64, raw_signature, to_bytes
+from vectors.scenario.replay_plan import CounterSource
+from vectors.scenario.steps import (
+    ACCEPTED,
+    ADT_WINDOW_SECONDS,
+    BEYOND_LIMIT_DAYS,
+    ENABLEMENT_DAYS,
+    POLICY,
+    REPLAY,
+    SERVICE_D,
+    SERVICE_T,
+    ScenarioSteps,
+    StatefulVector,
+    prepayment,
+    switch_form,
+)
+from vectors.scenario.world import (
+    AUTHORITY,
+    DCC_OPERATOR,
+    FAILED_GS,
+    FAILED_IS,
+    PMA,
+    SOLR_IS,
+    SRP_ARO,
+    SRP_SC,
+    SRP_SRO,
+    ScenarioWorld,
+    ds_key,
+)
 
 MP134B = "MP134B business requirement"
 MP134A2 = "MP134A part 2 (seed 001)"
 SPEC5 = "SPEC §5"
 SPEC6 = "SPEC §6 (directives)"
 
-# The actors of the default world (SPEC §3) the scenario needs.
-FAILED_IS = "failed_supplier_is"
-FAILED_GS = "failed_supplier_gs"
-SOLR_IS = "solr_is"
-SRP_SC = "srp_sc"
-SRP_SRO = "srp_sro"
-SRP_ARO = "srp_aro"
-AUTHORITY = "authority"
-PMA = "pma"
-DCC_OPERATOR = "dcc_operator"
-ACTORS = (FAILED_IS, FAILED_GS, SOLR_IS, SRP_SC, SRP_SRO, SRP_ARO, AUTHORITY, PMA, DCC_OPERATOR)
-
-_SR = f"{{{SR}}}"
-_NEUTRAL_PREPAYMENT = PrepaymentSettings(suspend_debt_disabled=False, suspend_debt_emergency=False, disablement_threshold=0)
-"""What :func:`gateway.duis_request.payment_mode_element` writes for Prepayment."""
-
-
-class ScenarioUnavailable(ValueError):
-    """The world lacks an actor, key or meter the scenario needs (the reason says which)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StatefulVector:
-    """One step of the scenario: bytes to POST, where, and what the gateway must answer at that point."""
-
-    id: str
-    category: str
-    description: str
-    reference: str
-    endpoint: str
-    expect: Mapping[str, object]
-    data: bytes
-    relies_on: tuple[str, ...]
-    """Ids of the earlier vectors whose effect this one needs (accepted directives, issued Pre-Commands...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScenarioWorld:
-    """The actors and meters the scenario uses, found in the manifest."""
-
-    actors: Mapping[str, Actor]
-    dcc: Eui64
-    failed: str
-    solr: str
-    esme1: Device
-    """A SMETS1 ESME of the failed supplier (SC switches it by CV1)."""
-    gsme1: Device
-    """A SMETS1 GSME of the failed supplier (its GS user's ordinary request; SC by CV1)."""
-    gs_second: Device
-    """Another GSME of the failed supplier: the counter is per (originator, target)."""
-    esme2: Device
-    """A SMETS2 ESME of the failed supplier (CV4 then CV5)."""
-    gsme2: Device
-    solr_device: Device
-    """A meter of the SoLR's own MPIDs: never the SC role's to touch."""
-    new_aro: Eui64
-    """A User ID no actor or meter has, for the SRO to make an ARO of."""
-
-    @classmethod
-    def from_manifest(cls, manifest: Manifest) -> ScenarioWorld:
-        missing = [name for name in ACTORS if name not in manifest.actors]
-        if missing:
-            raise ScenarioUnavailable(f"the world has no actor {', '.join(missing)} (SPEC §3 default names)")
-        actors = {name: manifest.actors[name] for name in ACTORS}
-        for name in (FAILED_IS, FAILED_GS):
-            if actors[name].digital_signing is None:
-                raise ScenarioUnavailable(f"{name} has no Digital Signing key to sign Pre-Commands with")
-        failed, solr = actors[FAILED_IS].party, actors[SOLR_IS].party
-        failed_mpids = set(manifest.party(failed).mpids)
-        solr_mpids = set(manifest.party(solr).mpids)
-        own = [device for device in manifest.devices if device.supplier_mpid in failed_mpids]
-
-        def pick(devices: Sequence[Device], what: str) -> Device:
-            if not devices:
-                raise ScenarioUnavailable(f"the world has no {what}")
-            return devices[0]
-
-        gsmes1 = [x for x in own if x.type == "GSME" and x.smets == 1]
-        gsme1 = pick(gsmes1, "SMETS1 GSME of the failed supplier")
-        # Prefer a second SMETS1 GSME (CV1 -> I99); a SMETS2 one serves too (CV4 -> I0 consumes the counter alike).
-        seconds = [x for x in own if x.type == "GSME" and x.device_id != gsme1.device_id]
-        gs_second = pick(sorted(seconds, key=lambda x: x.smets), "second GSME of the failed supplier")
-        taken = {a.user_id for a in manifest.actors.values()} | {x.device_id for x in manifest.devices}
-        sro = actors[SRP_SRO].user_id
-        new_aro = next(Eui64(sro.value + step) for step in range(0x100, 0x10000) if Eui64(sro.value + step) not in taken)
-        return cls(
-            actors=actors,
-            dcc=manifest.gateway.dsp_user_id,
-            failed=failed,
-            solr=solr,
-            esme1=pick([x for x in own if x.type == "ESME" and x.smets == 1], "SMETS1 ESME of the failed supplier"),
-            gsme1=gsme1,
-            gs_second=gs_second,
-            esme2=pick([x for x in own if x.type == "ESME" and x.smets == 2], "SMETS2 ESME of the failed supplier"),
-            gsme2=pick([x for x in own if x.type == "GSME" and x.smets == 2], "SMETS2 GSME of the failed supplier"),
-            solr_device=pick(
-                sorted((x for x in manifest.devices if x.supplier_mpid in solr_mpids), key=lambda x: x.smets),
-                "meter of the SoLR",
-            ),
-            new_aro=new_aro,
-        )
-
-    def user(self, actor: str) -> Eui64:
-        return self.actors[actor].user_id
-
-
-def credit() -> etree._Element:
-    return payment_mode_element("Credit")
-
-
-def prepayment() -> etree._Element:
-    return payment_mode_element("Prepayment")
-
-
-def switch_form(device: Device) -> tuple[int, str, str]:
-    """(command variant, endpoint, the code an accepted SR 1.6 gets) for this meter.
-
-    SR 1.6 is critical: a SMETS1 meter takes the SR itself (CV1 -> I99), a
-    SMETS2 meter first gives a Pre-Command (CV4 on serviceT -> I0).
-    """
-    return (1, SERVICE_S, "I99") if device.smets == 1 else (4, SERVICE_T, "I0")
-
-
-@dataclass
-class _Scenario:
-    """Lays the steps out in run order; every counter comes from the one ``counters`` source."""
-
-    world: ScenarioWorld
-    counters: CounterSource
-    now: dt.datetime
-    vectors: list[StatefulVector] = field(default_factory=list)
-    state: list[str] = field(default_factory=list)
-    """Ids of the directives accepted so far: what every later step relies on."""
-    sc_admitted: int = 0
-    """SC requests the store admitted so far (I99 by CV1, I0 by CV4): they count against the ADT threshold."""
-    adt_step: int | None = None
-    """Where the ADT file sits in :attr:`vectors`; its bytes are written by :meth:`finish`."""
-    adt_counter: int | None = None
-    adt_threshold: int | None = None
-
-    # --- directives -----------------------------------------------------------------
-
-    def direct(self, vector_id: str, actor: str, directive: d.Directive, *, accepted: bool, description: str,
-               reference: str) -> None:
-        data = self._directive_bytes(actor, directive, self.counters.next())
-        verdict = "accepted" if accepted else "refused"
-        self._add(vector_id, DIRECTIVE, f"{description} Expected {verdict}.", reference, ADMIN,
-                  {"http_status": 200, "accepted": accepted}, data)
-        if accepted:
-            self.state.append(vector_id)
-
-    def submit_adt(self, vector_id: str, description: str, reference: str) -> None:
-        """The ARO's ADT file; its threshold is filled in by :meth:`finish` once the SC steps are laid out."""
-        self.adt_counter = self.counters.next()  # its place in the run order fixes its DirectiveID now
-        self.adt_step = len(self.vectors)
-        self._add(vector_id, DIRECTIVE, description, reference, ADMIN, {"http_status": 200, "accepted": True}, b"")
-        self.state.append(vector_id)
-
-    def _directive_bytes(self, actor: str, directive: d.Directive, counter: int) -> bytes:
-        issuer = self.world.actors[actor]
-        directive_id = f"{issuer.user_id}:{self.world.dcc}:{counter}"
-        return to_bytes(sign(d.directive_tree(directive, directive_id), _xml_sign_key(issuer)))
-
-    # --- Service Requests -----------------------------------------------------------
-
-    def request(
-        self,
-        vector_id: str,
-        category: str,
-        actor: str,
-        target: Eui64,
-        code: str,
-        *,
-        description: str,
-        reference: str,
-        body: etree._Element | None = None,
-        cv: int = 1,
-        srv: str = "1.6",
-        counter: int | None = None,
-        endpoint: str = SERVICE_S,
-        relies_on: tuple[str, ...] = (),
-    ) -> bytes:
-        sender = self.world.actors[actor]
-        root = request_tree(
-            originator=sender.user_id,
-            target=target,
-            counter=self.counters.next() if counter is None else counter,
-            command_variant=cv,
-            service_reference_variant=srv,
-            body=credit() if body is None else body,
-        )
-        data = to_bytes(sign(root, _xml_sign_key(sender)))
-        self.send(vector_id, category, data, code, description=description, reference=reference,
-                  endpoint=endpoint, relies_on=relies_on, actor=actor, cv=cv)
-        return data
-
-    def send(self, vector_id: str, category: str, data: bytes, code: str, *, description: str, reference: str,
-             endpoint: str = SERVICE_S, relies_on: tuple[str, ...] = (), actor: str = "", cv: int = 1) -> None:
-        """Adds ``data`` (built here or earlier) as a step expecting ``code``."""
-        if actor == SRP_SC and (code == "I0" or (code == "I99" and cv in (1, 2, 3))):
-            self.sc_admitted += 1
-        self._add(vector_id, category, description, reference, endpoint,
-                  {"http_status": 200, "response_code": code}, data, relies_on)
-
-    def switch_to_credit_smets2(self, vector_id: str, device: Device, ds_actor: str, *, category: str,
-                                description: str, reference: str) -> tuple[int, bytes]:
-        """SC's CV4 (I0) and CV5 signed with ``ds_actor``'s DS key, as the SRP holds it as agent (I99)."""
-        counter = self.counters.next()
-        self.request(f"{vector_id}-cv4", category, SRP_SC, device.device_id, "I0", cv=4, counter=counter,
-                     endpoint=SERVICE_T, description=f"{description} Step 1: CV4 asks for the Pre-Command.",
-                     reference=reference, relies_on=tuple(self.state))
-        apdu = self.precommand(device, counter)
-        signed = apdu.with_signature(raw_signature(_ds_key(self.world.actors[ds_actor]), apdu.signed_part()))
-        data = self.signed_precommand(device, counter, signed.encode())
-        self.send(f"{vector_id}-cv5", category, data, "I99", actor=SRP_SC, cv=5,
-                  description=f"{description} Step 2: CV5 returns it signed with {self.world.failed}'s DS key, "
-                  "which the SRP holds as its agent (MP134B R2: the SC role has no DS key of its own).",
-                  reference=reference, relies_on=(*self.state, f"{vector_id}-cv4"))
-        return counter, data
-
-    def precommand(self, device: Device, counter: int, *, to_credit: bool = True) -> GeneralSigningApdu:
-        """The Pre-Command the gateway issues for SC's SR 1.6 on CV4 (``gateway/policy/critical.py``)."""
-        return build_update_payment_mode_precommand(
-            counter=counter,
-            originator=self.world.user(SRP_SC),
-            recipient=device.device_id,
-            device_type="ESME" if device.type == "ESME" else "GSME",
-            to_credit=to_credit,
-            prepayment=None if to_credit else _NEUTRAL_PREPAYMENT,
-        )
-
-    def signed_precommand(self, device: Device, counter: int, payload: bytes) -> bytes:
-        """A CV5 request from SC carrying ``payload`` as its sr:SignedPreCommand."""
-        body = etree.Element(_SR + "SignedPreCommand")
-        etree.SubElement(body, _SR + "GBCSPayload").text = base64.b64encode(payload).decode("ascii")
-        sender = self.world.actors[SRP_SC]
-        root = request_tree(originator=sender.user_id, target=device.device_id, counter=counter, command_variant=5,
-                            service_reference_variant="1.6", body=body)
-        return to_bytes(sign(root, _xml_sign_key(sender)))
-
-    def quarantine_next(self, vector_id: str, target: Eui64, *, description: str, reference: str) -> None:
-        """The first SC request beyond the ADT threshold: the threshold is every SC admission so far."""
-        self.adt_threshold = self.sc_admitted
-        self.request(vector_id, POLICY, SRP_SC, target, "E43", description=description, reference=reference,
-                     relies_on=tuple(self.state))
-
-    # --- assembly -------------------------------------------------------------------
-
-    def _add(self, vector_id: str, category: str, description: str, reference: str, endpoint: str,
-             expect: Mapping[str, object], data: bytes, relies_on: tuple[str, ...] | None = None) -> None:
-        if any(v.id == vector_id for v in self.vectors):
-            raise ValueError(f"duplicate vector id {vector_id!r}")
-        needs = tuple(self.state) if relies_on is None else relies_on
-        self.vectors.append(StatefulVector(vector_id, category, description, reference, endpoint, expect, data, needs))
-
-    def finish(self) -> list[StatefulVector]:
-        if self.adt_step is None or self.adt_counter is None or self.adt_threshold is None:
-            raise ValueError("the scenario needs an ADT file and a step beyond its threshold")
-        placeholder = self.vectors[self.adt_step]
-        directive = d.SubmitAdt(self.world.failed, ADT_WINDOW_SECONDS, {"1.6": self.adt_threshold})
-        data = self._directive_bytes(SRP_ARO, directive, self.adt_counter)
-        description = (
-            f"{placeholder.description} Thresholds {{'1.6': {self.adt_threshold}}} per {ADT_WINDOW_SECONDS} s: "
-            f"exactly the SC requests this suite expects admitted, so the next one is quarantined. Expected accepted."
-        )
-        self.vectors[self.adt_step] = dataclasses.replace(placeholder, data=data, description=description)
-        return list(self.vectors)
-
 
 def build_policy_vectors(world: ScenarioWorld, counters: CounterSource, now: dt.datetime) -> list[StatefulVector]:
     """The scenario, in run order. ``now`` (the generator's clock) fixes the enablement's end."""
-    s = _Scenario(world, counters, now)
+    s = ScenarioSteps(world, counters, now)
     _before_the_failure(s)
     _the_failure(s)
     _contingency_enabled(s)
@@ -364,7 +94,7 @@ def _r(number: int, text: str) -> str:
     return f"{MP134B} R{number} ({text}); {SPEC5}"
 
 
-def _before_the_failure(s: _Scenario) -> None:
+def _before_the_failure(s: ScenarioSteps) -> None:
     w = s.world
     gs_form = switch_form(w.gs_second)
     counter = s.counters.next()
@@ -409,7 +139,7 @@ def _before_the_failure(s: _Scenario) -> None:
              reference=f"{MP134B} R6; {SPEC6}")
 
 
-def _the_failure(s: _Scenario) -> None:
+def _the_failure(s: ScenarioSteps) -> None:
     w = s.world
     sc = w.user(SRP_SC)
     s.direct("directive-revoke-licence", AUTHORITY, d.RevokeLicence(w.failed), accepted=True,
@@ -461,7 +191,19 @@ def _the_failure(s: _Scenario) -> None:
                  f"{MP134B} R4; {SPEC6}; DOMAIN.md 'Anomaly detection'")
 
 
-def _contingency_enabled(s: _Scenario) -> None:
+def _contingency_enabled(s: ScenarioSteps) -> None:
+    """The role enabled and an ADT file in force: SC outside its remit, then within it, then beyond its ADT file."""
+    _sc_outside_its_remit(s)
+    _sc_switches_meters_to_credit(s)
+    _sc_returns_other_signed_precommands(s)
+    s.quarantine_next("policy-r4-sc-over-adt-threshold", s.world.esme1.device_id,
+                      description="SC's next SR 1.6 Credit to a SMETS1 ESME after as many admitted SC requests as the "
+                      "ARO's ADT threshold allows: quarantined (a DCC alert AD1 follows).",
+                      reference=_r(4, "ADT files") + " (E43); DOMAIN.md 'Anomaly detection'")
+
+
+def _sc_outside_its_remit(s: ScenarioSteps) -> None:
+    """One refusal per MP134B rule the enabled role could still break: SRVs, officers, content, meters."""
     w = s.world
     solr_form = switch_form(w.solr_device)
     for srv, why in (("4.1.1", "a read (Read Instantaneous Import Registers)"),
@@ -494,6 +236,10 @@ def _contingency_enabled(s: _Scenario) -> None:
               "registered to the failed supplier it was enabled for.",
               reference=_r(4, "devices registered to a specific supplier"))
 
+
+def _sc_switches_meters_to_credit(s: ScenarioSteps) -> None:
+    """What the role is for, on both fuels and generations, and the same requests replayed."""
+    w = s.world
     s.request("accepted-sc-smets1-esme-credit", ACCEPTED, SRP_SC, w.esme1.device_id, "I99",
               description="SC, enabled with an ADT file, switches a SMETS1 ESME of the failed supplier to Credit (CV1).",
               reference=f"{MP134B} R3, R5; {SPEC5} (I99)")
@@ -516,16 +262,19 @@ def _contingency_enabled(s: _Scenario) -> None:
            reference=f"{SPEC5} (E42: not the Pre-Command issued for that RequestID)",
            relies_on=("accepted-sc-smets2-esme-cv5",))
 
-    # Signed Pre-Command refusals: each needs its own issued Pre-Command (a CV5 takes it, right or wrong).
-    ds_key = _ds_key(w.actors[FAILED_IS])
-    counter = s.counters.next()
-    s.request("accepted-sc-cv4-for-prepayment-signed-precommand", ACCEPTED, SRP_SC, w.esme2.device_id, "I0",
-              cv=4, counter=counter, endpoint=SERVICE_T,
-              description="SC asks for a Credit Pre-Command (CV4) for a SMETS2 ESME; "
-              "policy-r5-sc-signed-precommand-sets-prepayment returns something else under this RequestID.",
-              reference=f"{MP134B} R5; {SPEC5} (I0)")
+
+def _sc_returns_other_signed_precommands(s: ScenarioSteps) -> None:
+    """CV5s that return something other than the Pre-Command issued: each needs its own CV4 (a CV5 takes it,
+    right or wrong)."""
+    w = s.world
+    agent_key = ds_key(w.actors[FAILED_IS])
+    counter = s.ask_for_precommand(
+        "accepted-sc-cv4-for-prepayment-signed-precommand", w.esme2,
+        description="SC asks for a Credit Pre-Command (CV4) for a SMETS2 ESME; "
+        "policy-r5-sc-signed-precommand-sets-prepayment returns something else under this RequestID.",
+        reference=f"{MP134B} R5; {SPEC5} (I0)")
     prepay = s.precommand(w.esme2, counter, to_credit=False)
-    prepay = prepay.with_signature(raw_signature(ds_key, prepay.signed_part()))
+    prepay = prepay.with_signature(raw_signature(agent_key, prepay.signed_part()))
     s.send("policy-r5-sc-signed-precommand-sets-prepayment", POLICY, s.signed_precommand(w.esme2, counter, prepay.encode()),
            "E42", actor=SRP_SC, cv=5,
            description="SC returns, under the RequestID of a Credit Pre-Command, a signed ECS03 (0x001B, set ESME "
@@ -533,12 +282,11 @@ def _contingency_enabled(s: _Scenario) -> None:
            "rule (0x001A/0x006C only) is the second line, since CV4 never issues SC a Prepayment Pre-Command (E41).",
            reference=_r(5, "Signed Pre-Command for SMETS2+: only ECS02 0x001A / GCS02 0x006C"),
            relies_on=(*s.state, "accepted-sc-cv4-for-prepayment-signed-precommand"))
-    counter = s.counters.next()
-    s.request("accepted-sc-cv4-for-unsigned-return", ACCEPTED, SRP_SC, w.esme2.device_id, "I0",
-              cv=4, counter=counter, endpoint=SERVICE_T,
-              description="SC asks for a Credit Pre-Command (CV4) for a SMETS2 ESME; "
-              "policy-r2-sc-returns-precommand-unsigned returns it without a signature.",
-              reference=f"{MP134B} R5; {SPEC5} (I0)")
+    counter = s.ask_for_precommand(
+        "accepted-sc-cv4-for-unsigned-return", w.esme2,
+        description="SC asks for a Credit Pre-Command (CV4) for a SMETS2 ESME; "
+        "policy-r2-sc-returns-precommand-unsigned returns it without a signature.",
+        reference=f"{MP134B} R5; {SPEC5} (I0)")
     s.send("policy-r2-sc-returns-precommand-unsigned", POLICY,
            s.signed_precommand(w.esme2, counter, s.precommand(w.esme2, counter).encode()), "E42", actor=SRP_SC, cv=5,
            description="SC returns the issued Credit Pre-Command unsigned: the role has no Digital Signing key of "
@@ -547,19 +295,15 @@ def _contingency_enabled(s: _Scenario) -> None:
            relies_on=(*s.state, "accepted-sc-cv4-for-unsigned-return"))
     counter = s.counters.next()
     credit_apdu = s.precommand(w.esme2, counter)
-    credit_apdu = credit_apdu.with_signature(raw_signature(ds_key, credit_apdu.signed_part()))
+    credit_apdu = credit_apdu.with_signature(raw_signature(agent_key, credit_apdu.signed_part()))
     s.send("policy-r5-sc-signed-precommand-never-issued", POLICY,
            s.signed_precommand(w.esme2, counter, credit_apdu.encode()), "E42", actor=SRP_SC, cv=5,
            description="SC sends a signed Credit APDU as CV5 under a RequestID for which no CV4 issued a "
            "Pre-Command: the content check needs the gateway's own Pre-Command.",
            reference=_r(5, "the Signed Pre-Command is checked"))
-    s.quarantine_next("policy-r4-sc-over-adt-threshold", w.esme1.device_id,
-                      description="SC's next SR 1.6 Credit to a SMETS1 ESME after as many admitted SC requests as the "
-                      "ARO's ADT threshold allows: quarantined (a DCC alert AD1 follows).",
-                      reference=_r(4, "ADT files") + " (E43); DOMAIN.md 'Anomaly detection'")
 
 
-def _takeover(s: _Scenario) -> None:
+def _takeover(s: ScenarioSteps) -> None:
     w = s.world
     s.direct("directive-transfer-before-confirmation-refused", DCC_OPERATOR, d.TransferMpids(w.failed, w.solr),
              accepted=False, description="The DCC transfers the failed supplier's MPIDs before the SoLR confirmed "
@@ -587,19 +331,6 @@ def _takeover(s: _Scenario) -> None:
     s.request("policy-r6-sc-after-withdrawal", POLICY, SRP_SC, w.esme1.device_id, "E3",
               description="SC switches a SMETS1 ESME to Credit after the Authority withdrew its enablement.",
               reference=_r(6, "only upon the Authority's instruction"))
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _xml_sign_key(actor: Actor) -> IssuedCertificate:
-    return IssuedCertificate.load(actor.xml_sign.cert, actor.xml_sign.key)
-
-
-def _ds_key(actor: Actor) -> IssuedCertificate:
-    if actor.digital_signing is None:
-        raise ScenarioUnavailable(f"{actor.name} has no Digital Signing key")
-    return IssuedCertificate.load(actor.digital_signing.cert, actor.digital_signing.key)
 
 
 def _malleated(data: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """XMLDSig profile vectors (SPEC §4) and ECDSA / encoding malleability.
 
 Where a vector changes SignedInfo, SignatureValue is recomputed with the
-signer's own key (:func:`~gateway.vectors.tooling.resign`): the request is
+signer's own key (:func:`~vectors.catalogue.tooling.resign`): the request is
 what a misconfigured or hostile *legitimate* client would send, so only the
 profile can refuse it, not a broken signature.
 """
@@ -18,9 +18,9 @@ from lxml import etree
 
 from gateway.checks import Check
 from gateway.namespaces import DS
-from gateway.vectors.base import BEST_PRACTICES, PITFALLS, SPEC4, XMLDSIG, reparsed, signed_tree
-from gateway.vectors.signature_vectors import MALLEABILITY, PROFILE, Builder, Vector, VectorContext
-from gateway.vectors.tooling import (
+from vectors.catalogue.base import BEST_PRACTICES, PITFALLS, SPEC4, XMLDSIG, reparsed, signed_tree
+from vectors.catalogue.model import MALLEABILITY, PROFILE, Builder, Vector, VectorContext
+from vectors.catalogue.tooling import (
     DUIS_FORM,
     ENVELOPED,
     EXC_C14N,

@@ -13,8 +13,8 @@ from types import MappingProxyType
 
 from gateway.checks import Check
 from gateway.smki.repository import SmkiRepository
-from gateway.vectors.base import PITFALLS, RFC5280, SPEC4, add_certificates, signed_bytes, signed_tree
-from gateway.vectors.context import (
+from vectors.catalogue.base import PITFALLS, RFC5280, SPEC4, add_certificates, signed_bytes, signed_tree
+from vectors.catalogue.context import (
     FOREIGN,
     KEY_AGREEMENT,
     LEGACY_137,
@@ -28,8 +28,8 @@ from gateway.vectors.context import (
     VIOLATIONS,
     violation,
 )
-from gateway.vectors.signature_vectors import CERTIFICATE, At, Builder, Prepare, Vector, VectorContext
-from gateway.vectors.tooling import signature_part, to_bytes
+from vectors.catalogue.model import CERTIFICATE, At, Builder, Prepare, Vector, VectorContext
+from vectors.catalogue.tooling import signature_part, to_bytes
 from pki import IssuedCertificate
 
 SMKI_PROFILE = "SPEC §4 (SMKI organisation certificate profile); DOMAIN.md 'SMKI certificates'"
@@ -148,7 +148,8 @@ _VIOLATION_OUTCOMES: Mapping[str, tuple[Check | None, str]] = MappingProxyType(
 def _violation_vector(field: str) -> Vector:
     check, note = _VIOLATION_OUTCOMES.get(field, (Check.CERTIFICATE_PROFILE, ""))
     violations = VIOLATIONS[field]
-    description = f"Certificate built with {violations!r}."
+    setting = f"{field}={getattr(violations, field)!r}"
+    description = f"Certificate breaking the SMKI profile one way: ProfileViolations({setting})."
     if note:
         description = f"{description} {note}"
     build = named_but_signed_by_signer(violation(field)) if field == "curve_p384" else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from gateway.checks import Check
-from gateway.vectors.base import (
+from vectors.catalogue.base import (
     PITFALLS,
     XML,
     after_declaration,
@@ -15,8 +15,8 @@ from gateway.vectors.base import (
     signed_tree,
     without_declaration,
 )
-from gateway.vectors.signature_vectors import PARSE, Vector, VectorContext
-from gateway.vectors.tooling import sign, sr, the_signature, to_bytes
+from vectors.catalogue.model import PARSE, Vector, VectorContext
+from vectors.catalogue.tooling import sign, sr, the_signature, to_bytes
 
 # --- size -------------------------------------------------------------------------
 
@@ -248,7 +248,6 @@ def _child(root: etree._Element, path: str) -> etree._Element:
 
 def _credit(root: etree._Element) -> etree._Element:
     return _child(root, "Body/UpdatePaymentMode/Credit")
-
 
 
 PARSE_VECTORS: tuple[Vector, ...] = (

@@ -17,7 +17,7 @@ from lxml import etree
 
 from gateway.checks import Check
 from gateway.namespaces import SR
-from gateway.vectors.base import (
+from vectors.catalogue.base import (
     PITFALLS,
     SPEC4,
     XMLDSIG,
@@ -27,9 +27,9 @@ from gateway.vectors.base import (
     signed_bytes,
     signed_tree,
 )
-from gateway.vectors.context import OTHER_USER
-from gateway.vectors.signature_vectors import CONTENT, DOCUMENT, WRAPPING, Builder, Vector, VectorContext
-from gateway.vectors.tooling import (
+from vectors.catalogue.context import OTHER_USER
+from vectors.catalogue.model import CONTENT, DOCUMENT, WRAPPING, Builder, Vector, VectorContext
+from vectors.catalogue.tooling import (
     SIGNXML_FORM,
     ds,
     header_field,

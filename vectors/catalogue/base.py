@@ -13,8 +13,8 @@ from collections.abc import Callable
 from lxml import etree
 
 from gateway.smki.repository import SmkiRepository
-from gateway.vectors.signature_vectors import Prepare, VectorContext
-from gateway.vectors.tooling import DUIS_FORM, RequestFields, SignatureStyle, request_tree, sign, to_bytes
+from vectors.catalogue.model import Prepare, VectorContext
+from vectors.catalogue.tooling import DUIS_FORM, RequestFields, SignatureStyle, request_tree, sign, to_bytes
 from pki import IssuedCertificate
 
 # References used by many vectors.
