@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--devices", type=int, default=20, help="number of simulated meters (default 20)")
     init.add_argument("--seed", default="dcc-gateway", help="seed for keys and the fleet (default: dcc-gateway)")
     init.add_argument("--force", action="store_true", help="overwrite an existing world")
+    init.add_argument(
+        "--boxed", type=Path, default=None, metavar="KEYSTORE",
+        help="a world in DCC Boxed's identities, from its keystore.json (read in place): ZAZ1 users, the Boxed "
+        "supplier as the failing supplier, answers signed with the ZAZ1 DSP key, DCC Boxed's devices",
+    )
     init.set_defaults(handler=_init)
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -124,10 +129,21 @@ def _timestamp(text: str) -> dt.datetime:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from gateway.boxed import KeystoreError, init_boxed_world
+    from gateway.clock import SystemClock
     from gateway.world import init_world
 
     try:
-        manifest = init_world(args.dir, devices=args.devices, seed=args.seed, force=args.force)
+        if args.boxed is None:
+            manifest = init_world(args.dir, devices=args.devices, seed=args.seed, force=args.force)
+        else:
+            manifest, report = init_boxed_world(
+                args.dir, args.boxed, now=SystemClock().now(), devices=args.devices, seed=args.seed, force=args.force
+            )
+            print("\n".join(report.lines()))
+    except KeystoreError as exc:
+        print(f"dcc-gateway init: {exc}", file=sys.stderr)
+        return 2
     except (FileExistsError, ValueError) as exc:
         print(f"dcc-gateway init: {exc}", file=sys.stderr)
         return 1

@@ -315,7 +315,7 @@ class Forwarder:
         if directed:
             return directed
         wanted = ("IS", "ES") if device.device_type == "ESME" else ("GS",)
-        return [user.user_id for user in state.users.values() if user.party == owner and user.role in wanted]
+        return [user.user_id for user in state.users.values() if user.party == owner and set(user.roles) & set(wanted)]
 
     def _quarantine_alert(self, held: QuarantinedRequest) -> tuple[list[Delivery], list[AuditEntry]]:
         """The signed AD1 alert for a quarantined request, addressed to its user."""

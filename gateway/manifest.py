@@ -13,7 +13,15 @@ Conventions beyond SPEC §3 (extra keys are allowed there):
   ``office`` (``"SRO"``/``"ARO"`` for officers);
 * ``gateway.response_key`` and ``smki.org_ca_key`` (the simulated DCC signs
   responses and CRLs);
-* top-level ``seed``: the seed the world was generated from.
+* top-level ``seed``: the seed the world was generated from;
+* actor ``roles``: every DUIS role of a User ID that holds more than one (a DCC
+  Boxed world: its supplier is ``IS`` and ``GS``, its network operator ``ED``
+  and ``GT``); ``role`` is then the first of them. Absent: the actor's roles are
+  ``[role]`` (SPEC §1: one role per User ID, as in the default world);
+* device ``network_mpid``: the MPID of the device's registered network operator
+  (electricity distributor or gas transporter), when the world records one;
+* top-level ``boxed``: in a world made by ``init --boxed``, where its DCC Boxed
+  identities came from and which of their certificates had expired.
 """
 
 from __future__ import annotations
@@ -115,6 +123,12 @@ class Actor:
     """The SRP's SC user: the failed supplier party it acts for."""
     office: str | None = None
     """Officers: ``SRO`` or ``ARO``."""
+    roles: tuple[str, ...] = ()
+    """Every DUIS role of the User ID, ``role`` first; ``(role,)`` unless the manifest lists more."""
+
+    def __post_init__(self) -> None:
+        if not self.roles and self.role is not None:
+            object.__setattr__(self, "roles", (self.role,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +147,16 @@ class Device:
     """None for a device that is not a meter."""
     credit_pence: int | None
     """None for a device that is not a meter."""
+    network_mpid: str | None = None
+    """The MPID of the device's registered network operator (ED or GT), when the world records one."""
 
     @property
     def is_meter(self) -> bool:
         return self.type in METER_TYPES
 
     def to_json(self) -> dict[str, object]:
-        """The manifest form (SPEC §3), keys in SPEC order."""
-        return {
+        """The manifest form (SPEC §3), keys in SPEC order; ``network_mpid`` only when recorded."""
+        entry: dict[str, object] = {
             "device_id": duis_text(self.device_id),
             "type": self.type,
             "smets": self.smets,
@@ -149,6 +165,9 @@ class Device:
             "payment_mode": self.payment_mode,
             "credit_pence": self.credit_pence,
         }
+        if self.network_mpid is not None:
+            entry["network_mpid"] = self.network_mpid
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,16 +303,32 @@ def _parse_smki(obj: JsonObject, base: Path) -> SmkiInfo:
     )
 
 
+def _parse_roles(obj: JsonObject, role: str | None, where: str) -> tuple[str, ...]:
+    """``roles`` when listed (every one a DUIS role, ``role`` first, no repeats, SC alone), else ``(role,)``."""
+    if obj.get("roles") is None:
+        return (role,) if role is not None else ()
+    roles = tuple(_choice(value, sorted(USER_ROLES), f"{where}.roles") for value in _string_list(obj, "roles", where))
+    if role is None or not roles or roles[0] != role:
+        raise ManifestError(f"{where}.roles must start with the actor's role {role!r}")
+    if len(set(roles)) != len(roles):
+        raise ManifestError(f"{where}.roles lists a role twice")
+    if "SC" in roles and len(roles) > 1:
+        raise ManifestError(f"{where}.roles: the SoLR Contingency role SC is held alone")
+    return roles
+
+
 def _parse_actor(name: str, obj: JsonObject, base: Path) -> Actor:
     where = f"actors.{name}"
     role = _nullable(obj, "role", str, where)
+    if role is not None:
+        role = _choice(role, sorted(USER_ROLES), f"{where}.role")
     digital_signing = _nullable(obj, "digital_signing", dict, where)
     return Actor(
         name=name,
         kind=_choice(_field(obj, "kind", str, where), sorted(ACTOR_KINDS), f"{where}.kind"),
         party=_field(obj, "party", str, where),
         user_id=_eui64(_field(obj, "user_id", str, where), f"{where}.user_id"),
-        role=_choice(role, sorted(USER_ROLES), f"{where}.role") if role is not None else None,
+        role=role,
         mpids=_string_list(obj, "mpids", where),
         xml_sign=_key_pair(_field(obj, "xml_sign", dict, where), base, f"{where}.xml_sign"),
         digital_signing=(
@@ -302,6 +337,7 @@ def _parse_actor(name: str, obj: JsonObject, base: Path) -> Actor:
         response_url=_nullable(obj, "response_url", str, where),
         agent_for=_optional(obj, "agent_for", str, where),
         office=_optional(obj, "office", str, where),
+        roles=_parse_roles(obj, role, where),
     )
 
 
@@ -325,11 +361,13 @@ def _parse_device(value: object, where: str) -> Device:
     device_id = _eui64(_field(obj, "device_id", str, where), f"{where}.device_id")
     smets = _choice(_field(obj, "smets", int, where), (1, 2), f"{where}.smets")
     supplier_mpid = sys.intern(_field(obj, "supplier_mpid", str, where))  # a handful of MPIDs, many devices
+    network = _optional(obj, "network_mpid", str, where)
+    network_mpid = sys.intern(network) if network is not None else None
     if device_type not in METER_TYPES:
         for key in ("mpxn", "payment_mode", "credit_pence"):
             if obj.get(key) is not None:
                 raise ManifestError(f"{where}.{key}: a {device_type} is not a meter; leave it out or null")
-        return Device(device_id, cast(DeviceType, device_type), smets, None, supplier_mpid, None, None)
+        return Device(device_id, cast(DeviceType, device_type), smets, None, supplier_mpid, None, None, network_mpid)
     mpxn = _field(obj, "mpxn", str, where)
     if not mpxn.isdigit():
         raise ManifestError(f"{where}.mpxn must be digits, not {mpxn!r}")
@@ -344,6 +382,7 @@ def _parse_device(value: object, where: str) -> Device:
             _choice(_field(obj, "payment_mode", str, where), ("Credit", "Prepayment"), f"{where}.payment_mode"),
         ),
         credit_pence=_field(obj, "credit_pence", int, where),
+        network_mpid=network_mpid,
     )
 
 

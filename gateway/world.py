@@ -34,7 +34,7 @@ import json
 import operator
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -87,6 +87,8 @@ class ActorSpec:
     digital_signing: bool = False
     agent_for: str | None = None
     office: str | None = None
+    roles: tuple[str, ...] = ()
+    """Every role when the User ID holds more than one (a DCC Boxed world), ``role`` first."""
 
     @property
     def is_user(self) -> bool:
@@ -186,7 +188,7 @@ def _config_overrides(shared: Path) -> dict[str, dict[str, object]]:
 # --- the directory ---------------------------------------------------------------------
 
 
-def _prepare_directory(directory: Path, force: bool) -> None:
+def prepare_directory(directory: Path, force: bool) -> None:
     """Creates ``directory``; refuses a non-empty one unless ``force``.
 
     ``force`` removes only what a world consists of (``pki/``, the manifest, the
@@ -226,7 +228,7 @@ def _write_authorities(layout: WorldLayout, ca: TestSmkiCa) -> None:
     layout.path(layout.crl).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
 
 
-def _issue_actor_keys(layout: WorldLayout, ca: TestSmkiCa, actor: ActorSpec) -> dict[str, object]:
+def issue_actor_keys(layout: WorldLayout, ca: TestSmkiCa, actor: ActorSpec) -> dict[str, object]:
     """The actor's ``xml_sign`` and ``digital_signing`` manifest entries, writing their PEMs."""
     xml_sign = ca.issue(f"actor/{actor.name}/xml-sign", eui64=actor.user_id, role=RemotePartyRole.XML_SIGN)
     entries: dict[str, object] = {
@@ -262,20 +264,21 @@ def _write_gateway_keys(layout: WorldLayout, ca: TestSmkiCa) -> dict[str, object
 # --- actors and parties ----------------------------------------------------------------
 
 
-def _party_mpids(name: str) -> tuple[str, ...]:
-    return next(party.mpids for party in PARTIES if party.name == name)
-
-
-def _actor_entry(actor: ActorSpec, keys: Mapping[str, object]) -> dict[str, object]:
+def actor_entry(
+    actor: ActorSpec, keys: Mapping[str, object], parties: tuple[PartySpec, ...] = PARTIES
+) -> dict[str, object]:
+    """The actor's manifest entry; ``keys`` are its ``xml_sign`` and ``digital_signing`` entries."""
     entry: dict[str, object] = {
         "kind": actor.kind,
         "party": actor.party,
         "user_id": str(actor.user_id),
         "role": actor.role,
-        "mpids": list(_party_mpids(actor.party)),
+        "mpids": list(next(party.mpids for party in parties if party.name == actor.party)),
         **keys,
         "response_url": RECEIVER_URL.format(name=actor.name) if actor.is_user else None,
     }
+    if len(actor.roles) > 1:
+        entry["roles"] = list(actor.roles)
     if actor.agent_for is not None:
         entry["agent_for"] = actor.agent_for
     if actor.office is not None:
@@ -283,8 +286,8 @@ def _actor_entry(actor: ActorSpec, keys: Mapping[str, object]) -> dict[str, obje
     return entry
 
 
-def _parties_entry() -> dict[str, object]:
-    return {party.name: {"kind": party.kind, "mpids": list(party.mpids)} for party in PARTIES}
+def _parties_entry(parties: tuple[PartySpec, ...]) -> dict[str, object]:
+    return {party.name: {"kind": party.kind, "mpids": list(party.mpids)} for party in parties}
 
 
 # --- devices ---------------------------------------------------------------------------
@@ -358,11 +361,15 @@ def _credit_pence(plan: _DevicePlan, digest: bytes) -> int:
     return 300 + spread % 4700
 
 
-def make_device(seed: str, index: int) -> Device:
-    """Device ``index`` of the world made from ``seed`` (random access: no state between devices)."""
+def make_device(seed: str, index: int, mpids: Mapping[str, tuple[str, ...]] | None = None) -> Device:
+    """Device ``index`` of the world made from ``seed`` (random access: no state between devices).
+
+    ``mpids``: party name -> (electricity, gas) MPIDs, for a world whose suppliers
+    hold other MPIDs than the default world's (a DCC Boxed world's failed supplier).
+    """
     digest = _device_digest(seed, index)
     plan = _FIXED_PLANS[index] if index < len(_FIXED_PLANS) else _random_plan(digest)
-    electricity_mpid, gas_mpid = plan.party.mpids
+    electricity_mpid, gas_mpid = (mpids or {}).get(plan.party.name, plan.party.mpids)
     is_esme = plan.type == "ESME"
     return Device(
         device_id=Eui64(DEVICE_ID_BASE + index + 1),
@@ -375,15 +382,15 @@ def make_device(seed: str, index: int) -> Device:
     )
 
 
-def generate_devices(seed: str, count: int) -> Iterator[Device]:
-    """The world's fleet, one device at a time."""
-    return (make_device(seed, index) for index in range(count))
+def generate_devices(seed: str, count: int, mpids: Mapping[str, tuple[str, ...]] | None = None) -> Iterator[Device]:
+    """The world's fleet, one device at a time (``mpids`` as for :func:`make_device`)."""
+    return (make_device(seed, index, mpids) for index in range(count))
 
 
 # --- manifest --------------------------------------------------------------------------
 
 
-def _write_manifest(path: Path, head: Mapping[str, object], devices: Iterator[Device]) -> None:
+def write_manifest(path: Path, head: Mapping[str, object], devices: Iterable[Device]) -> None:
     """Writes ``head`` with ``devices`` appended as the last key, one device per line.
 
     Streaming keeps memory flat for large fleets; the output is ordinary JSON.
@@ -396,7 +403,7 @@ def _write_manifest(path: Path, head: Mapping[str, object], devices: Iterator[De
         handle.write("\n  ]\n}\n")
 
 
-def _write_devices(handle: IO[str], devices: Iterator[Device]) -> None:
+def _write_devices(handle: IO[str], devices: Iterable[Device]) -> None:
     encode = json.JSONEncoder().encode  # one encoder for the whole fleet: json.dumps re-checks its options per call
     separator = "\n    "
     for device in devices:
@@ -405,7 +412,12 @@ def _write_devices(handle: IO[str], devices: Iterator[Device]) -> None:
         separator = ",\n    "
 
 
-def _manifest_head(seed: str, gateway_entry: Mapping[str, object], actors: Mapping[str, object]) -> dict[str, object]:
+def manifest_head(
+    seed: str,
+    gateway_entry: Mapping[str, object],
+    actors: Mapping[str, object],
+    parties: tuple[PartySpec, ...] = PARTIES,
+) -> dict[str, object]:
     return {
         "gateway": gateway_entry,
         "smki": {
@@ -415,7 +427,7 @@ def _manifest_head(seed: str, gateway_entry: Mapping[str, object], actors: Mappi
             "org_ca_key": WorldLayout.org_ca_key,
         },
         "seed": seed,
-        "parties": _parties_entry(),
+        "parties": _parties_entry(parties),
         "actors": actors,
     }
 
@@ -432,20 +444,35 @@ def write_world(
     shared_dir: Path | None = None,
 ) -> Path:
     """Writes the world into ``directory`` and returns the manifest's path (no re-reading)."""
+    check_device_count(devices)
+    directory = Path(directory)
+    prepare_directory(directory, force)
+    layout = WorldLayout(directory)
+    ca = write_test_authorities(layout, seed)
+    gateway_entry = _write_gateway_keys(layout, ca)
+    actors = {actor.name: actor_entry(actor, issue_actor_keys(layout, ca, actor)) for actor in ACTORS}
+    manifest = directory / MANIFEST_FILE_NAME
+    write_manifest(manifest, manifest_head(seed, gateway_entry, actors), generate_devices(seed, devices))
+    write_config(directory, shared_dir)
+    return manifest
+
+
+def check_device_count(devices: int) -> None:
     if not 0 <= devices <= MAX_DEVICES:
         raise WorldError(f"the number of devices must be between 0 and {MAX_DEVICES}, not {devices}")
-    directory = Path(directory)
-    _prepare_directory(directory, force)
-    layout = WorldLayout(directory)
+
+
+def write_test_authorities(layout: WorldLayout, seed: str) -> TestSmkiCa:
+    """The project's test SMKI PKI for ``seed``: root and organisation CA, and the CA's (empty) CRL."""
     ca = TestSmkiCa.create(seed.encode("utf-8"), not_before=CERT_NOT_BEFORE, not_after=CERT_NOT_AFTER, name=CA_NAME)
     _write_authorities(layout, ca)
-    gateway_entry = _write_gateway_keys(layout, ca)
-    actors = {actor.name: _actor_entry(actor, _issue_actor_keys(layout, ca, actor)) for actor in ACTORS}
-    manifest = directory / MANIFEST_FILE_NAME
-    _write_manifest(manifest, _manifest_head(seed, gateway_entry, actors), generate_devices(seed, devices))
+    return ca
+
+
+def write_config(directory: Path, shared_dir: Path | None) -> None:
+    """``gateway.toml``, pointing at the real eligibility matrix and DUIS XSD where ``shared_dir`` has them."""
     shared = shared_dir if shared_dir is not None else default_shared_dir()
     write_default_config(directory / CONFIG_FILE_NAME, **_config_overrides(shared))
-    return manifest
 
 
 def init_world(

@@ -67,3 +67,18 @@ ensure_postgres() {
         sleep 0.5
     done
 }
+
+ensure_boxed_client_runtime() {
+    # ensure_boxed_client_runtime: Java and node for tests/test_boxed_client.py, which runs DCC Boxed's
+    # signing tool (a jar) and DUIS parser (node) from npm. A JDK, not only a JRE: the tool's Sign and
+    # Validate take one document per JVM, so the tests drive it in batches through a small Java
+    # source file, which the JDK's source launcher compiles. Those tests skip locally, and fail
+    # under CI, when these are missing.
+    command -v javac >/dev/null || apt_install default-jdk-headless \
+        || echo "default-jdk-headless unavailable: the DCC Boxed client tests will skip (fail under CI)" >&2
+    if ! command -v node >/dev/null; then
+        apt_install nodejs npm || echo "nodejs unavailable: the DCC Boxed client tests will skip (fail under CI)" >&2
+    elif ! command -v npm >/dev/null; then
+        apt_install npm || echo "npm unavailable: the DCC Boxed client tests will skip (fail under CI)" >&2
+    fi
+}

@@ -80,6 +80,8 @@ def oracle_allows(state: RegistryState, request: VerifiedRequest, now: dt.dateti
     user = state.users[request.originator]
     device = state.devices[request.target]
     holder = state.mpid_owner[device.mpid]
+    if user.role in ("ED", "GT"):  # network operators hold the device's network operator MPID, if it has one
+        return device.network_mpid is not None and state.mpid_owner.get(device.network_mpid) == user.party
     if user.role != "SC":
         return holder == user.party
     failed = next(name for name, party in state.parties.items() if device.mpid in party.mpids)

@@ -536,6 +536,18 @@ def _broken(raw: dict[str, object], change: str) -> Iterator[dict[str, object]]:
         broken["devices"][0]["credit_pence"] = True
     elif change == "duplicate-device":
         broken["devices"].append(broken["devices"][0])
+    elif change == "roles-not-starting-with-role":
+        broken["actors"]["failed_supplier_is"]["roles"] = ["GS", "IS"]
+    elif change == "roles-repeated":
+        broken["actors"]["failed_supplier_is"]["roles"] = ["IS", "IS"]
+    elif change == "roles-unknown":
+        broken["actors"]["failed_supplier_is"]["roles"] = ["IS", "XX"]
+    elif change == "roles-with-sc":
+        broken["actors"]["srp_sc"]["roles"] = ["SC", "IS"]
+    elif change == "roles-without-role":
+        broken["actors"]["srp_aro"]["roles"] = ["IS"]
+    elif change == "network-mpid-not-text":
+        broken["devices"][0]["network_mpid"] = 7
     yield broken
 
 
@@ -550,6 +562,12 @@ def _broken(raw: dict[str, object], change: str) -> Iterator[dict[str, object]]:
         "bad-device-type",
         "bool-as-int",
         "duplicate-device",
+        "roles-not-starting-with-role",
+        "roles-repeated",
+        "roles-unknown",
+        "roles-with-sc",
+        "roles-without-role",
+        "network-mpid-not-text",
     ],
 )
 def test_invalid_manifests_are_refused(raw: dict[str, object], tmp_path: Path, change: str) -> None:
@@ -686,3 +704,17 @@ def test_write_default_config_overrides(tmp_path: Path) -> None:
     )
     assert config.server.port == 8100 and dict(config.adt.default_thresholds) == {"1.6": 7}
     assert config.adt != AdtConfig()
+
+
+def test_roles_and_network_mpid_are_read_where_a_manifest_lists_them(raw: dict[str, object], tmp_path: Path) -> None:
+    """A DCC Boxed world lists several roles for a User ID and a device's network operator MPID."""
+    changed = json.loads(json.dumps(raw))
+    changed["actors"]["failed_supplier_is"]["roles"] = ["IS", "GS"]
+    changed["devices"][0]["network_mpid"] = "NETW"
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(changed))
+    loaded = load_manifest(path)
+    assert loaded.actor("failed_supplier_is").roles == ("IS", "GS")
+    assert loaded.actor("failed_supplier_gs").roles == ("GS",) and loaded.actor("srp_aro").roles == ()
+    assert loaded.devices[0].network_mpid == "NETW" and loaded.devices[0].to_json()["network_mpid"] == "NETW"
+    assert loaded.devices[1].network_mpid is None and "network_mpid" not in loaded.devices[1].to_json()

@@ -195,7 +195,7 @@ class AccessControl:
             raise critical.CriticalFlowError(
                 ResponseCode.E42, "no Pre-Command was issued for this RequestID (or it was used or has expired)"
             )
-        signed = critical.check_signed_precommand(pending.apdu, returned, verdict.user.role)
+        signed = critical.check_signed_precommand(pending.apdu, returned, verdict.role)
         reason = "Signed Pre-Command accepted and queued for the device"
         detail = {**_admissible_detail(verdict), "message_code": f"{signed.message_code:#06x}"}
         command = device_command(request, now, signed_pre_command=returned)
@@ -347,7 +347,7 @@ def _request_audit(
 
 def _admissible_detail(verdict: Admissible) -> dict[str, object]:
     return {
-        "role": verdict.user.role,
+        "role": verdict.role,
         "acting_for": verdict.acting_for,
         "adt_window_seconds": verdict.adt_window_seconds,
         "adt_threshold": verdict.adt_threshold,

@@ -2,15 +2,22 @@
 
     1. registered user and role ........................... E1
     2. SRV eligibility for the role (SC: its allow-list) ... E2   MP134B R3
+       (a User ID with several roles: those eligible go on)
     3. user status (suspended; SC enabled, not withdrawn,
        not expired, within 90 days of the SoLR date) ....... E3   MP134B R6, MP134A part 2
     4. device exists ...................................... E19
     5. SRV valid for the device type ...................... E11
     6. command variant valid for the SRV and the meter .... E12
-    7. device registered to the user's MPIDs now
-       (SC: the enabled failed supplier's, not transferred,
-       with an ADT file from its SRP's ARO) ............... E4   MP134B R4, MP134A part 2
+    7. device registered to the user's MPIDs now, in a role
+       of the device's fuel (suppliers: the supplier MPID;
+       ED/GT: the network operator MPID; SC: the enabled
+       failed supplier's, not transferred, with an ADT file
+       from its SRP's ARO) ................................ E4   MP134B R4, MP134A part 2
     8. content (SC: payment mode to Credit in an SR body) .. E41  MP134B R5
+
+The role the request is decided in (``Admissible.role``, audited) is the
+first of the user's roles that is eligible for the SRV and, for a device,
+fits it (step 7); in the default world every User ID has one role.
 
 Replay (E40) and anomaly detection (E43) come last and are decided by the
 store atomically (:meth:`gateway.store.base.Store.admit`), because they
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 
 from gateway.codes import ResponseCode
 from gateway.namespaces import SR, qname
-from gateway.policy.eligibility import CONTINGENCY_ROLE, Eligibility, ServiceVariant
+from gateway.policy.eligibility import CONTINGENCY_ROLE, ELECTRICITY_ROLES, GAS_ROLES, Eligibility, ServiceVariant
 from gateway.policy.state import Device, Enablement, RegistryState, User
 from gateway.verify.documents import VerifiedRequest
 
@@ -40,6 +47,22 @@ SR_FORMS = frozenset({1, 2, 3})
 TRANSFORM = 4
 SIGNED_PRE_COMMAND_FORMS = frozenset({5, 6, 7})
 NON_DEVICE = 8
+
+NETWORK_ROLES = frozenset({"ED", "GT"})
+"""Network operators reach a device through its network operator MPID, suppliers through its supplier MPID."""
+_ELECTRICITY, _GAS = "electricity", "gas"
+DEVICE_FUELS: Mapping[str, frozenset[str]] = {
+    "ESME": frozenset({_ELECTRICITY}),
+    "HCALCS": frozenset({_ELECTRICITY}),
+    "GSME": frozenset({_GAS}),
+    "GPF": frozenset({_GAS}),
+    "CHF": frozenset({_ELECTRICITY, _GAS}),
+    "PPMID": frozenset({_ELECTRICITY, _GAS}),
+    "IHD": frozenset({_ELECTRICITY, _GAS}),
+    "CAD": frozenset({_ELECTRICITY, _GAS}),
+}
+"""The supplies a device serves: a load switch (HCALCS) serves the electricity supply and a gas
+proxy (GPF) the gas one; the comms hub and the consumer's displays and devices serve both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +87,8 @@ class Admissible:
     """Every static check passed; replay and anomaly detection remain (the store decides)."""
 
     user: User
+    role: str
+    """The user's role this request is decided in (its only one, outside a DCC Boxed world)."""
     variant: ServiceVariant
     device: Device | None
     adt_window_seconds: int | None
@@ -96,7 +121,7 @@ def authorise(
         step = "user"
         user = registered_user(context)
         step = "eligibility"
-        variant = eligible_variant(context, user)
+        variant, roles = eligible_variant(context, user)
         step = "status"
         user_status(context, user)
         step = "device"
@@ -106,14 +131,14 @@ def authorise(
         step = "command-variant"
         command_variant_applies(context, variant, device)
         step = "device-authorisation"
-        acting_for = device_authorised(context, user, device)
+        role, acting_for = device_authorised(context, user, roles, device)
         step = "content"
-        content_permitted(context, user)
+        content_permitted(context, role)
         step = "anomaly-thresholds"
         window, threshold = anomaly_thresholds(context, user, variant, acting_for)
     except _Refused as refused:
         return Refusal(refused.code, refused.reason, step)
-    return Admissible(user, variant, device, window, threshold, acting_for)
+    return Admissible(user, role, variant, device, window, threshold, acting_for)
 
 
 # --- the steps, in order -----------------------------------------------------------------
@@ -121,24 +146,26 @@ def authorise(
 
 def registered_user(context: _Context) -> User:
     user = context.state.user(context.request.originator)
-    if user is None or user.role is None:
+    if user is None or not user.roles:
         raise _Refused(ResponseCode.E1, f"{context.request.originator} is not a registered DUIS user")
     return user
 
 
-def eligible_variant(context: _Context, user: User) -> ServiceVariant:
+def eligible_variant(context: _Context, user: User) -> tuple[ServiceVariant, tuple[str, ...]]:
+    """The variant, and those of the user's roles that may send it (in the user's order)."""
     srv = context.request.service_reference_variant
     eligibility = context.config.eligibility
     variant = eligibility.variant(srv)
     if variant is None or context.request.service_reference != _reference_of(srv):
         raise _Refused(ResponseCode.E2, f"unknown Service Reference Variant {srv}")
-    role = user.role or ""
-    if not eligibility.permits(role, variant):
+    roles = tuple(role for role in user.roles if eligibility.permits(role, variant))
+    if not roles:
         if user.role == CONTINGENCY_ROLE:
             allowed = ", ".join(sorted(eligibility.contingency_allowed))
             raise _Refused(ResponseCode.E2, f"the SoLR Contingency role may only send SRV {allowed}, not {srv}")
-        raise _Refused(ResponseCode.E2, f"role {role} may not send SRV {srv} ({variant.name})")
-    return variant
+        held = "role " + user.roles[0] if len(user.roles) == 1 else "roles " + ", ".join(user.roles)
+        raise _Refused(ResponseCode.E2, f"{held} may not send SRV {srv} ({variant.name})")
+    return variant, roles
 
 
 def user_status(context: _Context, user: User) -> None:
@@ -186,25 +213,45 @@ def command_variant_applies(context: _Context, variant: ServiceVariant, device: 
         raise _Refused(ResponseCode.E12, f"command variant {cv} does not apply: {why}")
 
 
-def device_authorised(context: _Context, user: User, device: Device | None) -> str | None:
-    """Returns, for an SC user, the failed supplier it acts for."""
+def device_authorised(
+    context: _Context, user: User, roles: tuple[str, ...], device: Device | None
+) -> tuple[str, str | None]:
+    """The role the request is decided in, and for an SC user the failed supplier it acts for.
+
+    ``roles`` are the user's roles eligible for the SRV: the first that may reach
+    this device decides; when none may, every role's reason is given.
+    """
     if device is None:
-        return None
-    state = context.state
+        return roles[0], None
     if user.role == CONTINGENCY_ROLE:
-        return _contingency_device(context, user, device)
-    owner = state.mpid_owner.get(device.mpid)
-    if owner != user.party:
-        raise _Refused(ResponseCode.E4, f"device {device.device_id} is registered to MPID {device.mpid}, not held by {user.party}")
-    electricity_user = user.role in ("IS", "ES")
-    if (electricity_user and device.device_type != "ESME") or (user.role == "GS" and device.device_type != "GSME"):
-        raise _Refused(ResponseCode.E4, f"a {user.role} user is not the supplier of a {device.device_type}")
+        return CONTINGENCY_ROLE, _contingency_device(context, user, device)
+    reasons = []
+    for role in roles:
+        reason = _why_role_cannot_reach(context.state, user, role, device)
+        if reason is None:
+            return role, None
+        reasons.append(reason if len(roles) == 1 else f"as {role}: {reason}")
+    raise _Refused(ResponseCode.E4, "; ".join(reasons))
+
+
+def _why_role_cannot_reach(state: RegistryState, user: User, role: str, device: Device) -> str | None:
+    """None when a ``role`` user of ``user``'s party may send to ``device`` now; else why not."""
+    network = role in NETWORK_ROLES
+    mpid = device.network_mpid if network else device.mpid
+    if mpid is None:
+        return f"device {device.device_id} has no registered network operator"
+    if state.mpid_owner.get(mpid) != user.party:
+        return f"device {device.device_id} is registered to MPID {mpid}, not held by {user.party}"
+    fuel = _ELECTRICITY if role in ELECTRICITY_ROLES else _GAS if role in GAS_ROLES else None
+    if fuel is not None and fuel not in DEVICE_FUELS.get(device.device_type, frozenset()):
+        party = "network operator" if network else "supplier"
+        return f"a {role} user is not the {party} of a {device.device_type}"
     return None
 
 
-def content_permitted(context: _Context, user: User) -> None:
+def content_permitted(context: _Context, role: str) -> None:
     """MP134B R5: the SC role may only set payment mode to Credit (in an SR body; CV5 is checked in GBCS)."""
-    if user.role != CONTINGENCY_ROLE or context.request.command_variant in SIGNED_PRE_COMMAND_FORMS:
+    if role != CONTINGENCY_ROLE or context.request.command_variant in SIGNED_PRE_COMMAND_FORMS:
         return
     body = context.request.body
     if body.tag != UPDATE_PAYMENT_MODE:

@@ -43,24 +43,42 @@ class Party:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A registered User ID (EUI-64) with exactly one role, or an officer/authority actor without one."""
+    """A registered User ID (EUI-64) with its role, or an officer/authority actor without one.
+
+    SPEC §1 gives a User ID exactly one role, and the default world keeps to it.
+    A DCC Boxed world registers its supplier ``90-B3-D5-1F-30-01-00-00`` as both
+    ``IS`` and ``GS`` and its network operator as ``ED`` and ``GT``, because DCC
+    Boxed's harnesses send electricity and gas requests from one User ID; the
+    policy then acts in the role that fits each request (:mod:`gateway.policy.authorise`).
+    """
 
     user_id: Eui64
     name: str
     party: str
     role: str | None
+    """The first (in the default world: the only) role."""
     office: str | None = None
     """"SRO" or "ARO" for a party's responsible officers."""
+    roles: tuple[str, ...] = ()
+    """Every role of the User ID, ``role`` first; ``(role,)`` unless more are given."""
+
+    def __post_init__(self) -> None:
+        if not self.roles and self.role is not None:
+            object.__setattr__(self, "roles", (self.role,))
+        if self.roles and self.roles[0] != self.role:
+            raise ValueError(f"user {self.user_id}: roles {self.roles} must start with its role {self.role}")
 
 
 @dataclass(frozen=True, slots=True)
 class Device:
     device_id: Eui64
     device_type: str
-    """"ESME" or "GSME"."""
+    """A DUIS device type: "ESME", "GSME", "GPF", "CHF", "HCALCS", "PPMID", "IHD" or "CAD"."""
     smets: int
     mpid: str
     """The supplier MPID the device is registered to."""
+    network_mpid: str | None = None
+    """The MPID of its registered network operator (ED or GT), when the world records one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +196,11 @@ def initial_state(manifest: Manifest) -> RegistryState:
         for name, party in manifest.parties.items()
     }
     users = {
-        actor.user_id: User(actor.user_id, name, actor.party, actor.role, actor.office)
+        actor.user_id: User(actor.user_id, name, actor.party, actor.role, actor.office, actor.roles)
         for name, actor in manifest.actors.items()
     }
     devices = {
-        device.device_id: Device(device.device_id, device.type, device.smets, device.supplier_mpid)
+        device.device_id: Device(device.device_id, device.type, device.smets, device.supplier_mpid, device.network_mpid)
         for device in manifest.devices
     }
     owners = {mpid: name for name, party in parties.items() for mpid in party.mpids}
