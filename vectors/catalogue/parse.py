@@ -335,8 +335,8 @@ PARSE_VECTORS: tuple[Vector, ...] = (
     Vector(
         "comment-before-root",
         PARSE,
-        "A comment in the prolog.",
-        f"{PITFALLS} (DUIS carries no comments)",
+        "A comment in the prolog (outside the root: never where DUIS puts its NOTE comments).",
+        PITFALLS,
         comment_before_root,
         Check.COMMENT.check_id,
     ),

@@ -145,6 +145,12 @@ def redundant_ds_declarations(context: VectorContext) -> bytes:
     return data
 
 
+def note_comment_between_elements(context: VectorContext) -> bytes:
+    """A ``<!-- NOTE … -->`` between Header elements, as six real DUIS templates keep it once DCC Boxed's
+    tool has signed them: C14N without comments leaves it out of the signed content."""
+    return replace_once(signed_bytes(context), b"<sr:Body>", b"<!-- NOTE: as in the RTDS templates --><sr:Body>")
+
+
 def lowercase_hex_request_id(context: VectorContext) -> bytes:
     def edit(root: etree._Element) -> None:
         field = root.find("{http://www.dccinterface.co.uk/ServiceUserGateway}Header")[0]
@@ -235,6 +241,13 @@ POSITIVE_VECTORS: tuple[Vector, ...] = (
         "The signxml form with the XMLDSig namespace bound to 'dsig:'.",
         "Namespaces in XML 1.0 §3",
         _styled(SignatureStyle(exclusive=True, ds_prefix="dsig"), root_ds_prefix=None),
+    ),
+    _positive(
+        "note-comment-between-elements",
+        "A comment standing alone between two elements (as the real DUIS templates carry NOTE comments): not "
+        "signed content, accepted and removed before anything reads the request.",
+        f"{XMLDSIG} §4.4.3.3 (the reference is canonicalised without comments); DUIS templates; DCC Boxed",
+        note_comment_between_elements,
     ),
     _positive(
         "dcc-boxed-layout",
