@@ -312,6 +312,23 @@ async def test_a_body_that_trickles_gets_408_and_is_closed_at_the_body_timeout(l
     assert await live.count("dcc_gateway_requests_total", outcome="body-timeout", path="serviceS") == 0  # not decided
 
 
+async def test_a_408_survives_a_client_that_reads_it_late_while_still_sending(live: Live) -> None:
+    # Closing a socket with the client's unread bytes in it sends a reset, and a reset destroys
+    # whatever the client has not read yet: the 408 must be followed by a FIN and the socket held
+    # until the client closes its side, not closed while the client is still trickling.
+    reader, writer = await live.connect()
+    writer.write(b"POST /api/v1/serviceS HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\n"
+                 b"Content-Length: 4000\r\n\r\n")
+    await writer.drain()
+    slow = asyncio.create_task(trickle(writer, b"<" * 4000, every=0.01))
+    await asyncio.sleep(TIMEOUT * 4)  # answered at TIMEOUT; the client keeps sending and does not read
+    received = await asyncio.wait_for(reader.read(), timeout=SLACK)
+    slow.cancel()
+    writer.close()
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(received.partition(b"\r\n\r\n")[2])["check"] == "body-timeout"
+
+
 async def test_a_kept_alive_connection_is_closed_when_idle(live: Live) -> None:
     reader, writer = await live.connect()
     started = time.monotonic()  # the idle time starts once the answer is made, later than this

@@ -37,6 +37,9 @@ IDLE_TIMEOUT: Final = "idle-timeout"
 REFUSAL_LINGER_SECONDS: Final = 1.0
 """How long a refused connection that sends nothing stays open after its 503 (it is closed as
 soon as its request arrives); at most ``max_connections`` of them at once, the rest closed at once."""
+ANSWERED_LINGER_SECONDS: Final = 5.0
+"""How long a connection closed after its answer (a 408) waits for the client to close its side
+before it is closed anyway; what the client still sends meanwhile is read and dropped."""
 
 
 class ConnectionGuard:
@@ -129,6 +132,8 @@ class GuardedConnection(asyncio.Protocol):
         self._lingering = False
         self._requests_running = 0
         self._idle = False
+        self._draining = False
+        """Answered and half-closed: what still arrives is dropped until the client closes its side."""
         self._deadline: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------
@@ -145,7 +150,7 @@ class GuardedConnection(asyncio.Protocol):
             return
         self._inner = self._make_handler()
         self._guard._register(self._inner, self)
-        self._inner.connection_made(transport)
+        self._inner.connection_made(cast(asyncio.Transport, _HandlerTransport(transport, self)))
         self._expect(self._guard.settings.header_timeout_seconds, HEADER_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
@@ -155,13 +160,17 @@ class GuardedConnection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
             return
+        if self._draining:
+            return
         if self._idle:
             self._idle = False
             self._expect(self._guard.settings.header_timeout_seconds, HEADER_TIMEOUT)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return None if self._inner is None else self._inner.eof_received()
+        if self._inner is None or self._draining:
+            return None  # the transport closes: the client has read what it was owed
+        return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
@@ -194,15 +203,37 @@ class GuardedConnection(asyncio.Protocol):
     def request_finished(self) -> None:
         """The handler answered; the connection waits for the next request."""
         self._requests_running -= 1
-        if self._requests_running == 0 and self._inner is not None:
+        if self._requests_running == 0 and self._inner is not None and not self._draining:
             self._idle = True
             self._expect(self._guard.settings.idle_timeout_seconds, IDLE_TIMEOUT)
+
+    def close_after_answer(self) -> None:
+        """The answer is written: the connection ends, gracefully. A FIN follows the answer, what
+        the client still sends is dropped, and the socket closes when the client closes its side
+        (or after :data:`ANSWERED_LINGER_SECONDS`). Closing at once, with the client's unread
+        bytes in the socket, would send a reset, which can destroy the answer before it is read."""
+        if self._transport is None or self._draining:
+            return
+        self._draining = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()  # after what is buffered, i.e. after the answer
+        self._expect_close(ANSWERED_LINGER_SECONDS)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     # --- deadlines -------------------------------------------------------------------
 
     def _expect(self, seconds: float, reason: str) -> None:
         self._stop_deadline()
         self._deadline = asyncio.get_running_loop().call_later(seconds, self._expired, reason)
+
+    def _expect_close(self, seconds: float) -> None:
+        self._stop_deadline()
+        transport = self._transport
+        if transport is not None:
+            self._deadline = asyncio.get_running_loop().call_later(seconds, transport.close)
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None:
@@ -211,10 +242,32 @@ class GuardedConnection(asyncio.Protocol):
 
     def _expired(self, reason: str) -> None:
         self._deadline = None
-        if self._transport is None or self._inner is None or self._requests_running:
+        if self._transport is None or self._inner is None or self._requests_running or self._draining:
             return
         self._guard.cut(reason)
         self._transport.abort()  # nothing owed to a client that has not finished asking
+
+
+class _HandlerTransport:
+    """The transport aiohttp's protocol is given: the socket's own, except that closing it waits
+    while the connection drains after its last answer (aiohttp closes as soon as the handler has
+    answered; :meth:`GuardedConnection.close_after_answer` closes once the client has read)."""
+
+    __slots__ = ("_transport", "_connection")
+
+    def __init__(self, transport: asyncio.Transport, connection: GuardedConnection) -> None:
+        self._transport = transport
+        self._connection = connection
+
+    def close(self) -> None:
+        if not self._connection.draining:
+            self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._connection.draining or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def peer_of(transport: asyncio.BaseTransport) -> str:
@@ -263,20 +316,26 @@ async def track_requests(
         if reason is not None:
             if guard is not None:
                 guard.cut(reason)
-            await _answer_and_close(request, response)
+            await _answer_and_close(request, response, connection)
         return response
     finally:
         if connection is not None:
             connection.request_finished()
 
 
-async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
-    """Writes the answer and closes: aiohttp would otherwise read ("linger" over) the rest of the
-    unread body for another 10 s before closing."""
+async def _answer_and_close(
+    request: web.Request, response: web.StreamResponse, connection: GuardedConnection | None
+) -> None:
+    """Writes the answer and ends the connection: gracefully where it is guarded (see
+    :meth:`GuardedConnection.close_after_answer`), at once otherwise. aiohttp would instead read
+    ("linger" over) the rest of the unread body for up to 10 s before closing."""
     response.force_close()
     await response.prepare(request)
     await response.write_eof()
-    request.protocol.force_close()
+    if connection is not None:
+        connection.close_after_answer()
+    else:
+        request.protocol.force_close()
 
 
 # --- the listening side -----------------------------------------------------------------
