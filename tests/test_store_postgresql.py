@@ -88,7 +88,8 @@ async def test_a_fresh_schema_gets_every_migration_in_order(pg: PostgresOpener) 
         "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name", pg.schema
     )
     expected = {"audit", "directives", "replay_counters", "adt_events", "quarantine", "precommands",
-                "deliveries", "commands", "meters", "meters_meta", "quarantine_alerts_due", "schema_migrations"}
+                "deliveries", "commands", "meters", "meters_meta", "quarantine_alerts_due", "schema_migrations",
+                "audit_lanes", "audit_anchors"}
     assert {row[0] for row in tables} == expected  # all of them in the URL's schema, none elsewhere
 
 

@@ -10,6 +10,14 @@ What a chain alone cannot show (THREAT_MODEL material): anyone who can write the
 file can *truncate* the tail, or *append* records with correctly computed hashes.
 Catching that needs the head hash kept somewhere else (an anchor) or a keyed hash.
 
+Several writers (PostgreSQL workers) each chain their own *lane* (see
+:class:`~gateway.store.base.AuditRecord`): a record links to the one before it in its
+lane, so writers never wait for one another to append. Each writer writes its lane's head
+into the *anchor chain* from time to time (:class:`~gateway.store.base.LaneAnchor`, itself
+hash-chained), and :func:`verify_chain` checks every lane, every anchor's record, and the
+anchor chain: a lane cut or rewritten up to an anchored head breaks; what a lane wrote after
+its last anchor is as exposed as the tail of a single chain.
+
 This module is backend-neutral: every store encodes times and JSON with
 :func:`utc_text` and :func:`canonical_json` so that what is stored, what is
 hashed and what is read back are the same text.
@@ -26,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from gateway.eui64 import Eui64
-from gateway.store.base import GENESIS_HASH, AuditEntry, AuditRecord
+from gateway.store.base import GENESIS_HASH, MAIN_LANE, AuditEntry, AuditRecord, LaneAnchor
 
 _UTC_TEXT = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
@@ -147,14 +155,37 @@ def chain_hash(previous_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def lane_genesis(lane: int) -> str:
+    """What a lane's first record links to: the genesis hash for the main lane, and for every
+    other lane a hash of its number (so a lane's records cannot pass for another lane's)."""
+    if lane == MAIN_LANE:
+        return GENESIS_HASH
+    return hashlib.sha256(f"dcc-gateway audit lane {lane}".encode("ascii")).hexdigest()
+
+
+def anchor_hash(previous_hash: str, lane: int, position: int, lane_hash: str, at: dt.datetime) -> str:
+    """The anchor chain's link: ``sha256(previous_hash || canonical JSON of what it anchors)``."""
+    document = {"at": at, "lane": lane, "lane_hash": lane_hash, "position": position}
+    payload = previous_hash.encode("ascii") + canonical_json(document).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
 def _link_fault(record: AuditRecord, expected_previous: str) -> str | None:
     if record.previous_hash == expected_previous:
         return None
-    if record.sequence == 1:
+    position = record.lane_position
+    if record.lane != MAIN_LANE:
+        if position == 1:
+            return f"record {record.sequence} does not start lane {record.lane}"
+        return (
+            f"record {record.sequence}'s previous_hash is not the hash of the record before it in lane "
+            f"{record.lane} (that record was rewritten, or this one was inserted)"
+        )
+    if position == 1:
         return "record 1 does not start from the genesis hash"
     return (
-        f"record {record.sequence}'s previous_hash is not the hash of record {record.sequence - 1} "
-        f"(record {record.sequence - 1} was rewritten, or this record was inserted)"
+        f"record {position}'s previous_hash is not the hash of record {position - 1} "
+        f"(record {position - 1} was rewritten, or this record was inserted)"
     )
 
 
@@ -168,15 +199,29 @@ def _content_fault(record: AuditRecord) -> str | None:
     return None
 
 
-def _fault(record: AuditRecord, expected_sequence: int, expected_previous: str) -> tuple[int, str] | None:
-    """Where and why ``record`` breaks the chain, checking position, then link, then contents."""
-    if record.sequence != expected_sequence:
-        return expected_sequence, (
-            f"expected record {expected_sequence} next, found record {record.sequence} "
+def _position_fault(record: AuditRecord, expected_position: int) -> str | None:
+    if record.lane_position == expected_position:
+        return None
+    if record.lane == MAIN_LANE:
+        return (
+            f"expected record {expected_position} next, found record {record.sequence} "
             "(records were deleted, inserted or reordered)"
         )
-    reason = _link_fault(record, expected_previous) or _content_fault(record)
-    return None if reason is None else (record.sequence, reason)
+    return (
+        f"expected position {expected_position} of lane {record.lane} next, found record {record.sequence} "
+        f"at position {record.lane_position} (records were deleted, inserted or reordered)"
+    )
+
+
+@dataclass(slots=True)
+class _Lane:
+    """What verifying one lane has seen so far."""
+
+    position: int
+    previous: str
+    anchored: list[LaneAnchor]
+    """Its anchors not reached yet, in position order."""
+    last_sequence: int = 0
 
 
 async def _each(records: AsyncIterable[AuditRecord] | Iterable[AuditRecord]) -> AsyncIterator[AuditRecord]:
@@ -188,24 +233,56 @@ async def _each(records: AsyncIterable[AuditRecord] | Iterable[AuditRecord]) -> 
             yield record
 
 
-async def verify_chain(
-    records: AsyncIterable[AuditRecord] | Iterable[AuditRecord], anchors: Iterable[ChainAnchor] = ()
-) -> ChainReport:
-    """Checks a log in sequence order (numbering from 1) and names the first broken record.
+def anchor_chain_fault(lane_anchors: Iterable[LaneAnchor]) -> str | None:
+    """Where the anchor chain is not what was written (numbered from 1, each linked to the last)."""
+    expected_sequence, previous = 1, GENESIS_HASH
+    for anchor in lane_anchors:
+        if anchor.sequence != expected_sequence:
+            return f"expected anchor {expected_sequence} next, found anchor {anchor.sequence} (anchors were deleted)"
+        if anchor.previous_hash != previous:
+            return f"anchor {anchor.sequence} does not link to anchor {anchor.sequence - 1}"
+        try:
+            expected = anchor_hash(anchor.previous_hash, anchor.lane, anchor.position, anchor.lane_hash, anchor.at)
+        except (TypeError, ValueError) as exc:
+            return f"anchor {anchor.sequence} cannot be hashed: {exc}"
+        if anchor.hash != expected:
+            return f"anchor {anchor.sequence}'s hash does not match its contents (the anchor was modified)"
+        expected_sequence, previous = anchor.sequence + 1, anchor.hash
+    return None
 
-    Reading continues after a break only to count the records; the first fault is
-    the one reported, because every later link depends on it. Each anchor's record
-    must be there with the anchored hash (a missing one means the tail was cut).
+
+async def verify_chain(
+    records: AsyncIterable[AuditRecord] | Iterable[AuditRecord],
+    anchors: Iterable[ChainAnchor] = (),
+    lane_anchors: Iterable[LaneAnchor] = (),
+) -> ChainReport:
+    """Checks a log in sequence order and names the first broken record.
+
+    Each lane (the main lane numbering from 1 with its sequence, the others by position) must
+    run from its genesis without a gap, every record linking to the one before it in its lane.
+    Reading continues after a break only to count the records; the first fault is the one
+    reported, because every later link depends on it. Each anchor's record must be there with
+    the anchored hash (a missing one means the tail was cut); ``lane_anchors`` (the anchor chain,
+    in order) must be intact, and each lane must hold the head each of them names.
     """
+    lane_anchors = list(lane_anchors)
+    chain_fault = anchor_chain_fault(lane_anchors)
     wanted = {anchor.sequence: anchor.hash for anchor in anchors}
-    count, expected_sequence, expected_previous = 0, 1, GENESIS_HASH
+    lanes: dict[int, _Lane] = {}
+    pending: dict[int, list[LaneAnchor]] = {}
+    for anchor in sorted(lane_anchors, key=lambda a: (a.lane, a.position)):
+        pending.setdefault(anchor.lane, []).append(anchor)
+    count = 0
     broken: tuple[int, str] | None = None
     head: ChainAnchor | None = None
     try:
         async for record in _each(records):
             count += 1
-            broken = broken or _fault(record, expected_sequence, expected_previous) or _anchor_fault(record, wanted)
-            expected_sequence, expected_previous = record.sequence + 1, record.hash
+            lane = lanes.get(record.lane)
+            if lane is None:
+                lane = lanes[record.lane] = _Lane(1, lane_genesis(record.lane), pending.pop(record.lane, []))
+            broken = broken or _fault(record, lane) or _anchor_fault(record, wanted)
+            lane.position, lane.previous, lane.last_sequence = record.lane_position + 1, record.hash, record.sequence
             head = ChainAnchor(record.sequence, record.hash)
     except AuditRecordUnreadable as exc:
         count += 1
@@ -215,8 +292,46 @@ async def verify_chain(
         last = 0 if head is None else head.sequence
         broken = (last + 1, f"the log ends at record {last} but record {min(beyond)} was anchored: its tail was cut")
     if broken is None:
+        broken = _cut_lane(lanes, pending)
+    if broken is None and chain_fault is not None:
+        broken = (0, f"the anchor chain is broken: {chain_fault}")
+    if broken is None:
         return ChainReport(ok=True, records=count, first_broken=None, reason=f"{count} records, chain intact", head=head)
     return ChainReport(ok=False, records=count, first_broken=broken[0], reason=broken[1], head=head)
+
+
+def _fault(record: AuditRecord, lane: _Lane) -> tuple[int, str] | None:
+    """Where and why ``record`` breaks its lane, checking position, then link, then contents, then
+    the anchor of its position."""
+    misplaced = _position_fault(record, lane.position)
+    if misplaced is not None:  # in the main lane, the record that should have been there is named
+        return (lane.position if record.lane == MAIN_LANE else lane.last_sequence + 1), misplaced
+    reason = _link_fault(record, lane.previous) or _content_fault(record) or _lane_anchor_fault(record, lane)
+    return None if reason is None else (record.sequence, reason)
+
+
+def _lane_anchor_fault(record: AuditRecord, lane: _Lane) -> str | None:
+    """The record against the anchor of its position, if the anchor chain has one."""
+    while lane.anchored and lane.anchored[0].position == record.lane_position:
+        anchor = lane.anchored.pop(0)
+        if anchor.lane_hash != record.hash:
+            return f"record {record.sequence} is not the head anchor {anchor.sequence} names for lane {record.lane}"
+    return None
+
+
+def _cut_lane(lanes: dict[int, _Lane], never_seen: dict[int, list[LaneAnchor]]) -> tuple[int, str] | None:
+    """A lane that ends before a head the anchor chain names: its tail (or all of it) was cut."""
+    for number, lane in sorted(lanes.items()):
+        if lane.anchored:
+            anchor = lane.anchored[0]
+            return (
+                lane.last_sequence + 1,
+                f"lane {number} ends at position {lane.position - 1} but anchor {anchor.sequence} names its "
+                f"position {anchor.position}: its tail was cut",
+            )
+    for number, anchored in sorted(never_seen.items()):
+        return (0, f"anchor {anchored[0].sequence} names lane {number}, which has no record left: it was cut")
+    return None
 
 
 def _anchor_fault(record: AuditRecord, anchors: dict[int, str]) -> tuple[int, str] | None:

@@ -74,12 +74,44 @@ class AuditEntry:
     """JSON-serialisable context (SRV, CV, role, thresholds…)."""
 
 
+MAIN_LANE: Final = 0
+"""The audit lane of a store with one writer (SQLite), and of every record written before lanes."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """A chained audit entry as stored."""
+    """A chained audit entry as stored.
+
+    ``sequence`` orders the whole log and is unique. The hash chain runs along a *lane*: one
+    writer's records (a PostgreSQL store object, i.e. one worker, has a lane of its own; SQLite
+    and every record from before lanes are :data:`MAIN_LANE`). ``position`` is the record's
+    place in its lane, counted from 1 without gaps; ``previous_hash`` is the hash of the
+    record before it in its lane. In the main lane position and sequence are the same number.
+    """
 
     sequence: int
     entry: AuditEntry
+    previous_hash: str
+    hash: str
+    lane: int = MAIN_LANE
+    position: int | None = None
+    """None: the same as ``sequence`` (the main lane)."""
+
+    @property
+    def lane_position(self) -> int:
+        return self.sequence if self.position is None else self.position
+
+
+@dataclass(frozen=True, slots=True)
+class LaneAnchor:
+    """A lane's head written into the anchor chain, which links every anchor to the one before
+    (``hash = sha256(previous_hash || canonical JSON of lane, position, lane_hash, at)``)."""
+
+    sequence: int
+    at: dt.datetime
+    lane: int
+    position: int
+    lane_hash: str
     previous_hash: str
     hash: str
 

@@ -80,6 +80,7 @@ async def verify_audit(world_dir: Path, store_url: str | None = None, anchors: I
     store = open_store(url, world_dir=world_dir, read_only=True)
     await store.open()
     try:
-        return await verify_chain(store.audit_records(), anchors)
+        lane_anchors = [anchor async for anchor in store.lane_anchors()] if isinstance(store, PostgresStore) else []
+        return await verify_chain(store.audit_records(), anchors, lane_anchors)
     finally:
         await store.close()

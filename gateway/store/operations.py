@@ -89,14 +89,13 @@ def check_claim(limit: int, lease: dt.timedelta | None) -> None:
 
 
 async def append_audit(tx: Transaction, entry: AuditEntry) -> AuditRecord:
-    """Chains ``entry`` onto the head; the transaction's lock on the chain makes read and append one step."""
+    """Chains ``entry`` onto the head of the transaction's lane (only its writer appends to it, so
+reading the head and appending are one step)."""
     columns = audit_columns(entry, tx.encoding)
     stored_entry = audit_entry(columns, tx.encoding)  # what a reader will decode, so the hash matches it
-    last_sequence, previous_hash = await tx.chain_head()
-    sequence = last_sequence + 1
+    last_position, previous_hash = await tx.chain_head()
     digest = chain_hash(previous_hash, stored_entry)
-    await tx.insert_audit(sequence, columns, previous_hash, digest)
-    return AuditRecord(sequence, stored_entry, previous_hash, digest)
+    return await tx.insert_audit(last_position + 1, stored_entry, columns, previous_hash, digest)
 
 
 # --- directives ----------------------------------------------------------------------------------

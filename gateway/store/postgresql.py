@@ -16,36 +16,51 @@ applies the missing ones under a session advisory lock keyed on the schema, so t
 workers starting at once do not race, and refuses a schema newer than this build.
 A read-only store (``audit verify``) creates and migrates nothing.
 
-Concurrency across workers: every write transaction first takes
-``pg_advisory_xact_lock(<the schema's write key>)``. Writers of one schema are thus
-serialised whichever process they run in: the replay check-and-set, the ADT count,
-quarantine, taking a Pre-Command, outbox leases and command claims are each decided
-on data no other writer is changing, and the audit chain (which needs a total order
-anyway) gets one without deadlocks, since no writer waits for a row lock another
-holds while itself holding one. Reads (``last_counter``, ``audit_records``…) use a
-small pool and see committed data only.
+Concurrency across workers: no lock is shared by every write (issue #14). Each write call
+names the advisory keys of what it checks and changes, and a group takes all its calls' keys
+in one statement, in key order (so two groups queue on a key they share, never deadlock on
+two): the replay counter of one (originator, target), the ADT window of one (user, SRV), one
+quarantined request, one Pre-Command's RequestID, one command, one delivery, one receiver's
+backlog, one executor shard. Decisions about different keys therefore run side by side on
+any number of workers. Reads that decide a later write lock their rows (``FOR UPDATE``; the
+outbox's and the executor's claims ``SKIP LOCKED``), and a group PostgreSQL cancels to break
+a deadlock between rows (outbox maintenance against an attempt) is run again, unanswered.
+Two locks are shared by all workers, and only they are serial: the registry's
+(:attr:`PostgresStore.write_lock_key`), taken exclusively by a directive and shared by every
+admission, since an admission checks the directive log's version (directives, rare and
+global, keep one order); and the anchor chain's, held once a second per worker for one row
+(:attr:`PostgresStore.serial_seconds` adds up both). Reads (``last_counter``,
+``audit_records``…) use a small pool and see committed data only.
 
-Group commit: the write lock makes writers take turns, so each turn is made to
-count. Concurrent write calls on one store object are queued; one writer task takes
-up to ``group_limit`` of them, runs them on one dedicated connection in one
-transaction, and answers every caller only after COMMIT returned. A call that raises
-is rolled back alone and gets its exception; the others go on. Since calls seldom
-raise, a group is first run without savepoints (two round trips fewer per call, inside
-the lock); only if a call raises is that attempt rolled back, unanswered, and the group
-run again with a SAVEPOINT per call. While a group commits, the next one gathers, so a
-busy store pays one durable commit (``synchronous_commit=on``, the server's default,
-is left alone) for many calls. :attr:`PostgresStore.groups_committed` counts the groups. A group's audit rows
-are held back and inserted in one pipelined round trip (see :class:`_GroupTransaction`):
-measured over a load run, a request took 13 statements inside the lock with one INSERT per
-audit record, and takes 9.5 so.
+The audit log (migration 6): each store object writes its own *lane*, a hash chain only it
+appends to, so appending reads no shared head. A lane belongs to the writer connection that
+holds its session lock; a worker started again takes a free lane and continues its chain.
+The lane's committed head goes into ``audit_anchors``, a chain of its own, at most once a
+second while it writes and when the store closes; :func:`~gateway.store.audit.verify_chain`
+checks every lane and every anchor. Records from before migration 6 are the main lane (0),
+whose head is anchored once. ``sequence`` still orders the whole log and is unique; it is
+drawn from a database sequence with the group's locks (a store writing alone numbers without
+gaps), and gaps are no longer evidence: each lane's ``lane_position`` is.
+
+Group commit: concurrent write calls on one store object are queued; one writer task takes
+up to ``group_limit`` of them, runs them on one dedicated connection in one transaction,
+and answers every caller only after COMMIT returned. A call that raises is rolled back
+alone and gets its exception; the others go on. Since calls seldom raise, a group is first
+run without savepoints (two round trips fewer per call); only if a call raises is that
+attempt rolled back, unanswered, and the group run again with a SAVEPOINT per call. While a
+group commits, the next one gathers, so a busy store pays one durable commit
+(``synchronous_commit=on``, the server's default, is left alone) for many calls.
+:attr:`PostgresStore.groups_committed` counts the groups. A group's audit rows are held back
+and inserted in one pipelined round trip (see :class:`_GroupTransaction`). Within one
+worker, groups run one after another: a group waiting for a key another worker holds holds
+up that worker's next group (not the other workers).
 
 Encodings: times are ``timestamptz`` (microsecond precision, compared as instants);
 replay counters ``numeric(20, 0)`` checked to 0..2^64-1 (``bigint`` is signed);
 JSON (directive arguments, audit details) is the text of
 :func:`~gateway.store.audit.canonical_json`, stored as text so that what the hash
-chain hashed is what is read back; bytes are ``bytea``. Audit and directive
-sequence numbers are assigned as last + 1 under the write lock, so they have no
-gaps (a gap in the audit log is evidence).
+chain hashed is what is read back; bytes are ``bytea``. Directive sequence numbers are
+assigned as last + 1 under the registry's lock, so they have no gaps.
 """
 
 from __future__ import annotations
@@ -56,7 +71,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
+import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -67,13 +84,14 @@ import asyncpg
 
 from gateway.eui64 import Eui64
 from gateway.store import operations
-from gateway.store.audit import parse_utc_text, utc_text
+from gateway.store.audit import anchor_hash, lane_genesis, parse_utc_text, utc_text
 from gateway.store.base import (
     ALL_DEVICES,
     DELIVERED_KEEP,
     DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
     GENESIS_HASH,
+    MAIN_LANE,
     PURGE_BATCH,
     AdmissionRequest,
     AdmissionResult,
@@ -86,6 +104,7 @@ from gateway.store.base import (
     DeliveryStatus,
     DeviceCommand,
     DirectiveRecord,
+    LaneAnchor,
     PendingDelivery,
     PendingPreCommand,
     QuarantinedRequest,
@@ -289,8 +308,41 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "an index to find delivered deliveries old enough to delete",
         ("CREATE INDEX deliveries_delivered ON deliveries (status, delivered_at)",),
     ),
+    Migration(
+        6,
+        "audit lanes (one hash chain per store object) and the anchor chain of their heads",
+        (
+            # Records from before lanes stay as they are: the main lane (0), position = sequence.
+            # Adding a column with a default rewrites no row, so the append-only trigger is not hit.
+            "ALTER TABLE audit ADD COLUMN lane integer NOT NULL DEFAULT 0 CHECK (lane >= 0)",
+            "ALTER TABLE audit ADD COLUMN lane_position bigint CHECK (lane_position >= 1)",
+            "CREATE UNIQUE INDEX audit_lane_position ON audit (lane, lane_position) WHERE lane_position IS NOT NULL",
+            "CREATE SEQUENCE audit_sequence AS bigint",
+            "SELECT setval('audit_sequence', coalesce((SELECT max(sequence) FROM audit), 0) + 1, false)",
+            "CREATE SEQUENCE audit_lane_numbers AS integer",
+            """CREATE TABLE audit_lanes (
+                lane integer PRIMARY KEY CHECK (lane >= 1),
+                opened_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            """CREATE TABLE audit_anchors (
+                sequence bigint PRIMARY KEY CHECK (sequence >= 1),
+                at timestamptz NOT NULL,
+                lane integer NOT NULL CHECK (lane >= 0),
+                lane_position bigint NOT NULL CHECK (lane_position >= 1),
+                lane_hash text NOT NULL CHECK (length(lane_hash) = 64),
+                previous_hash text NOT NULL CHECK (length(previous_hash) = 64),
+                hash text NOT NULL UNIQUE CHECK (length(hash) = 64)
+            )""",
+            """CREATE TRIGGER audit_anchors_no_update_or_delete BEFORE UPDATE OR DELETE ON audit_anchors
+                FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+            """CREATE TRIGGER audit_anchors_no_truncate BEFORE TRUNCATE ON audit_anchors
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+_LANES_VERSION: Final = 6
+"""The migration that gave the audit log lanes; a store from before it is read as one chain."""
 """The newest schema this build knows; :meth:`PostgresStore.open` refuses a newer one."""
 
 
@@ -310,14 +362,41 @@ class _MigrationsSql:
 
 
 class _Sql:
-    audit_last: Final = "SELECT sequence, hash FROM audit ORDER BY sequence DESC LIMIT 1"
-    audit_insert: Final = """INSERT INTO audit
-        (sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
-    audit_page: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
-        FROM audit WHERE sequence > $1 ORDER BY sequence LIMIT $2"""
-    audit_tail: Final = """SELECT sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash
-        FROM audit ORDER BY sequence DESC LIMIT $1"""
+    audit_columns: Final = "sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash, lane, lane_position"
+    audit_insert: Final = f"""INSERT INTO audit ({audit_columns})
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+    audit_page: Final = f"SELECT {audit_columns} FROM audit WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+    audit_tail: Final = f"SELECT {audit_columns} FROM audit ORDER BY sequence DESC LIMIT $1"
+    _columns_before_lanes: Final = "sequence, at, kind, actor, subject, outcome, reason, detail, previous_hash, hash"
+    audit_page_before_lanes: Final = (
+        f"SELECT {_columns_before_lanes} FROM audit WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+    )
+    audit_tail_before_lanes: Final = f"SELECT {_columns_before_lanes} FROM audit ORDER BY sequence DESC LIMIT $1"
+    lane_head: Final = """SELECT lane_position, hash, at FROM audit WHERE lane = $1 AND lane_position IS NOT NULL
+        ORDER BY lane_position DESC LIMIT 1"""
+    main_lane_head: Final = "SELECT sequence, hash, at FROM audit WHERE lane = 0 ORDER BY sequence DESC LIMIT 1"
+    lane_open: Final = "INSERT INTO audit_lanes (lane) VALUES (nextval('audit_lane_numbers')) RETURNING lane"
+    lanes: Final = "SELECT lane FROM audit_lanes ORDER BY lane"
+    lane_anchored: Final = "SELECT coalesce(max(lane_position), 0) FROM audit_anchors WHERE lane = $1"
+    try_lock: Final = "SELECT pg_try_advisory_lock($1)"
+
+    anchor_columns: Final = "sequence, at, lane, lane_position, lane_hash, previous_hash, hash"
+    anchor_last: Final = "SELECT sequence, hash FROM audit_anchors ORDER BY sequence DESC LIMIT 1"
+    anchor_insert: Final = f"INSERT INTO audit_anchors ({anchor_columns}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    anchor_exists: Final = "SELECT 1 FROM audit_anchors WHERE lane = $1 AND lane_position = $2"
+    anchor_page: Final = f"SELECT {anchor_columns} FROM audit_anchors WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+
+    take_locks: Final = """SELECT ARRAY(SELECT nextval('audit_sequence') FROM generate_series(1, $3))
+        FROM (SELECT count(*) FROM (
+            SELECT CASE WHEN exclusive THEN pg_advisory_xact_lock(key)::text
+                        ELSE pg_advisory_xact_lock_shared(key)::text END
+            FROM (SELECT key, exclusive FROM unnest($1::bigint[], $2::boolean[]) AS wanted (key, exclusive)
+                  ORDER BY key) AS in_order
+        ) AS taken) AS locked"""
+    """Every lock of a group in one round trip, in key order (two groups wanting some of the same
+    keys take them in the same order, so they queue rather than deadlock), and the audit sequence
+    numbers the group's calls announced."""
+    reserve_sequences: Final = "SELECT nextval('audit_sequence') FROM generate_series(1, $1)"
 
     directive_columns: Final = "sequence, directive_id, actor, name, arguments, decided_at, accepted, reason"
     directive_insert: Final = """INSERT INTO directives
@@ -376,27 +455,33 @@ class _Sql:
         (user_id, url, body, kind, subject, created_at, status, round_started_at, next_attempt_at)
         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $6, $6) RETURNING {delivery_columns}"""
     delivery_by_id: Final = f"SELECT {delivery_columns} FROM deliveries WHERE delivery_id = $1"
+    delivery_for_attempt: Final = delivery_by_id + " FOR UPDATE"
     delivery_due: Final = f"""SELECT {delivery_columns} FROM deliveries
         WHERE status = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until <= $1)
         ORDER BY next_attempt_at, delivery_id LIMIT $2"""
+    delivery_due_to_lease: Final = delivery_due + " FOR UPDATE SKIP LOCKED"
+    """Rows another worker is leasing right now are left to it (they will be leased when it commits)."""
     delivery_lease: Final = "UPDATE deliveries SET leased_until = $1 WHERE delivery_id = ANY($2::bigint[])"
     delivery_attempted: Final = """UPDATE deliveries SET attempts = attempts + 1, total_attempts = total_attempts + 1,
         last_attempt_at = $1, last_error = $2, leased_until = NULL WHERE delivery_id = $3"""
     delivery_delivered: Final = "UPDATE deliveries SET status = 'delivered', delivered_at = $1 WHERE delivery_id = $2"
     delivery_reschedule: Final = "UPDATE deliveries SET next_attempt_at = $1 WHERE delivery_id = $2"
     delivery_fail: Final = "UPDATE deliveries SET status = 'failed', failed_at = $1 WHERE delivery_id = $2"
+    # FOR UPDATE: a row an attempt is recording meanwhile is read again once it committed, and
+    # left out if it is no longer pending (failed) or failed (expired).
     delivery_overdue: Final = f"""SELECT {delivery_columns} FROM deliveries
-        WHERE status = 'pending' AND round_started_at <= $1 ORDER BY delivery_id"""
+        WHERE status = 'pending' AND round_started_at <= $1 ORDER BY delivery_id FOR UPDATE"""
     delivery_expired: Final = f"""SELECT {delivery_columns} FROM deliveries
-        WHERE status = 'failed' AND failed_at <= $1 ORDER BY delivery_id"""
+        WHERE status = 'failed' AND failed_at <= $1 ORDER BY delivery_id FOR UPDATE"""
     delivery_delete: Final = "DELETE FROM deliveries WHERE delivery_id = $1"
     delivery_delete_delivered: Final = """DELETE FROM deliveries WHERE delivery_id = ANY(ARRAY(SELECT delivery_id
-        FROM deliveries WHERE status = 'delivered' AND delivered_at <= $1 ORDER BY delivered_at LIMIT $2))
-        RETURNING delivery_id"""
+        FROM deliveries WHERE status = 'delivered' AND delivered_at <= $1 ORDER BY delivered_at LIMIT $2
+        FOR UPDATE SKIP LOCKED)) RETURNING delivery_id"""
     """ARRAY(...) is computed once, then rows are deleted by primary key (an IN (subquery) may be
     planned as a hash join over a scan of the whole table)."""
     delivery_failed_by_user: Final = f"""SELECT {delivery_columns} FROM deliveries
         WHERE user_id = $1 AND status = 'failed' ORDER BY delivery_id"""
+    delivery_failed_to_redeliver: Final = delivery_failed_by_user + " FOR UPDATE"
     delivery_recent: Final = f"SELECT {delivery_columns} FROM deliveries ORDER BY delivery_id DESC LIMIT $1"
     delivery_redeliver: Final = """UPDATE deliveries SET status = 'pending', attempts = 0, round_started_at = $1,
         next_attempt_at = $1, leased_until = NULL, failed_at = NULL WHERE delivery_id = $2"""
@@ -419,7 +504,7 @@ class _Sql:
         WHERE command_id IN (
             SELECT command_id FROM commands
             WHERE status = 'queued' AND shard_key % $5 = $6 AND (claimed_until IS NULL OR claimed_until <= $1)
-            ORDER BY command_id LIMIT $4)
+            ORDER BY command_id LIMIT $4 FOR UPDATE SKIP LOCKED)
         RETURNING {command_columns}, claims, claim_token"""
     command_release: Final = """UPDATE commands SET claim_token = NULL, claimed_until = NULL
         WHERE status = 'queued' AND shard_key % $1 = $2 AND claim_token IS NOT NULL"""
@@ -505,6 +590,11 @@ def _aware(when: dt.datetime) -> dt.datetime:
 Connection = asyncpg.Connection
 
 
+def _delivery_audits(deliveries: Sequence[Delivery]) -> int:
+    """The audit records enqueuing them writes: the enqueue's, and the decision's where there is one."""
+    return sum(1 + (delivery.audit is not None) for delivery in deliveries)
+
+
 def _affected_rows(status: str) -> int:
     """The row count of a command tag such as ``UPDATE 3``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -512,25 +602,33 @@ def _affected_rows(status: str) -> int:
 
 class _GroupTransaction:
     """:class:`~gateway.store.transaction.Transaction` on the writer's connection, inside one group's
-    transaction, which holds the write lock.
+    transaction, which holds the advisory locks of every call in the group (see
+    :meth:`PostgresStore._attempt`).
 
-    It also keeps the audit chain's head (last sequence and hash): read once per group, since
-    no other writer can move it while the lock is held, and put back by :meth:`PostgresStore._attempt`
-    when a call's savepoint is rolled back. That saves a query per audit record.
+    The audit records go into the store's own lane: nobody else appends to it, so its head
+    (position, hash, time) is kept here, handed from group to group, and put back when a call's
+    savepoint is rolled back. Their sequence numbers come from ``reserved``, numbers the group
+    drew from ``audit_sequence`` with its locks (more are drawn if a group writes more records
+    than its calls announced); the ones not used go to the next group, so one store writing
+    alone numbers its records without gaps.
 
-    And it holds back the group's audit rows, which :meth:`flush_audit` inserts in one pipelined
+    It holds back the group's audit rows, which :meth:`flush_audit` inserts in one pipelined
     round trip: before COMMIT, before each savepoint, and before a row that references the audit
-    log. Every round trip is paid for inside the write lock, so that one all other workers wait
-    for, and audit rows are about a third of a request's statements. Nothing reads the audit
-    table inside a group (the head is held here), so holding them back changes no decision.
+    log. Nothing reads the audit table inside a group (the head is held here), so holding them
+    back changes no decision.
     """
 
     encoding: Final = NATIVE_TIMES
-    __slots__ = ("_db", "head", "pending_audit")
+    __slots__ = ("_db", "lane", "head", "reserved", "used", "pending_audit")
 
-    def __init__(self, db: Connection) -> None:
+    def __init__(
+        self, db: Connection, lane: int, head: tuple[int, str, dt.datetime | None], reserved: list[int]
+    ) -> None:
         self._db = db
-        self.head: tuple[int, str] | None = None
+        self.lane = lane
+        self.head = head
+        self.reserved = reserved
+        self.used = 0
         self.pending_audit: list[tuple[Any, ...]] = []
 
     async def flush_audit(self) -> None:
@@ -542,14 +640,18 @@ class _GroupTransaction:
     # --- the audit chain ---------------------------------------------------------------------
 
     async def chain_head(self) -> tuple[int, str]:
-        if self.head is None:
-            last = await self._db.fetchrow(_Sql.audit_last)
-            self.head = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
-        return self.head
+        return self.head[0], self.head[1]
 
-    async def insert_audit(self, sequence: int, columns: tuple[Any, ...], previous_hash: str, digest: str) -> None:
-        self.pending_audit.append((sequence, *columns, previous_hash, digest))
-        self.head = (sequence, digest)
+    async def insert_audit(
+        self, position: int, entry: AuditEntry, columns: tuple[Any, ...], previous_hash: str, digest: str
+    ) -> AuditRecord:
+        if self.used == len(self.reserved):
+            self.reserved.extend(int(row[0]) for row in await self._db.fetch(_Sql.reserve_sequences, _RESERVE_MORE))
+        sequence = self.reserved[self.used]
+        self.used += 1
+        self.pending_audit.append((sequence, *columns, previous_hash, digest, self.lane, position))
+        self.head = (position, digest, entry.at)
+        return AuditRecord(sequence, entry, previous_hash, digest, lane=self.lane, position=position)
 
     # --- directives --------------------------------------------------------------------------
 
@@ -670,13 +772,13 @@ class _GroupTransaction:
         return pending_delivery(row, NATIVE_TIMES)
 
     async def due_deliveries(self, now: dt.datetime, limit: int, lease: dt.timedelta | None) -> list[PendingDelivery]:
-        rows = await self._db.fetch(_Sql.delivery_due, _aware(now), limit)
+        rows = await self._db.fetch(_Sql.delivery_due if lease is None else _Sql.delivery_due_to_lease, _aware(now), limit)
         if lease is not None and rows:
             await self._db.execute(_Sql.delivery_lease, _aware(now) + lease, [row[0] for row in rows])
         return [pending_delivery(row, NATIVE_TIMES) for row in rows]
 
     async def count_attempt(self, delivery_id: int, at: dt.datetime, error: str | None) -> PendingDelivery | None:
-        row = await self._db.fetchrow(_Sql.delivery_by_id, delivery_id)
+        row = await self._db.fetchrow(_Sql.delivery_for_attempt, delivery_id)
         if row is None:
             return None
         await self._db.execute(_Sql.delivery_attempted, _aware(at), error, delivery_id)
@@ -706,7 +808,7 @@ class _GroupTransaction:
         return [int(row[0]) for row in await self._db.fetch(_Sql.delivery_delete_delivered, _aware(delivered_by), limit)]
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
-        rows = await self._db.fetch(_Sql.delivery_failed_by_user, str(user_id))
+        rows = await self._db.fetch(_Sql.delivery_failed_to_redeliver, str(user_id))
         return [pending_delivery(row, NATIVE_TIMES) for row in rows]
 
     async def start_round(self, delivery_id: int, at: dt.datetime) -> None:
@@ -729,8 +831,29 @@ class _WriteCall(Generic[T]):
 
     work: Callable[[Tx], Awaitable[T]]
     future: asyncio.Future[T]
+    locks: tuple[Lock, ...] = ()
+    audits: int = 0
+    """How many audit records the call expects to write (numbers are drawn for them with the locks)."""
     result: Any = None
     error: BaseException | None = None
+
+
+Lock = tuple[int, bool]
+"""(advisory key, exclusive): exclusive for a key a call checks and changes, shared for one it
+only reads while another kind of call may change it (the registry)."""
+
+_RESERVE_MORE: Final = 16
+"""Sequence numbers drawn at once when a group writes more audit records than its calls announced."""
+
+ANCHOR_INTERVAL_SECONDS: Final = 1.0
+"""How often, at most, a store writes its lane's head into the anchor chain while it writes."""
+
+_LOCK_RETRIES: Final = 5
+"""Times a group is run again after PostgreSQL broke a deadlock by cancelling it (nothing of it
+was answered): two groups can still wait on each other's rows (outbox maintenance against an
+attempt being recorded), which the ordered advisory locks do not cover."""
+
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
 # --- the store --------------------------------------------------------------------------
@@ -763,7 +886,18 @@ class PostgresStore:
         self._group_limit = group_limit
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
-        self._write_lock_key = _lock_key("write", self._location.schema)
+        self._registry_lock_key = _lock_key("write", self._location.schema)
+        self._anchor_lock_key = _lock_key("audit-anchors", self._location.schema)
+        self._lane: int | None = None
+        self._lane_head: tuple[int, str, dt.datetime | None] | None = None
+        """The committed head of this store's lane (position, hash, time); None: to be read again."""
+        self._reserved: list[int] = []
+        self._anchored_position = 0
+        self._anchored_at = 0.0
+        self._serial_seconds = 0.0
+        self._serial_sections = 0
+        self._schema_version = SCHEMA_VERSION
+        """What the open schema is at (a read-only store may find an older one)."""
         self._pool: asyncpg.Pool | None = None
         self._writer_db: Connection | None = None
         self._queue: asyncio.Queue[_WriteCall[Any] | None] | None = None
@@ -781,8 +915,27 @@ class PostgresStore:
 
     @property
     def write_lock_key(self) -> int:
-        """The advisory lock every write transaction on this schema takes first (one per schema)."""
-        return self._write_lock_key
+        """The registry's advisory lock, one per schema: a directive takes it exclusively, and every
+        admission shares it (it checks the registry version it was decided on). Holding it stops
+        every decision; no other lock is shared by all writers but the anchor chain's."""
+        return self._registry_lock_key
+
+    @property
+    def lane(self) -> int | None:
+        """This store's audit lane (None until opened for writing)."""
+        return self._lane
+
+    @property
+    def serial_seconds(self) -> float:
+        """Time this store spent waiting for or holding a lock every worker takes exclusively (a
+        directive's hold of the registry lock, an anchor's of the anchor chain's): the part of
+        the work no number of workers runs side by side."""
+        return self._serial_seconds
+
+    @property
+    def serial_sections(self) -> int:
+        """How many such waits-and-holds :attr:`serial_seconds` adds up."""
+        return self._serial_sections
 
     @property
     def groups_committed(self) -> int:
@@ -809,10 +962,11 @@ class PostgresStore:
             if self._read_only:
                 pool = await self._create_pool(settings)
                 async with pool.acquire() as db:
-                    await _check_existing_schema(db, self._location)
+                    self._schema_version = await _check_existing_schema(db, self._location)
             else:
                 writer_db = await self._connect(settings)
                 await _migrate(writer_db, self._location)
+                await self._open_lane(writer_db)
                 pool = await self._create_pool(settings)
         except BaseException:
             if writer_db is not None:
@@ -834,6 +988,9 @@ class PostgresStore:
             queue.put_nowait(None)  # the writer answers what was queued before it, then stops
             await asyncio.shield(writer)
         writer_db, self._writer_db = self._writer_db, None
+        if writer_db is not None and not writer_db.is_closed():
+            with contextlib.suppress(Exception):  # a store closing on a lost server cannot anchor
+                await self._anchor_lane(writer_db)
         if writer_db is not None:
             await writer_db.close()
         if pool is not None:
@@ -857,7 +1014,8 @@ class PostgresStore:
     async def append_directive(self, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
         """Stores the directive and its audit record together; a known directive_id returns the stored one
         and records nothing, so a retried submission is idempotent."""
-        return await self._write(lambda tx: operations.store_directive(tx, record, audit))
+        registry = ((self._registry_lock_key, True),)  # directives keep one global order
+        return await self._write(lambda tx: operations.store_directive(tx, record, audit), registry, audits=1)
 
     async def find_directive(self, directive_id: str) -> DirectiveRecord | None:
         row = await self._fetchrow(_Sql.directive_by_id, directive_id)
@@ -884,7 +1042,13 @@ class PostgresStore:
         operations.check_admission(request)  # refused before it is queued
         _aware(request.at)
         retention = self._adt_retention
-        return await self._write(lambda tx: operations.admit(tx, request, retention))
+        locks = [
+            (self._registry_lock_key, False),
+            (self._key("counter", str(request.originator), str(request.target)), True),
+        ]
+        if request.adt_threshold is not None:
+            locks.append((self._key("adt", str(request.user_id), request.service_reference_variant), True))
+        return await self._write(lambda tx: operations.admit(tx, request, retention), tuple(locks), audits=1)
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
         stored = await self._fetchval(_Sql.counter_select, str(originator), str(target))
@@ -906,29 +1070,37 @@ class PostgresStore:
         ``command`` when RELEASED); None if there is none, and then nothing is recorded."""
         operations.check_settlement(status, command)
         return await self._write(
-            lambda tx: operations.settle_quarantine(tx, event_ref, user_id, status, audit, command)
+            lambda tx: operations.settle_quarantine(tx, event_ref, user_id, status, audit, command),
+            ((self._key("quarantine", str(event_ref)), True),),
+            audits=1,
         )
 
     async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
         return [quarantined_request(row, NATIVE_TIMES) for row in await self._fetch(_Sql.quarantine_alerts_due, limit)]
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
-        return await self._write(lambda tx: operations.record_quarantine_alert(tx, event_ref, delivery, audit))
+        return await self._write(
+            lambda tx: operations.record_quarantine_alert(tx, event_ref, delivery, audit),
+            ((self._key("quarantine", str(event_ref)), True),),
+            audits=_delivery_audits((delivery,) if delivery else ()) + (audit is not None),
+        )
 
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        return await self._write(lambda tx: operations.append_audit(tx, entry))
+        return await self._write(lambda tx: operations.append_audit(tx, entry), audits=1)
 
     async def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
-        async for row in self._pages(_Sql.audit_page, 0):
+        page = _Sql.audit_page if self._schema_version >= _LANES_VERSION else _Sql.audit_page_before_lanes
+        async for row in self._pages(page, 0):
             yield audit_record(row, NATIVE_TIMES)
 
     # --- reading back for people (the console) ------------------------------------------
 
     async def audit_tail(self, limit: int) -> list[AuditRecord]:
-        return [audit_record(row, NATIVE_TIMES) for row in await self._fetch(_Sql.audit_tail, check_read_limit(limit))]
+        tail = _Sql.audit_tail if self._schema_version >= _LANES_VERSION else _Sql.audit_tail_before_lanes
+        return [audit_record(row, NATIVE_TIMES) for row in await self._fetch(tail, check_read_limit(limit))]
 
     async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
         return [pending_delivery(row, NATIVE_TIMES) for row in await self._fetch(_Sql.delivery_recent, check_read_limit(limit))]
@@ -956,12 +1128,18 @@ class PostgresStore:
         nothing, a different one under that RequestID raises :class:`PreCommandConflict`."""
         operations.check_precommand(_aware(issued_at), _aware(expires_at))
         precommand = PendingPreCommand(request_id, user_id, device_id, bytes(apdu), issued_at, expires_at)
-        await self._write(lambda tx: operations.remember_precommand(tx, precommand, audit))
+        await self._write(
+            lambda tx: operations.remember_precommand(tx, precommand, audit),
+            ((self._key("precommand", request_id), True),),
+            audits=1,
+        )
 
     async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
         """Check-and-consume in one statement under the write lock: one caller gets it, across workers."""
         _aware(at)
-        return await self._write(lambda tx: tx.take_precommand(request_id, user_id, at))
+        return await self._write(
+            lambda tx: tx.take_precommand(request_id, user_id, at), ((self._key("precommand", request_id), True),)
+        )
 
     # --- commands for the simulated devices ---------------------------------------------
 
@@ -969,7 +1147,11 @@ class PostgresStore:
         """Queues the command with its audit record (``command_id`` added to its detail); a RequestID
         already queued returns its id and records nothing."""
         _aware(command.queued_at)
-        return await self._write(lambda tx: operations.queue_command(tx, command, audit))
+        return await self._write(
+            lambda tx: operations.queue_command(tx, command, audit),
+            ((self._key("command-request", command.request_id), True),),
+            audits=1,
+        )
 
     async def claim_commands(
         self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
@@ -977,15 +1159,21 @@ class PostgresStore:
         """QUEUED commands without a live claim, oldest first, each claimed until ``now + lease``."""
         operations.check_claim(limit, lease)
         _aware(now)
-        return await self._write(lambda tx: operations.claim_commands(tx, now, limit, lease, shard))
+        shard_lock = ((self._key("shard", str(shard.count), str(shard.index)), True),)
+        return await self._write(lambda tx: operations.claim_commands(tx, now, limit, lease, shard), shard_lock)
 
     async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
-        return await self._write(lambda tx: tx.release_claims(shard))
+        shard_lock = ((self._key("shard", str(shard.count), str(shard.index)), True),)
+        return await self._write(lambda tx: tx.release_claims(shard), shard_lock)
 
     async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
         """Marks it EXECUTED with the meters' states, deliveries and audits, only under its live claim token."""
         _aware(completion.at)
-        return await self._write(lambda tx: operations.complete_command(tx, claimed, completion))
+        return await self._write(
+            lambda tx: operations.complete_command(tx, claimed, completion),
+            ((self._key("command", str(claimed.command_id)), True),),
+            audits=_delivery_audits(completion.deliveries) + len(completion.audits),
+        )
 
     async def command_status(self, request_id: str) -> CommandStatus | None:
         status = await self._fetchval(_Sql.command_status, request_id)
@@ -1000,7 +1188,10 @@ class PostgresStore:
         self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
     ) -> None:
         meters, deliveries, audits = dict(meters), tuple(deliveries), tuple(audits)
-        await self._write(lambda tx: operations.store_meters(tx, meters, deliveries, audits))
+        await self._write(
+            lambda tx: operations.store_meters(tx, meters, deliveries, audits),
+            audits=_delivery_audits(deliveries) + len(audits),
+        )
 
     async def load_meters(self) -> dict[str, str]:
         return {row[0]: row[1] for row in await self._fetch(_Sql.meter_all)}
@@ -1022,7 +1213,7 @@ class PostgresStore:
     async def enqueue_delivery(self, delivery: Delivery) -> int:
         """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
         _aware(delivery.created_at)
-        return await self._write(lambda tx: operations.enqueue(tx, delivery))
+        return await self._write(lambda tx: operations.enqueue(tx, delivery), audits=_delivery_audits((delivery,)))
 
     async def due_deliveries(
         self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
@@ -1038,7 +1229,11 @@ class PostgresStore:
         """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
         failure = None if ok else (error or "unknown error")
         _aware(at)
-        return await self._write(lambda tx: operations.record_attempt(tx, delivery_id, at, failure, next_attempt_at))
+        return await self._write(
+            lambda tx: operations.record_attempt(tx, delivery_id, at, failure, next_attempt_at),
+            ((self._key("delivery", str(delivery_id)), True),),
+            audits=1,
+        )
 
     async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
         """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED."""
@@ -1062,7 +1257,9 @@ class PostgresStore:
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
         _aware(now)
-        return await self._write(lambda tx: operations.redeliver_failed(tx, user_id, now))
+        return await self._write(
+            lambda tx: operations.redeliver_failed(tx, user_id, now), ((self._key("receiver", str(user_id)), True),)
+        )
 
     async def reschedule_deliveries(
         self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
@@ -1072,7 +1269,11 @@ class PostgresStore:
         _aware(due_at)
         _aware(at)
         spared = -1 if except_delivery is None else except_delivery
-        return await self._write(lambda tx: operations.reschedule_deliveries(tx, user_id, url, due_at, at, reason, spared))
+        return await self._write(
+            lambda tx: operations.reschedule_deliveries(tx, user_id, url, due_at, at, reason, spared),
+            ((self._key("receiver", str(user_id)), True),),
+            audits=1,
+        )
 
     # --- plumbing: connections --------------------------------------------------------------
 
@@ -1131,8 +1332,11 @@ class PostgresStore:
 
     # --- plumbing: group commit -------------------------------------------------------------
 
-    async def _write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        """Runs ``work`` in the next group's transaction; returns its result once that group committed.
+    async def _write(
+        self, work: Callable[[Tx], Awaitable[T]], locks: tuple[Lock, ...] = (), *, audits: int = 0
+    ) -> T:
+        """Runs ``work`` in the next group's transaction, under ``locks``; returns its result once
+        that group committed. ``audits``: how many audit records it will likely write.
 
         A caller cancelled before its group starts is dropped from it; one cancelled later may
         still be committed (like a request whose client left after the decision).
@@ -1142,8 +1346,12 @@ class PostgresStore:
         if self._queue is None:
             raise StoreNotOpenError(f"{self!r} is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_WriteCall(work, future))
+        self._queue.put_nowait(_WriteCall(work, future, locks, audits))
         return await future
+
+    def _key(self, purpose: str, *parts: str) -> int:
+        """The advisory key of one thing decisions about it are serialised on (a counter, a window…)."""
+        return _lock_key(":".join((purpose, *parts)), self._location.schema)
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -1163,6 +1371,7 @@ class PostgresStore:
                     break
                 group.append(call)
             await self._run_group(group)
+            await self._anchor_when_due()
             if stop:
                 return
 
@@ -1172,22 +1381,26 @@ class PostgresStore:
         First without savepoints (two round trips fewer per call, and calls seldom raise); if a
         call raises, that attempt is rolled back, nothing of it having been answered, and the
         group runs again with a savepoint per call, so that the failing call is undone alone.
+        A group PostgreSQL cancels to break a deadlock is run again (it was answered nothing).
         """
         live = [call for call in group if not call.future.done()]
         if not live:
             return
-        try:
-            db = await self._writer_connection()
-            if not await self._attempt(db, live, savepoints=False):
-                await self._attempt(db, live, savepoints=True)
-        except Exception as exc:  # the group as a whole failed: no call of it can be answered as stored
-            self._discard_writer_connection()
-            for call in live:
-                if not call.future.done():
-                    failure = StoreWriteFailed(f"write transaction on {self._location.describe()} failed: {exc!r}")
-                    failure.__cause__ = exc
-                    call.future.set_exception(failure)
-            return
+        for retry in range(_LOCK_RETRIES + 1):
+            try:
+                db = await self._writer_connection()
+                if not await self._attempt(db, live, savepoints=False):
+                    await self._attempt(db, live, savepoints=True)
+                break
+            except _RETRYABLE as exc:
+                if retry < _LOCK_RETRIES:
+                    continue
+                self._fail_group(live, exc)
+                return
+            except Exception as exc:  # the group as a whole failed: no call of it can be answered as stored
+                self._discard_writer_connection()
+                self._fail_group(live, exc)
+                return
         self._groups_committed += 1
         self._calls_committed += len(live)
         for call in live:
@@ -1198,51 +1411,173 @@ class PostgresStore:
             else:
                 call.future.set_result(call.result)
 
+    def _fail_group(self, calls: list[_WriteCall[Any]], exc: Exception) -> None:
+        for call in calls:
+            if not call.future.done():
+                failure = StoreWriteFailed(f"write transaction on {self._location.describe()} failed: {exc!r}")
+                failure.__cause__ = exc
+                call.future.set_exception(failure)
+
     async def _attempt(self, db: Connection, calls: list[_WriteCall[Any]], *, savepoints: bool) -> bool:
-        """One transaction over ``calls`` under the write lock; True when it committed.
+        """One transaction over ``calls`` under their locks; True when it committed.
 
         Without ``savepoints``, the first call that raises rolls the whole attempt back and the
         answer is False. With them, a call that raises is rolled back to its savepoint alone.
         """
+        wanted: dict[int, bool] = {}
+        for call in calls:
+            for key, exclusive in call.locks:
+                wanted[key] = wanted.get(key, False) or exclusive
+        serial = wanted.get(self._registry_lock_key, False)  # a directive: every decision waits meanwhile
+        started = time.perf_counter()
         # READ COMMITTED whatever the server's default: each statement then sees what the writer
-        # that held the lock before committed (a snapshot taken before the lock was granted, as
+        # that held a lock before committed (a snapshot taken before the lock was granted, as
         # REPEATABLE READ would keep, would decide on stale rows).
         transaction = db.transaction(isolation="read_committed")
         await transaction.start()
+        tx: _GroupTransaction | None = None
         try:
-            await db.execute("SELECT pg_advisory_xact_lock($1)", self._write_lock_key)
-            tx = _GroupTransaction(db)
+            head = self._lane_head or await self._read_lane_head(db)
+            reserved = list(self._reserved)
+            await self._lock_and_reserve(db, wanted, sum(call.audits for call in calls) - len(reserved), reserved)
+            tx = _GroupTransaction(db, self._lane_number(), head, reserved)
             for call in calls:
                 call.result, call.error = None, None
                 if not savepoints:
                     try:
                         call.result = await call.work(tx)
+                    except _RETRYABLE:
+                        raise
                     except Exception as exc:
                         call.error = exc
                         await transaction.rollback()
+                        self._reserved = tx.reserved  # nothing of this attempt was stored
                         return False
                     continue
-                head = tx.head
+                position, used = tx.head, tx.used
                 try:
                     async with db.transaction():  # a SAVEPOINT inside the group's transaction
                         call.result = await call.work(tx)
                         await tx.flush_audit()  # inside the savepoint: a row that fails is this call's
+                except _RETRYABLE:
+                    raise
                 except Exception as exc:  # this call alone is rolled back; its caller gets the error
                     call.error = exc
-                    tx.head = head  # its audit records were rolled back with it
+                    tx.head, tx.used = position, used  # its audit records were rolled back with it
                     tx.pending_audit.clear()  # or were never inserted
             if not savepoints:
                 try:
                     await tx.flush_audit()
+                except _RETRYABLE:
+                    raise
                 except asyncpg.PostgresError:  # a call's row was refused: the run with savepoints tells whose
                     await transaction.rollback()
+                    self._reserved = tx.reserved
                     return False
         except BaseException:
             with contextlib.suppress(Exception):  # a lost connection cannot roll back; the caller discards it
                 await transaction.rollback()
+            if tx is not None:
+                self._reserved = tx.reserved  # rolled back: none of its numbers was used
             raise
-        await transaction.commit()
+        try:
+            await transaction.commit()
+        except BaseException:
+            self._lane_head, self._reserved = None, []  # committed or not: the head is read again
+            raise
+        self._lane_head, self._reserved = tx.head, tx.reserved[tx.used :]
+        if serial:
+            self._count_serial(started)
         return True
+
+    async def _lock_and_reserve(self, db: Connection, wanted: dict[int, bool], more: int, reserved: list[int]) -> None:
+        """Takes the group's advisory locks (in key order) and draws ``more`` audit sequence numbers,
+        in one round trip; neither when there is nothing to do."""
+        if wanted:
+            keys = sorted(wanted)
+            numbers = await db.fetchval(_Sql.take_locks, keys, [wanted[key] for key in keys], max(more, 0))
+            reserved.extend(int(number) for number in numbers)
+        elif more > 0:
+            reserved.extend(int(row[0]) for row in await db.fetch(_Sql.reserve_sequences, more))
+
+    def _count_serial(self, started: float) -> None:
+        self._serial_seconds += time.perf_counter() - started
+        self._serial_sections += 1
+
+    def _lane_number(self) -> int:
+        if self._lane is None:
+            raise StoreNotOpenError(f"{self!r} has no audit lane (not open for writing)")
+        return self._lane
+
+    async def _read_lane_head(self, db: Connection) -> tuple[int, str, dt.datetime | None]:
+        """The lane's head as stored (after a group whose COMMIT may or may not have happened)."""
+        lane = self._lane_number()
+        row = await db.fetchrow(_Sql.lane_head, lane)
+        return (0, lane_genesis(lane), None) if row is None else (int(row[0]), str(row[1]), row[2])
+
+    # --- the audit lane and the anchor chain -------------------------------------------------
+
+    async def _open_lane(self, db: Connection) -> None:
+        """A lane of this store's own, and the main lane's head anchored if it was not yet (the
+        records of a store from before lanes: nothing is appended to them any more)."""
+        await self._claim_lane(db)
+        main = await db.fetchrow(_Sql.main_lane_head)
+        if main is not None and not await db.fetchval(_Sql.anchor_exists, MAIN_LANE, main[0]):
+            await self._append_anchor(db, MAIN_LANE, int(main[0]), str(main[1]), main[2])
+
+    async def _claim_lane(self, db: Connection) -> None:
+        """Takes a lane no open store writes to (a session lock on the writer's connection says
+        whose it is, and goes with that connection), or a new one; its chain goes on from its head.
+        A worker started again so continues the lane of the one that stopped."""
+        lane = None
+        for row in await db.fetch(_Sql.lanes):
+            if await db.fetchval(_Sql.try_lock, self._key("lane", str(row[0]))):
+                lane = int(row[0])
+                break
+        if lane is None:
+            lane = int(await db.fetchval(_Sql.lane_open))
+            await db.execute("SELECT pg_advisory_lock($1)", self._key("lane", str(lane)))
+        self._lane, self._reserved = lane, []
+        self._lane_head = await self._read_lane_head(db)
+        self._anchored_position = int(await db.fetchval(_Sql.lane_anchored, lane))
+        self._anchored_at = time.monotonic()
+
+    async def _anchor_when_due(self) -> None:
+        if time.monotonic() - self._anchored_at < ANCHOR_INTERVAL_SECONDS:
+            return
+        try:
+            await self._anchor_lane(await self._writer_connection())
+        except Exception:  # the next group's turn tries again; the lane's records are committed
+            logging.getLogger("dcc_gateway.store").exception("anchoring audit lane %s failed", self._lane)
+
+    async def _anchor_lane(self, db: Connection) -> None:
+        """Writes this lane's committed head into the anchor chain, unless it is anchored already."""
+        head = self._lane_head
+        if head is None or head[0] <= self._anchored_position or head[2] is None:
+            return
+        await self._append_anchor(db, self._lane_number(), head[0], head[1], head[2])
+        self._anchored_position, self._anchored_at = head[0], time.monotonic()
+
+    async def _append_anchor(self, db: Connection, lane: int, position: int, lane_hash: str, at: dt.datetime) -> None:
+        """One anchor, chained onto the last under the anchor chain's lock (all workers share it,
+        once a second each: it is part of :attr:`serial_seconds`)."""
+        started = time.perf_counter()
+        async with db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", self._anchor_lock_key)
+            last = await db.fetchrow(_Sql.anchor_last)
+            sequence, previous = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+            when = _aware(at)
+            digest = anchor_hash(previous, lane, position, lane_hash, when)
+            await db.execute(_Sql.anchor_insert, sequence, when, lane, position, lane_hash, previous, digest)
+        self._count_serial(started)
+
+    async def lane_anchors(self) -> AsyncIterator[LaneAnchor]:
+        """The anchor chain in order (empty for a store from before lanes)."""
+        if self._schema_version < _LANES_VERSION:
+            return
+        async for row in self._pages(_Sql.anchor_page, 0):
+            sequence, at, lane, position, lane_hash, previous_hash, digest = row
+            yield LaneAnchor(sequence, NATIVE_TIMES.parse_time(at), lane, position, lane_hash, previous_hash, digest)
 
     def _discard_writer_connection(self) -> None:
         """After a failed group the connection's state is unknown (asyncpg may be mid-protocol):
@@ -1258,6 +1593,7 @@ class PostgresStore:
             raise StoreNotOpenError(f"{self!r} is not open")
         if db.is_closed():
             db = self._writer_db = await self._connect({"search_path": f'"{self._location.schema}"'})
+            await self._claim_lane(db)  # the lane's lock went with the lost connection
         return db
 
 
@@ -1289,7 +1625,7 @@ async def _migrate(db: Connection, location: PostgresLocation) -> None:
         await db.execute("SELECT pg_advisory_unlock($1)", key)
 
 
-async def _check_existing_schema(db: Connection, location: PostgresLocation) -> None:
+async def _check_existing_schema(db: Connection, location: PostgresLocation) -> int:
     """For a read-only open: the schema must hold a gateway store this build can read."""
     if not await db.fetchval(_MigrationsSql.exists):
         raise PostgresStoreMissing(f"no gateway store at {location.describe()}")
@@ -1297,6 +1633,7 @@ async def _check_existing_schema(db: Connection, location: PostgresLocation) -> 
     if current == 0:
         raise PostgresStoreMissing(f"no gateway store at {location.describe()} (no migration applied)")
     _refuse_newer(current, location)
+    return current
 
 
 def _refuse_newer(current: int, location: PostgresLocation) -> None:

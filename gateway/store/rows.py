@@ -87,11 +87,14 @@ def audit_entry(columns: Row, encoding: Encoding) -> AuditEntry:
 
 
 def audit_record(row: Row, encoding: Encoding) -> AuditRecord:
-    """sequence, the seven entry columns, previous_hash, hash; an undecodable row is reported as
-    such, since only tampering makes one."""
+    """sequence, the seven entry columns, previous_hash, hash, and where there are lanes, lane and
+    position; an undecodable row is reported as such, since only tampering makes one."""
     sequence = row[0]
     try:
-        return AuditRecord(sequence, audit_entry(row[1:8], encoding), row[8], row[9])
+        entry = audit_entry(row[1:8], encoding)
+        if len(row) == 10:
+            return AuditRecord(sequence, entry, row[8], row[9])
+        return AuditRecord(sequence, entry, row[8], row[9], lane=int(row[10]), position=row[11])
     except (TypeError, ValueError) as exc:
         raise AuditRecordUnreadable(sequence, str(exc)) from exc
 

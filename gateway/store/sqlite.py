@@ -463,9 +463,13 @@ class _SqliteTransaction:
             self._head = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
         return self._head
 
-    async def insert_audit(self, sequence: int, columns: tuple[Any, ...], previous_hash: str, digest: str) -> None:
-        self.db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
-        self._head = (sequence, digest)
+    async def insert_audit(
+        self, position: int, entry: AuditEntry, columns: tuple[Any, ...], previous_hash: str, digest: str
+    ) -> AuditRecord:
+        # One writer at a time (the write lock): the whole log is the main lane, position = sequence.
+        self.db.execute(_AuditSql.insert, (position, *columns, previous_hash, digest))
+        self._head = (position, digest)
+        return AuditRecord(position, entry, previous_hash, digest)
 
     # --- directives --------------------------------------------------------------------------
 

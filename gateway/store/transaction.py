@@ -19,6 +19,8 @@ from typing import Any, Protocol, TypeVar
 from gateway.eui64 import Eui64
 from gateway.store.base import (
     AdmissionRequest,
+    AuditEntry,
+    AuditRecord,
     ClaimedCommand,
     DeviceCommand,
     Delivery,
@@ -42,12 +44,16 @@ class Transaction(Protocol):
 
     # --- the audit chain ---------------------------------------------------------------------
     async def chain_head(self) -> tuple[int, str]:
-        """(sequence, hash) of the record the next one chains onto; (0, GENESIS_HASH) for none."""
+        """(position, hash) in its lane of the record the next one chains onto; (0, the lane's
+        genesis hash) for an empty lane. A lane has one writer, so nobody else moves it."""
         ...
 
-    async def insert_audit(self, sequence: int, columns: tuple[Any, ...], previous_hash: str, digest: str) -> None:
-        """Appends one chained record (it becomes the head). It may be held back until a row
-        references it or the transaction commits, but not past either."""
+    async def insert_audit(
+        self, position: int, entry: AuditEntry, columns: tuple[Any, ...], previous_hash: str, digest: str
+    ) -> AuditRecord:
+        """Appends one chained record at ``position`` of the lane (it becomes the head) and returns it
+        with its sequence. It may be held back until a row references it or the transaction
+        commits, but not past either."""
         ...
 
     # --- directives --------------------------------------------------------------------------
