@@ -1357,23 +1357,33 @@ class PostgresStore:
         queue = self._queue
         if queue is None:
             return
+        held_back: _WriteCall[Any] | None = None
         while True:
-            first = await queue.get()
+            first = held_back if held_back is not None else await queue.get()
+            held_back = None
             if first is None:
                 return
-            # Whatever queued up while the previous group committed forms the next group.
+            # Whatever queued up while the previous group committed forms the next group; a call
+            # every worker waits for (a directive) goes in a group of its own, so that what all
+            # of them wait for is that call alone.
             group = [first]
             stop = False
-            while len(group) < self._group_limit and not queue.empty():
+            while not self._serial(first) and len(group) < self._group_limit and not queue.empty():
                 call = queue.get_nowait()
                 if call is None:
                     stop = True
+                    break
+                if self._serial(call):
+                    held_back = call
                     break
                 group.append(call)
             await self._run_group(group)
             await self._anchor_when_due()
             if stop:
                 return
+
+    def _serial(self, call: _WriteCall[Any]) -> bool:
+        return (self._registry_lock_key, True) in call.locks
 
     async def _run_group(self, group: list[_WriteCall[Any]]) -> None:
         """Runs the live calls of ``group`` in one transaction and answers them after COMMIT.
