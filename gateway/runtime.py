@@ -53,6 +53,8 @@ class World:
                     "gateway.toml); point it at shared/duis/srv-eligibility-matrix.json"
                 )
             eligibility = Eligibility.load(Path(policy.eligibility_matrix), policy.sc_allowed_srvs)
+            if self.vectors is not None:
+                eligibility = eligibility.with_device_types(self.vectors.catalogue.device_types_by_srv())
         return PolicyConfig(
             eligibility=eligibility,
             contingency_max_days=policy.contingency_max_days,

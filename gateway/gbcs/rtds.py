@@ -217,6 +217,12 @@ class RtdsCatalogue:
     def use_cases(self, srv: str) -> tuple[UseCase, ...]:
         return self._by_srv.get(srv, ())
 
+    def device_types_by_srv(self) -> Mapping[str, frozenset[str]]:
+        """SRV -> every device type its use cases' vectors address."""
+        return types.MappingProxyType({
+            srv: frozenset().union(*(u.device_types for u in use_cases)) for srv, use_cases in self._by_srv.items()
+        })  # fmt: skip
+
     def use_case_for(self, srv: str, device_type: str, body: etree._Element | None) -> UseCase | None:
         """The use case answering ``srv`` on a ``device_type`` with this request ``body`` (None: none has vectors)."""
         candidates = [u for u in self.use_cases(srv) if u.of(VectorKind.RESPONSE) or u.of(VectorKind.PRECOMMAND)]
