@@ -381,6 +381,11 @@ class _Sql:
     try_lock: Final = "SELECT pg_try_advisory_lock($1)"
 
     anchor_columns: Final = "sequence, at, lane, lane_position, lane_hash, previous_hash, hash"
+    anchor_lock: Final = "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)"
+    """The anchor chain's lock, and a COMMIT that does not wait for the disk: the lock is held for
+    two statements, not for an fsync. An anchor lost in a crash of the server loses no record
+    (they were committed durably) and breaks nothing (the anchors after it were lost with it,
+    the WAL being one sequence); the lane is anchored again at the next turn."""
     anchor_last: Final = "SELECT sequence, hash FROM audit_anchors ORDER BY sequence DESC LIMIT 1"
     anchor_insert: Final = f"INSERT INTO audit_anchors ({anchor_columns}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     anchor_exists: Final = "SELECT 1 FROM audit_anchors WHERE lane = $1 AND lane_position = $2"
@@ -1573,8 +1578,8 @@ class PostgresStore:
         once a second each: it is part of :attr:`serial_seconds`)."""
         started = time.perf_counter()
         async with db.transaction():
-            await db.execute("SELECT pg_advisory_xact_lock($1)", self._anchor_lock_key)
-            last = await db.fetchrow(_Sql.anchor_last)
+            await db.execute(_Sql.anchor_lock, self._anchor_lock_key)
+            last = await db.fetchrow(_Sql.anchor_last)  # after the lock: it reads the last one committed
             sequence, previous = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
             when = _aware(at)
             digest = anchor_hash(previous, lane, position, lane_hash, when)
