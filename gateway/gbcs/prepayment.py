@@ -1,0 +1,223 @@
+"""GBCS messages of the prepayment use cases, carrying a meter's own values, shaped like RTDS 4.5.0.
+
+One builder per device answer, each laid out byte for byte as the RTDS vector of its
+use case (``../shared/gbcs/rtds-4.5.0/<SRV>_<use case>/…_RESPONSE_GBCS.HEX``) with
+the vector's constants replaced by the meter's values:
+
+=========  ======  =====================================================================
+use case   code    content of the response (ESME: DLMS access-response; GSME: GBZ/ZCL)
+=========  ======  =====================================================================
+CS01a 2.2  0x0007  ``DA ‖ invoke id ‖ 00 ‖ 01 00 ‖ 01 03 <action result>`` (Token Gateway enter)
+CS01b 2.2  0x0097  ZCL Consumer Top Up Response: result, value applied, source, credit remaining
+ECS82 4.18 0x0069  ``DA ‖ invoke id ‖ 00 00 ‖ 01 05 <meter balance> ‖ 01 01 00`` (get)
+GCS60 4.18 0x008D  Read Attributes Responses: Metering 0x0A00 (bill to date, uint32) and
+                   Prepayment 0x0001 (credit remaining, int32)
+ECS09 2.5  0x0020  ``DA ‖ invoke id ‖ 00 00 ‖ 01 00 ‖ 01 03 <action result>``, signed
+GCS06 2.5  0x0070  ZCL Default Response to Select Available Emergency Credit, signed
+=========  ======  =====================================================================
+
+Money. The vectors carry currency in thousandths of a penny (the CS01b vector applies
+a 1250p UTRN as 1,250,000), so values here are pence × 1000.
+
+Envelope. Non-critical answers (2.2, 4.18) come, as in the vectors, in a General-Ciphering
+(``DD``) MAC header around an unsigned General-Signing APDU; the simulator does not
+compute that MAC (its 12 bytes are zero: a limit named in the README). Critical answers
+(2.5) are General-Signing APDUs signed by the meter's own DS key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import IntEnum
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.eui64 import Eui64
+from gateway.gbcs import dlms, zigbee
+from gateway.gbcs.apdu import CraFlag, GeneralSigningApdu
+from gateway.gbcs.ciphering import MAC_SIZE, GeneralCipheringApdu
+from gateway.gbcs.message_codes import DeviceType
+from gateway.gbcs.signing import sign_apdu
+
+MILLIPENCE = 1000
+_ACCESS_RESPONSE_TAG = 0xDA
+_ACTION, _GET = 0x03, 0x01
+_NULL_DATA = 0x00
+_AUTHENTICATED = 0x11
+_GBZ_RESPONSE_HEADER = 0x01
+_ZCL_SERVER_TO_CLIENT_SPECIFIC = 0x09
+_ZCL_SERVER_TO_CLIENT_GENERAL = 0x08
+_ZCL_READ_ATTRIBUTES_RESPONSE = 0x01
+_ZCL_DEFAULT_RESPONSE = 0x0B
+_CONSUMER_TOP_UP_RESPONSE = 0x03
+_SELECT_AVAILABLE_EMERGENCY_CREDIT = 0x00
+_METERING_CLUSTER = 0x0702
+_BILL_TO_DATE_DELIVERED = 0x0A00
+_CREDIT_REMAINING = 0x0001
+_UINT32, _INT32 = 0x23, 0x2B
+_NOT_APPLIED = -1  # FFFFFFFF in the CS01b error vector
+
+
+class PrepaymentCode(IntEnum):
+    """GBCS message codes of the prepayment use cases (other-information, as in the RTDS vectors)."""
+
+    CS01A_TOP_UP_ESME = 0x0007
+    CS01B_TOP_UP_GSME = 0x0097
+    ECS82_READ_METER_BALANCE_ESME = 0x0069
+    GCS60_READ_METER_BALANCE_GSME = 0x008D
+    ECS09_ACTIVATE_EMERGENCY_CREDIT_ESME = 0x0020
+    GCS06_ACTIVATE_EMERGENCY_CREDIT_GSME = 0x0070
+
+
+EMERGENCY_CREDIT_CODES: dict[DeviceType, PrepaymentCode] = {
+    "ESME": PrepaymentCode.ECS09_ACTIVATE_EMERGENCY_CREDIT_ESME,
+    "GSME": PrepaymentCode.GCS06_ACTIVATE_EMERGENCY_CREDIT_GSME,
+}
+
+
+class TopUpResult(IntEnum):
+    """ZCL Prepayment Consumer Top Up Response result (the GSME's answer; the ESME's is success/failure)."""
+
+    ACCEPTED = 0x00
+    REJECTED_INVALID = 0x01
+    REJECTED_DUPLICATE = 0x02
+
+
+# --- CS01a / CS01b: Top Up Device ---------------------------------------------------------
+
+
+def top_up_response(
+    device_type: DeviceType,
+    *,
+    counter: int,
+    meter: Eui64,
+    user: Eui64,
+    at: dt.datetime,
+    result: TopUpResult,
+    applied_pence: int,
+    credit_pence: int,
+) -> bytes:
+    """The meter's answer to a top-up: accepted with what it applied, or refused."""
+    accepted = result is TopUpResult.ACCEPTED
+    if device_type == "ESME":
+        code = PrepaymentCode.CS01A_TOP_UP_ESME
+        content = _access_response(counter, (bytes([_NULL_DATA]),), (bytes([_ACTION, 0 if accepted else 1]),))
+    else:
+        code = PrepaymentCode.CS01B_TOP_UP_GSME
+        applied = applied_pence * MILLIPENCE if accepted else _NOT_APPLIED
+        remaining = credit_pence * MILLIPENCE if accepted else _NOT_APPLIED
+        zcl = bytes([result]) + zigbee.s32(applied) + b"\x00" + zigbee.s32(remaining)
+        content = _gbz((zigbee.PREPAYMENT_CLUSTER, _ZCL_SERVER_TO_CLIENT_SPECIFIC, _CONSUMER_TOP_UP_RESPONSE, zcl))
+    return _mac_wrapped(_response(code, counter, meter, user, content, dlms.date_time(at)))
+
+
+# --- ECS82 / GCS60: Read Meter Balance ----------------------------------------------------
+
+
+def meter_balance_response(
+    device_type: DeviceType, *, counter: int, meter: Eui64, user: Eui64, balance_pence: int, debt_pence: int
+) -> bytes:
+    """The meter's balance (credit less emergency credit used); a GSME also reports its bill to date."""
+    if device_type == "ESME":
+        code = PrepaymentCode.ECS82_READ_METER_BALANCE_ESME
+        content = _access_response(counter, (dlms.double_long(balance_pence * MILLIPENCE),), (bytes([_GET, 0]),))
+    else:
+        code = PrepaymentCode.GCS60_READ_METER_BALANCE_GSME
+        bill = _attribute(_BILL_TO_DATE_DELIVERED, _UINT32, zigbee.u32(max(0, debt_pence) * MILLIPENCE))
+        credit = _attribute(_CREDIT_REMAINING, _INT32, zigbee.s32(balance_pence * MILLIPENCE))
+        content = _gbz(
+            (_METERING_CLUSTER, _ZCL_SERVER_TO_CLIENT_GENERAL, _ZCL_READ_ATTRIBUTES_RESPONSE, bill),
+            (zigbee.PREPAYMENT_CLUSTER, _ZCL_SERVER_TO_CLIENT_GENERAL, _ZCL_READ_ATTRIBUTES_RESPONSE, credit),
+        )
+    return _mac_wrapped(_response(code, counter, meter, user, content, None))
+
+
+# --- ECS09 / GCS06: Activate Emergency Credit -----------------------------------------------
+
+
+def emergency_credit_response(
+    device_type: DeviceType,
+    *,
+    counter: int,
+    meter: Eui64,
+    user: Eui64,
+    activated: bool,
+    meter_key: ec.EllipticCurvePrivateKey,
+) -> bytes:
+    """The meter's signed answer to a Signed Pre-Command (SMETS2) or the DCC's command (SMETS1)."""
+    code = EMERGENCY_CREDIT_CODES[device_type]
+    if device_type == "ESME":
+        content = _access_response(counter, (bytes([_NULL_DATA]),), (bytes([_ACTION, 0 if activated else 1]),))
+    else:
+        status = 0x00 if activated else 0xC0  # the GCS06 success and error vectors
+        content = _gbz(
+            (
+                zigbee.PREPAYMENT_CLUSTER,
+                _ZCL_SERVER_TO_CLIENT_GENERAL,
+                _ZCL_DEFAULT_RESPONSE,
+                bytes([_SELECT_AVAILABLE_EMERGENCY_CREDIT, status]),
+            )
+        )
+    return sign_apdu(_response(code, counter, meter, user, content, None), meter_key).encode()
+
+
+def is_emergency_credit_content(device_type: DeviceType, content: bytes) -> bool:
+    """Whether a Signed Pre-Command's content asks what ECS09/GCS06 ask (the RTDS Pre-Command's shape)."""
+    if device_type == "ESME":
+        # access-request: action (03) on class 112 (Credit), 0-0:19.10.1.255 (emergency credit), method 3, integer 0
+        expected_tail = bytes.fromhex("00010300700000130A01FF03010F00")
+        return len(content) == 5 + len(expected_tail) and content[0] == dlms.ACCESS_REQUEST_TAG and content[5:] == expected_tail
+    # GBZ: one component, Prepayment cluster, Select Available Emergency Credit (issue time u32, originating device)
+    header = bytes.fromhex("0109010107050008") + bytes([zigbee.ZCL_FRAME_CONTROL])
+    return len(content) == len(header) + 7 and content.startswith(header) and content[len(header) + 1] == 0x00
+
+
+# --- framing --------------------------------------------------------------------------------
+
+
+def _access_response(counter: int, data: tuple[bytes, ...], results: tuple[bytes, ...]) -> bytes:
+    """``DA ‖ invoke id ‖ 00 (no date-time) ‖ 00 (no specification list) ‖ data ‖ results``."""
+    return (
+        bytes([_ACCESS_RESPONSE_TAG])
+        + dlms.long_invoke_id(counter)
+        + b"\x00\x00"
+        + bytes([len(data)])
+        + b"".join(data)
+        + bytes([len(results)])
+        + b"".join(results)
+    )
+
+
+def _attribute(attribute: int, data_type: int, value: bytes) -> bytes:
+    """One read-attribute status record: id (LE), status success, type, value."""
+    return attribute.to_bytes(2, "little") + b"\x00" + bytes([data_type]) + value
+
+
+def _gbz(*components: tuple[int, int, int, bytes]) -> bytes:
+    """A GBZ payload of response components (the extended header marks the last one)."""
+    parts = []
+    for index, (cluster, frame_control, command, payload) in enumerate(components):
+        zcl = bytes([frame_control, index, command]) + payload  # sequence numbers count the components
+        last = _GBZ_RESPONSE_HEADER if index == len(components) - 1 else 0x00
+        parts.append(bytes([last]) + cluster.to_bytes(2, "big") + len(zcl).to_bytes(2, "big") + zcl)
+    return zigbee.GBZ_PROFILE_ID.to_bytes(2, "big") + bytes([len(components)]) + b"".join(parts)
+
+
+def _response(
+    code: PrepaymentCode, counter: int, meter: Eui64, user: Eui64, content: bytes, date_time: bytes | None
+) -> GeneralSigningApdu:
+    return GeneralSigningApdu(
+        cra_flag=CraFlag.RESPONSE,
+        counter=counter,
+        originator=meter,
+        recipient=user,
+        date_time=date_time,
+        message_code=code,
+        other_information=code.to_bytes(2, "big"),
+        content=content,
+        signature=b"",
+    )
+
+
+def _mac_wrapped(apdu: GeneralSigningApdu) -> bytes:
+    return GeneralCipheringApdu(_AUTHENTICATED, 0, apdu, bytes(MAC_SIZE)).encode()
