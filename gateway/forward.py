@@ -215,9 +215,12 @@ class Forwarder:
             return
 
         async def commit(result: ExecutionResult) -> None:
-            code = ResponseCode.I0 if result.ok else ResponseCode.E21
+            # A meter that refused with a GBCS answer did respond (I0, the error in the GBCS payload);
+            # one that refused without any (SR 1.6 today) is reported as no response.
+            code = ResponseCode.I0 if result.ok or result.gbcs_response else ResponseCode.E21
             states = [result.state] if result.changed and result.state is not None else []
-            await self._complete(claimed, code, result.detail, states, result.alerts)
+            detail = result.detail if result.ok else f"refused by the meter: {result.detail}"
+            await self._complete(claimed, code, detail, states, result.alerts, result.gbcs_response)
 
         if command.form is CommandForm.SR_BODY:
             body = self._parser.parse(command.payload).getroot()
@@ -232,6 +235,7 @@ class Forwarder:
         detail: str,
         states: Sequence[MeterState] = (),
         alerts: Iterable[MeterAlert] = (),
+        gbcs_response: bytes = b"",
     ) -> None:
         command = claimed.command
         now = self._clock.now()
@@ -239,7 +243,9 @@ class Forwarder:
             now, "device-result", str(command.device_id), command.request_id, code.value, detail,
             {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
         )
-        body = await asyncio.get_running_loop().run_in_executor(self._crypto, self._signer.command_result, command, code, now)
+        body = await asyncio.get_running_loop().run_in_executor(
+            self._crypto, self._signer.command_result, command, code, now, gbcs_response
+        )
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
         completion = CommandCompletion(

@@ -38,7 +38,9 @@ from lxml import etree
 
 from gateway.devices.anchors import TrustAnchor
 from gateway.devices.content import read_payment_mode_content
+from gateway.devices.credentials import MeterCredentials
 from gateway.devices.meter import (
+    REMEMBERED_REQUEST_IDS,
     Alerts,
     MeterState,
     PaymentModeCommand,
@@ -54,10 +56,17 @@ from gateway.gbcs import (
     update_payment_mode_message_code,
     verify_apdu_signature,
 )
+from gateway.devices.prepayment_commands import (
+    PREPAYMENT_BODIES,
+    PrepaymentCommandError,
+    activate_from_precommand,
+    execute_prepayment_body,
+)
+from gateway.gbcs.prepayment import EMERGENCY_CREDIT_CODES, is_emergency_credit_content
+from gateway.manifest import Device
 from gateway.namespaces import SR, qname
 from gateway.policy.critical import read_payment_mode_change
 
-REMEMBERED_REQUEST_IDS = 16
 _UPDATE_PAYMENT_MODE = qname(SR, "UpdatePaymentMode")
 _CHOICES = frozenset({qname(SR, "Credit"), qname(SR, "Prepayment")})
 
@@ -72,10 +81,12 @@ class MeterRefusal(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DeviceResponse:
-    """What the meter answers: executed (or scheduled, or already done) and how."""
+    """What the meter answers: executed (or scheduled, or already done, or refused) and how."""
 
     ok: bool
     detail: str
+    gbcs_response: bytes = b""
+    """The device's GBCS response (the prepayment SRVs); empty where the simulator sends none."""
 
 
 Execution = tuple[MeterState, Alerts, DeviceResponse]
@@ -85,13 +96,30 @@ Execution = tuple[MeterState, Alerts, DeviceResponse]
 
 
 def execute_sr_body(
-    state: MeterState, body: etree._Element, now: dt.datetime, *, request_id: str | None = None
+    state: MeterState,
+    body: etree._Element,
+    now: dt.datetime,
+    *,
+    request_id: str | None = None,
+    device: Device | None = None,
+    credentials: MeterCredentials | None = None,
 ) -> Execution:
-    """Executes an ``sr:UpdatePaymentMode`` body on a SMETS1 meter.
+    """Executes an ``sr:UpdatePaymentMode`` body on a SMETS1 meter, or a prepayment SRV's body
+    (:mod:`gateway.devices.prepayment_commands`, which needs ``request_id``, ``device`` and ``credentials``).
 
     ``request_id`` (the DUIS RequestID) makes a re-delivery harmless: a known one is
     acknowledged and nothing is executed again.
     """
+    if body.tag in PREPAYMENT_BODIES:
+        if request_id is None or device is None or credentials is None:
+            raise MeterRefusal("a prepayment command needs its RequestID, device and the meter's keys")
+        try:
+            changed, alerts, ok, detail, gbcs = execute_prepayment_body(
+                state, body, now, request_id=request_id, device=device, credentials=credentials
+            )
+        except PrepaymentCommandError as exc:
+            raise MeterRefusal(str(exc)) from exc
+        return changed, alerts, DeviceResponse(ok, detail, gbcs)
     if state.smets != 1:
         raise MeterRefusal("a SMETS2 meter acts only on a Signed Pre-Command verified against its trust anchor")
     if request_id is not None and request_id in state.executed_request_ids:
@@ -120,7 +148,12 @@ def _command_from_body(body: etree._Element) -> PaymentModeCommand:
 
 
 def execute_signed_precommand(
-    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor, now: dt.datetime
+    state: MeterState,
+    apdu_bytes: bytes,
+    trust_anchor: TrustAnchor,
+    now: dt.datetime,
+    *,
+    credentials: MeterCredentials | None = None,
 ) -> Execution:
     """Executes a Signed Pre-Command (a General-Signing APDU, ``DF`` …) on a SMETS2 meter.
 
@@ -133,10 +166,31 @@ def execute_signed_precommand(
         raise MeterRefusal(f"certificate {trust_anchor.fingerprint[:16]}… is not this meter's trust anchor")
     apdu = _authenticated(apdu_bytes, trust_anchor.public_key)
     code = _addressed_to(state, apdu)
-    command = _content(state, apdu, code)
+    if code == EMERGENCY_CREDIT_CODES[state.device_type]:
+        return _emergency_credit(state, apdu, now, credentials)
+    command = _content(state, apdu, MessageCode(code))
     changed, alerts, detail = perform_payment_mode_command(state, command, now)
     changed = replace(changed, last_gbcs_counter=apdu.counter)
-    return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
+    return changed, alerts, DeviceResponse(True, f"{MessageCode(code).name} counter {apdu.counter}: {detail}")
+
+
+def _emergency_credit(
+    state: MeterState, apdu: GeneralSigningApdu, now: dt.datetime, credentials: MeterCredentials | None
+) -> Execution:
+    """ECS09/GCS06: the content must be the use case's; the counter is used up whatever the meter answers."""
+    if not is_emergency_credit_content(state.device_type, apdu.content):
+        raise MeterRefusal("content refused: not an Activate Emergency Credit command")
+    if credentials is None:
+        raise MeterRefusal("the meter's keys are not known to the simulation")
+    try:
+        changed, alerts, ok, detail, gbcs = activate_from_precommand(
+            state, now, originator=apdu.originator, counter=apdu.counter, credentials=credentials
+        )
+    except PrepaymentCommandError as exc:
+        raise MeterRefusal(str(exc)) from exc
+    name = EMERGENCY_CREDIT_CODES[state.device_type].name
+    changed = replace(changed, last_gbcs_counter=apdu.counter)
+    return changed, alerts, DeviceResponse(ok, f"{name} counter {apdu.counter}: {detail}", gbcs)
 
 
 def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> GeneralSigningApdu:
@@ -155,16 +209,17 @@ def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> 
     return apdu
 
 
-def _addressed_to(state: MeterState, apdu: GeneralSigningApdu) -> MessageCode:
+def _addressed_to(state: MeterState, apdu: GeneralSigningApdu) -> int:
     """The message code, once recipient, code and counter are right for this meter."""
     if apdu.recipient != state.device_id:
         raise MeterRefusal(f"addressed to {apdu.recipient}, not to this meter {state.device_id}")
     allowed = {update_payment_mode_message_code(state.device_type, to_credit) for to_credit in (True, False)}
+    allowed.add(EMERGENCY_CREDIT_CODES[state.device_type])
     if apdu.message_code not in allowed:
-        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not SR 1.6 for an {state.device_type}")
+        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not SR 1.6 or 2.5 for an {state.device_type}")
     if apdu.counter <= state.last_gbcs_counter:
         raise MeterRefusal(f"counter {apdu.counter} is not greater than {state.last_gbcs_counter} (replay)")
-    return MessageCode(apdu.message_code)
+    return apdu.message_code
 
 
 def _content(state: MeterState, apdu: GeneralSigningApdu, code: MessageCode) -> PaymentModeCommand:

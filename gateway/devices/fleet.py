@@ -40,6 +40,7 @@ from lxml import etree
 from gateway.clock import Clock
 from gateway.devices.alerts import MeterAlert
 from gateway.devices.anchors import FleetAnchors, TrustAnchor
+from gateway.devices.credentials import CredentialsError, MeterCredentials, public_key_hex
 from gateway.devices.execute import (
     Execution,
     MeterRefusal,
@@ -56,6 +57,7 @@ from gateway.devices.meter import (
     state_to_json,
 )
 from gateway.devices.persistence import MeterPersistence
+from gateway.devices.prepayment import meter_balance_pence
 from gateway.eui64 import Eui64
 from gateway.manifest import Device, Manifest
 
@@ -74,6 +76,8 @@ class ExecutionResult:
     detail: str
     changed: bool = False
     """True when ``state`` is a new state to store (False for a refusal: nothing changed)."""
+    gbcs_response: bytes = b""
+    """The device's GBCS answer, when it gives one (the prepayment SRVs: also for a refusal)."""
 
 
 CommitExecution = Callable[[ExecutionResult], Awaitable[None]]
@@ -117,6 +121,7 @@ class MeterFleet:
         self._schedule: list[tuple[int, int]] | None = None
         self._locks: dict[Eui64, _LockEntry] = {}
         self._persist_lock = asyncio.Lock()
+        self._credentials = MeterCredentials(manifest)
 
     @classmethod
     def from_manifest(
@@ -175,11 +180,28 @@ class MeterFleet:
         upcoming = next_event_at(view)
         return {
             **shown,
+            "meter_balance_pence": meter_balance_pence(view),
             "mpxn": device.mpxn,
             "supplier_mpid": device.supplier_mpid,
             "trust_anchor": anchor.to_json() if anchor else {"fingerprint_sha256": view.trust_anchor_fingerprint},
+            **self._prepayment_keys(device),
             "next_event_at": None if upcoming is None else upcoming.astimezone(dt.UTC).isoformat(),
             "as_of": now.astimezone(dt.UTC).isoformat(),
+        }
+
+    def _prepayment_keys(self, device: Device) -> dict[str, object]:
+        """What a harness needs to vend this meter UTRNs (the meter's KA public key, whose prepayment
+        key it trusts) and to check its signed answers (its DS public key): public halves only."""
+        try:
+            supplier = self._credentials.supplier_prepayment_key(device)
+            key = public_key_hex(self._credentials.key(device.device_id, "ka"))
+            signing = public_key_hex(self._credentials.key(device.device_id, "ds"))
+        except CredentialsError:
+            return {"key_agreement_public_key": None, "device_signing_public_key": None, "prepayment_anchor": None}
+        return {
+            "key_agreement_public_key": key,
+            "device_signing_public_key": signing,
+            "prepayment_anchor": {"eui64": str(supplier.eui64), "actor": supplier.actor},
         }
 
     def next_event_at(self) -> dt.datetime | None:
@@ -220,7 +242,9 @@ class MeterFleet:
                 if commit is not None:
                     await commit(result)
                 return result
-            result = ExecutionResult(changed, alerts, response.ok, response.detail, changed=True)
+            result = ExecutionResult(
+                changed, alerts, response.ok, response.detail, changed=True, gbcs_response=response.gbcs_response
+            )
             held = self._states.get(key)
             self._remember(changed, reschedule=_due_micros(changed) != _due_micros(state))
             try:
@@ -315,11 +339,14 @@ class MeterFleet:
         request_id: str | None,
     ) -> Execution:
         if sr_body is not None:
-            return execute_sr_body(state, sr_body, now, request_id=request_id)
+            device = self._device(state.device_id)
+            return execute_sr_body(
+                state, sr_body, now, request_id=request_id, device=device, credentials=self._credentials
+            )
         anchor = self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
         if anchor is None:
             raise MeterRefusal("the meter's trust anchor certificate is not known to the simulation")
-        return execute_signed_precommand(state, precommand or b"", anchor, now)
+        return execute_signed_precommand(state, precommand or b"", anchor, now, credentials=self._credentials)
 
     def _remember(self, state: MeterState, *, reschedule: bool) -> None:
         """Holds ``state`` as the meter's current one; ``reschedule`` when its heap entry no longer fits."""

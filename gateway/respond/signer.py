@@ -51,8 +51,11 @@ class ResponseSigner:
         )
         return self.sign(root)
 
-    def command_result(self, command: DeviceCommand, code: ResponseCode, at: dt.datetime) -> bytes:
-        """The asynchronous result of a queued command (I0 executed; E20, E21 not), for the originator."""
+    def command_result(
+        self, command: DeviceCommand, code: ResponseCode, at: dt.datetime, gbcs_payload: bytes = b""
+    ) -> bytes:
+        """The asynchronous result of a queued command (I0 executed; E20, E21 not), for the originator;
+        ``gbcs_payload``: the device's GBCS response, carried in ``sr:GBCSPayload``."""
         if not code.is_success:
             root = documents.error_response(
                 request_id=command.request_id,
@@ -69,6 +72,7 @@ class ResponseSigner:
             at=at,
             service_reference=command.service_reference,
             service_reference_variant=command.service_reference_variant,
+            gbcs_payload=gbcs_payload or None,
         )
         return self.sign(root)
 
