@@ -20,13 +20,13 @@ from lxml import etree
 from gateway.app import RUNTIME, create_app
 from gateway.devices.utrn import originator_counter, vend_utrn
 from gateway.eui64 import Eui64
-from gateway.gbcs import GeneralCipheringApdu, GeneralSigningApdu, verify_apdu_signature
+from gateway.gbcs import GeneralCipheringApdu, GeneralSigningApdu, sign_apdu, verify_apdu_signature
 from gateway.manifest import Device
 from gateway.namespaces import SR
 from gateway.runtime import open_world
 from gateway.world import init_world
 from tests.scenario import make_scenario
-from tests.test_service_http import Harness, Receiver, receiver_server, world_sending_to
+from tests.test_service_http import Harness, Receiver, receiver_server, signed_precommand_body, world_sending_to
 
 _SR = f"{{{SR}}}"
 
@@ -199,3 +199,29 @@ async def test_emergency_credit_is_granted_to_a_low_meter_and_everything_survive
         again = await (await client.get(f"/sim/devices/{meter.device_id}")).json()
     assert again["emergency_credit_active"] is True and again["credit_pence"] == granted["credit_pence"]
     assert Eui64.parse(str(again["device_id"])) == meter.device_id
+
+
+@pytest.mark.parametrize("device_type", ["ESME", "GSME"])
+async def test_a_smets2_meter_grants_emergency_credit_only_from_its_suppliers_signed_precommand(
+    gateway: tuple[Harness, Receiver, Path], device_type: str
+) -> None:
+    h, receiver, _ = gateway
+    meter = _meter(h, device_type, 2)
+    view = await _view(h, meter)
+    hours = (int(view["credit_pence"]) - 50) / int(view["consumption_pence_per_hour"])  # type: ignore[call-overload]
+    h.scenario.clock.set(h.scenario.clock.now() + dt.timedelta(hours=hours))
+    supplier = h.scenario.actor(_supplier(meter))
+    body = etree.Element(f"{_SR}ActivateEmergencyCredit")
+
+    code, _, answer = await h.send("serviceT", supplier.name, meter.device_id, srv="2.5", cv=4, counter=7000, body=body)
+    assert code == "I0"
+    issued = GeneralSigningApdu.parse(base64.b64decode(answer.body.findtext(f".//{_SR}PreCommand/{_SR}GBCSPayload") or ""))
+    assert issued.message_code == (0x0020 if device_type == "ESME" else 0x0070) and issued.recipient == meter.device_id
+    assert supplier.digital_signing is not None
+    key = serialization.load_pem_private_key(supplier.digital_signing.key.read_bytes(), password=None)
+    signed = sign_apdu(issued, key)  # type: ignore[arg-type]
+    code, _, _ = await h.send("serviceS", supplier.name, meter.device_id, srv="2.5", cv=5, counter=7000, body=signed_precommand_body(signed.encode()))
+    assert code == "I99"
+    code, gbcs = await _result(h, receiver, 7000)
+    assert code == "I0" and GeneralSigningApdu.parse(gbcs).cra_flag.name == "RESPONSE"
+    assert (await _view(h, meter))["emergency_credit_active"] is True

@@ -56,6 +56,12 @@ _BILL_TO_DATE_DELIVERED = 0x0A00
 _CREDIT_REMAINING = 0x0001
 _UINT32, _INT32 = 0x23, 0x2B
 _NOT_APPLIED = -1  # FFFFFFFF in the CS01b error vector
+_ECS09_REQUEST = bytes.fromhex("00010300700000130A01FF03010F00")
+"""After the access-request's tag and invoke id: no date-time, one action (03) on class 112 (Credit),
+0-0:19.10.1.255 (emergency credit), method 3, with integer 0."""
+_GCS06_HEADER = bytes.fromhex("0109010107050008") + bytes([0x01])
+"""GBZ, one component, Prepayment cluster, 8 bytes of ZCL, cluster-specific client to server; then sequence,
+Select Available Emergency Credit (00), issue date-time (u32) and originating device."""
 
 
 class PrepaymentCode(IntEnum):
@@ -161,14 +167,32 @@ def emergency_credit_response(
     return sign_apdu(_response(code, counter, meter, user, content, None), meter_key).encode()
 
 
+def build_emergency_credit_precommand(
+    *, counter: int, originator: Eui64, recipient: Eui64, device_type: DeviceType
+) -> GeneralSigningApdu:
+    """The CV4 Pre-Command of SR 2.5 (ECS09/GCS06), as the RTDS Pre-Command vectors lay it out."""
+    if device_type == "ESME":
+        content = bytes([dlms.ACCESS_REQUEST_TAG]) + dlms.long_invoke_id(counter) + _ECS09_REQUEST
+    else:
+        content = _GCS06_HEADER + b"\x00" + bytes([_SELECT_AVAILABLE_EMERGENCY_CREDIT]) + bytes(4) + b"\x00"
+    code = EMERGENCY_CREDIT_CODES[device_type]
+    return GeneralSigningApdu(
+        cra_flag=CraFlag.COMMAND,
+        counter=counter,
+        originator=originator,
+        recipient=recipient,
+        date_time=None,
+        message_code=code,
+        other_information=code.to_bytes(2, "big"),
+        content=content,
+    )
+
+
 def is_emergency_credit_content(device_type: DeviceType, content: bytes) -> bool:
     """Whether a Signed Pre-Command's content asks what ECS09/GCS06 ask (the RTDS Pre-Command's shape)."""
     if device_type == "ESME":
-        # access-request: action (03) on class 112 (Credit), 0-0:19.10.1.255 (emergency credit), method 3, integer 0
-        expected_tail = bytes.fromhex("00010300700000130A01FF03010F00")
-        return len(content) == 5 + len(expected_tail) and content[0] == dlms.ACCESS_REQUEST_TAG and content[5:] == expected_tail
-    # GBZ: one component, Prepayment cluster, Select Available Emergency Credit (issue time u32, originating device)
-    header = bytes.fromhex("0109010107050008") + bytes([zigbee.ZCL_FRAME_CONTROL])
+        return len(content) == 5 + len(_ECS09_REQUEST) and content[0] == dlms.ACCESS_REQUEST_TAG and content[5:] == _ECS09_REQUEST
+    header = _GCS06_HEADER
     return len(content) == len(header) + 7 and content.startswith(header) and content[len(header) + 1] == 0x00
 
 

@@ -28,12 +28,14 @@ from gateway.gbcs import (
     build_update_payment_mode_precommand,
     match_signed_precommand,
 )
+from gateway.gbcs.prepayment import build_emergency_credit_precommand
 from gateway.namespaces import SR, qname
 from gateway.policy.eligibility import CONTINGENCY_ROLE
 from gateway.policy.state import Device
 from gateway.verify.documents import VerifiedRequest
 
 UPDATE_PAYMENT_MODE_SRV = "1.6"
+ACTIVATE_EMERGENCY_CREDIT_SRV = "2.5"
 _SR = f"{{{SR}}}"
 
 
@@ -69,7 +71,16 @@ def read_payment_mode_change(body: etree._Element) -> PaymentModeChange:
 
 
 def issue_precommand(request: VerifiedRequest, device: Device) -> GeneralSigningApdu:
-    """The CV4 Pre-Command for SR 1.6 (the simulator builds GBCS for Update Payment Mode only)."""
+    """The CV4 Pre-Command for SR 1.6 and SR 2.5 (the GBCS this simulator builds itself)."""
+    if request.service_reference_variant == ACTIVATE_EMERGENCY_CREDIT_SRV and request.body.tag == qname(
+        SR, "ActivateEmergencyCredit"
+    ):
+        return build_emergency_credit_precommand(
+            counter=request.request_id.counter,
+            originator=request.originator,
+            recipient=request.target,
+            device_type="ESME" if device.device_type == "ESME" else "GSME",
+        )
     if request.service_reference_variant != UPDATE_PAYMENT_MODE_SRV or request.body.tag != qname(SR, "UpdatePaymentMode"):
         raise CriticalFlowError(
             ResponseCode.E12, "this simulator builds Pre-Commands for SR 1.6 Update Payment Mode only"
