@@ -17,11 +17,13 @@ several workers, each runs the meters of its shard: EUI-64 modulo the number of
 workers), so at start an executor ends the claims a dead predecessor of its
 shard left behind.
 
-* SMETS1 SR 1.6 runs from the signed request body, SMETS2 from the Signed
-  Pre-Command (CV5); other SRVs are acknowledged by the simulated device.
-  Convention: no simulated meter for the target -> E20 (unreachable); the
-  meter refusing (e.g. a signature its trust anchor does not verify) -> E21,
-  with the meter's reason in the audit log.
+* A device request runs on its device through the SRV's behaviour
+  (:mod:`gateway.devices.behaviours`): from the signed request body (CV1-3),
+  or from the Signed Pre-Command (CV5) that a SMETS2 meter verifies; the
+  device's GBCS response is the result's ``sr:GBCSPayload``. Non-device
+  requests (CV8) are acknowledged. Convention: no simulated device for the
+  target -> E20 (unreachable); the device refusing (e.g. a signature its
+  trust anchor does not verify) -> E21, with the device's reason in the audit log.
 * Meter alerts (low credit, supply disabled, payment mode changed) go to the
   supplier holding the meter's MPID, or, for a failed supplier whose SRP the
   Authority has directed (an active SoLR Contingency enablement), to the SRP's
@@ -210,23 +212,27 @@ class Forwarder:
             detail = f"SRV {command.service_reference_variant} acknowledged by the simulated device"
             await self._complete(claimed, ResponseCode.I0, detail)
             return
-        if self._fleet.state(command.device_id) is None:
-            await self._complete(claimed, ResponseCode.E20, f"no simulated meter {command.device_id}")
+        if not self._fleet.has_device(command.device_id):
+            await self._complete(claimed, ResponseCode.E20, f"no simulated device {command.device_id}")
             return
 
         async def commit(result: ExecutionResult) -> None:
-            # A meter that refused with a GBCS answer did respond (I0, the error in the GBCS payload);
-            # one that refused without any (SR 1.6 today) is reported as no response.
-            code = ResponseCode.I0 if result.ok or result.gbcs_response else ResponseCode.E21
+            code = ResponseCode.I0 if result.ok else ResponseCode.E21
             states = [result.state] if result.changed and result.state is not None else []
-            detail = result.detail if result.ok else f"refused by the meter: {result.detail}"
-            await self._complete(claimed, code, detail, states, result.alerts, result.gbcs_response)
+            await self._complete(claimed, code, result.detail, states, result.alerts, result.gbcs_response)
 
+        srv, requester = command.service_reference_variant, command.originator
         if command.form is CommandForm.SR_BODY:
             body = self._parser.parse(command.payload).getroot()
-            await self._fleet.execute(command.device_id, sr_body=body, request_id=command.request_id, commit=commit)
+            await self._fleet.execute(
+                command.device_id, sr_body=body, request_id=command.request_id, srv=srv, requester=requester,
+                commit=commit,
+            )  # fmt: skip
         else:
-            await self._fleet.execute(command.device_id, precommand=command.payload, commit=commit)
+            await self._fleet.execute(
+                command.device_id, precommand=command.payload, request_id=command.request_id, srv=srv,
+                requester=requester, commit=commit,
+            )  # fmt: skip
 
     async def _complete(
         self,
@@ -235,7 +241,7 @@ class Forwarder:
         detail: str,
         states: Sequence[MeterState] = (),
         alerts: Iterable[MeterAlert] = (),
-        gbcs_response: bytes = b"",
+        gbcs_response: bytes | None = None,
     ) -> None:
         command = claimed.command
         now = self._clock.now()

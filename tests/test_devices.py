@@ -480,7 +480,7 @@ def test_smets2_refuses_another_meters_command(world: Manifest, esme: Device, es
 def test_smets2_refuses_a_gas_message_code_on_an_electricity_meter(
     world: Manifest, esme: Device, esme_state: MeterState
 ) -> None:
-    _refusal(world, esme_state, precommand(world, esme, counter=3001, device_type="GSME"), "0x006c is not SR 1.6 or 2.5")
+    _refusal(world, esme_state, precommand(world, esme, counter=3001, device_type="GSME"), "0x006c is not SR 1.6")
 
 
 def test_smets2_refuses_unsigned_and_null_signed_precommands(

@@ -85,3 +85,20 @@ class MeterCredentials:
             known = SupplierPrepaymentKey(actor.user_id, public_key, actor.name)
             self._suppliers[actor.name] = known
         return known
+
+
+@dataclass(frozen=True)
+class MeterKeys:
+    """One meter's keys, as its behaviours ask for them (each derived or read only when asked)."""
+
+    credentials: MeterCredentials
+    device: Device
+
+    def key_agreement(self) -> ec.EllipticCurvePrivateKey:
+        return self.credentials.key(self.device.device_id, "ka")
+
+    def signing(self) -> ec.EllipticCurvePrivateKey:
+        return self.credentials.key(self.device.device_id, "ds")
+
+    def supplier_prepayment(self) -> SupplierPrepaymentKey:
+        return self.credentials.supplier_prepayment_key(self.device)

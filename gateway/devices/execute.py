@@ -31,6 +31,7 @@ of later commands to the same meter).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,9 +39,7 @@ from lxml import etree
 
 from gateway.devices.anchors import TrustAnchor
 from gateway.devices.content import read_payment_mode_content
-from gateway.devices.credentials import MeterCredentials
 from gateway.devices.meter import (
-    REMEMBERED_REQUEST_IDS,
     Alerts,
     MeterState,
     PaymentModeCommand,
@@ -56,17 +55,10 @@ from gateway.gbcs import (
     update_payment_mode_message_code,
     verify_apdu_signature,
 )
-from gateway.devices.prepayment_commands import (
-    PREPAYMENT_BODIES,
-    PrepaymentCommandError,
-    activate_from_precommand,
-    execute_prepayment_body,
-)
-from gateway.gbcs.prepayment import EMERGENCY_CREDIT_CODES, is_emergency_credit_content
-from gateway.manifest import Device
 from gateway.namespaces import SR, qname
 from gateway.policy.critical import read_payment_mode_change
 
+REMEMBERED_REQUEST_IDS = 16
 _UPDATE_PAYMENT_MODE = qname(SR, "UpdatePaymentMode")
 _CHOICES = frozenset({qname(SR, "Credit"), qname(SR, "Prepayment")})
 
@@ -81,12 +73,10 @@ class MeterRefusal(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DeviceResponse:
-    """What the meter answers: executed (or scheduled, or already done, or refused) and how."""
+    """What the meter answers: executed (or scheduled, or already done) and how."""
 
     ok: bool
     detail: str
-    gbcs_response: bytes = b""
-    """The device's GBCS response (the prepayment SRVs); empty where the simulator sends none."""
 
 
 Execution = tuple[MeterState, Alerts, DeviceResponse]
@@ -96,30 +86,13 @@ Execution = tuple[MeterState, Alerts, DeviceResponse]
 
 
 def execute_sr_body(
-    state: MeterState,
-    body: etree._Element,
-    now: dt.datetime,
-    *,
-    request_id: str | None = None,
-    device: Device | None = None,
-    credentials: MeterCredentials | None = None,
+    state: MeterState, body: etree._Element, now: dt.datetime, *, request_id: str | None = None
 ) -> Execution:
-    """Executes an ``sr:UpdatePaymentMode`` body on a SMETS1 meter, or a prepayment SRV's body
-    (:mod:`gateway.devices.prepayment_commands`, which needs ``request_id``, ``device`` and ``credentials``).
+    """Executes an ``sr:UpdatePaymentMode`` body on a SMETS1 meter.
 
     ``request_id`` (the DUIS RequestID) makes a re-delivery harmless: a known one is
     acknowledged and nothing is executed again.
     """
-    if body.tag in PREPAYMENT_BODIES:
-        if request_id is None or device is None or credentials is None:
-            raise MeterRefusal("a prepayment command needs its RequestID, device and the meter's keys")
-        try:
-            changed, alerts, ok, detail, gbcs = execute_prepayment_body(
-                state, body, now, request_id=request_id, device=device, credentials=credentials
-            )
-        except PrepaymentCommandError as exc:
-            raise MeterRefusal(str(exc)) from exc
-        return changed, alerts, DeviceResponse(ok, detail, gbcs)
     if state.smets != 1:
         raise MeterRefusal("a SMETS2 meter acts only on a Signed Pre-Command verified against its trust anchor")
     if request_id is not None and request_id in state.executed_request_ids:
@@ -148,49 +121,36 @@ def _command_from_body(body: etree._Element) -> PaymentModeCommand:
 
 
 def execute_signed_precommand(
-    state: MeterState,
-    apdu_bytes: bytes,
-    trust_anchor: TrustAnchor,
-    now: dt.datetime,
-    *,
-    credentials: MeterCredentials | None = None,
+    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor, now: dt.datetime
 ) -> Execution:
     """Executes a Signed Pre-Command (a General-Signing APDU, ``DF`` …) on a SMETS2 meter.
 
     ``trust_anchor`` must be the certificate whose fingerprint the meter holds (the
     caller looks it up; any other is refused): the meter trusts nothing in the message.
     """
+    allowed = {update_payment_mode_message_code(state.device_type, to_credit) for to_credit in (True, False)}
+    apdu = authenticated_command(state, apdu_bytes, trust_anchor, allowed, "SR 1.6")
+    code = MessageCode(apdu.message_code)
+    command = _content(state, apdu, code)
+    changed, alerts, detail = perform_payment_mode_command(state, command, now)
+    changed = replace(changed, last_gbcs_counter=apdu.counter)
+    return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
+
+
+def authenticated_command(
+    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor, codes: Collection[int], what: str
+) -> GeneralSigningApdu:
+    """A Signed Pre-Command this meter may act on: from its trust anchor, verified, addressed to it, one
+    of ``codes`` (the use case ``what``, for the refusal), with a fresh counter; else MeterRefusal.
+
+    The SMETS2 checks of the module docstring up to the content, which is the use case's to read."""
     if state.smets != 2:
         raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
     if trust_anchor.fingerprint != state.trust_anchor_fingerprint:
         raise MeterRefusal(f"certificate {trust_anchor.fingerprint[:16]}… is not this meter's trust anchor")
     apdu = _authenticated(apdu_bytes, trust_anchor.public_key)
-    code = _addressed_to(state, apdu)
-    if code == EMERGENCY_CREDIT_CODES[state.device_type]:
-        return _emergency_credit(state, apdu, now, credentials)
-    command = _content(state, apdu, MessageCode(code))
-    changed, alerts, detail = perform_payment_mode_command(state, command, now)
-    changed = replace(changed, last_gbcs_counter=apdu.counter)
-    return changed, alerts, DeviceResponse(True, f"{MessageCode(code).name} counter {apdu.counter}: {detail}")
-
-
-def _emergency_credit(
-    state: MeterState, apdu: GeneralSigningApdu, now: dt.datetime, credentials: MeterCredentials | None
-) -> Execution:
-    """ECS09/GCS06: the content must be the use case's; the counter is used up whatever the meter answers."""
-    if not is_emergency_credit_content(state.device_type, apdu.content):
-        raise MeterRefusal("content refused: not an Activate Emergency Credit command")
-    if credentials is None:
-        raise MeterRefusal("the meter's keys are not known to the simulation")
-    try:
-        changed, alerts, ok, detail, gbcs = activate_from_precommand(
-            state, now, originator=apdu.originator, counter=apdu.counter, credentials=credentials
-        )
-    except PrepaymentCommandError as exc:
-        raise MeterRefusal(str(exc)) from exc
-    name = EMERGENCY_CREDIT_CODES[state.device_type].name
-    changed = replace(changed, last_gbcs_counter=apdu.counter)
-    return changed, alerts, DeviceResponse(ok, f"{name} counter {apdu.counter}: {detail}", gbcs)
+    _addressed_to(state, apdu, codes, what)
+    return apdu
 
 
 def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> GeneralSigningApdu:
@@ -209,17 +169,14 @@ def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> 
     return apdu
 
 
-def _addressed_to(state: MeterState, apdu: GeneralSigningApdu) -> int:
-    """The message code, once recipient, code and counter are right for this meter."""
+def _addressed_to(state: MeterState, apdu: GeneralSigningApdu, codes: Collection[int], what: str) -> None:
+    """Refuses unless recipient, message code and counter are right for this meter."""
     if apdu.recipient != state.device_id:
         raise MeterRefusal(f"addressed to {apdu.recipient}, not to this meter {state.device_id}")
-    allowed = {update_payment_mode_message_code(state.device_type, to_credit) for to_credit in (True, False)}
-    allowed.add(EMERGENCY_CREDIT_CODES[state.device_type])
-    if apdu.message_code not in allowed:
-        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not SR 1.6 or 2.5 for an {state.device_type}")
+    if apdu.message_code not in codes:
+        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not {what} for an {state.device_type}")
     if apdu.counter <= state.last_gbcs_counter:
         raise MeterRefusal(f"counter {apdu.counter} is not greater than {state.last_gbcs_counter} (replay)")
-    return apdu.message_code
 
 
 def _content(state: MeterState, apdu: GeneralSigningApdu, code: MessageCode) -> PaymentModeCommand:

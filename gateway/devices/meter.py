@@ -44,8 +44,6 @@ _S = TypeVar("_S", bound=str)
 
 MICROS_PER_HOUR = 3_600_000_000
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
-REMEMBERED_REQUEST_IDS = 16
-"""How many executed DUIS RequestIDs a meter remembers, so that a re-delivery is not executed twice."""
 _MAX_EVENTS_PER_RUN = 16
 """More than any run can meet (low credit, threshold, exhaustion, one pending change and its
 consequences); reaching it means a transition failed to make progress, which is a bug."""

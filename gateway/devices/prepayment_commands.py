@@ -11,10 +11,12 @@ SRV      request                    the meter
 4.18     ``sr:ReadMeterBalance``    answers its balance
 =======  =========================  ===========================================================
 
-A refusal by the meter (a bad or replayed UTRN, emergency credit it cannot grant) is an
-answer, not a silence: the device response carries the GBCS error response of the use
-case (the RTDS ``…_ERROR_RESPONSE`` shape) and ``ok`` is False with the reason, which
-the executor audits. The meter is unchanged by a refusal.
+The behaviour seam (:mod:`gateway.devices.behaviours`) registers these. A refusal by the
+meter (a bad or replayed UTRN, emergency credit it cannot grant) is an answer, not a
+silence: the meter is unchanged (``state`` None) and answers with the GBCS error response
+of the use case (the RTDS ``…_ERROR_RESPONSE`` shape), its reason in ``detail``, which the
+executor audits. :class:`~gateway.devices.execute.MeterRefusal` is kept for what never
+reaches the meter's logic (a malformed body, a Signed Pre-Command that does not verify).
 
 Exactly once: a DUIS RequestID the meter executed already is acknowledged without
 executing it again (as :mod:`gateway.devices.execute` does for SMETS1), so a re-delivered
@@ -24,12 +26,14 @@ top-up is neither credited twice nor reported as a replay.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from lxml import etree
 
-from gateway.devices.credentials import CredentialsError, MeterCredentials
-from gateway.devices.meter import REMEMBERED_REQUEST_IDS, Alerts, MeterState, remember_request_id, run_down
+from gateway.devices.anchors import TrustAnchor
+from gateway.devices.credentials import CredentialsError, MeterKeys
+from gateway.devices.execute import REMEMBERED_REQUEST_IDS, MeterRefusal, authenticated_command
+from gateway.devices.meter import Alerts, MeterState, remember_request_id, run_down
 from gateway.devices.prepayment import (
     PrepaymentRefused,
     activate_emergency_credit,
@@ -39,92 +43,73 @@ from gateway.devices.prepayment import (
 from gateway.devices.utrn import UtrnRejected, accept_utrn
 from gateway.eui64 import Eui64
 from gateway.gbcs.prepayment import (
+    EMERGENCY_CREDIT_CODES,
     TopUpResult,
     emergency_credit_response,
+    is_emergency_credit_content,
     meter_balance_response,
     top_up_response,
 )
-from gateway.manifest import Device
 from gateway.namespaces import SR, qname
 
-TOP_UP_DEVICE = qname(SR, "TopUpDevice")
-ACTIVATE_EMERGENCY_CREDIT = qname(SR, "ActivateEmergencyCredit")
-READ_METER_BALANCE = qname(SR, "ReadMeterBalance")
-PREPAYMENT_BODIES = frozenset({TOP_UP_DEVICE, ACTIVATE_EMERGENCY_CREDIT, READ_METER_BALANCE})
-"""The request bodies a simulated meter acts on here (besides SR 1.6's)."""
+_TOP_UP_DEVICE = qname(SR, "TopUpDevice")
+_ACTIVATE_EMERGENCY_CREDIT = qname(SR, "ActivateEmergencyCredit")
+_READ_METER_BALANCE = qname(SR, "ReadMeterBalance")
 _UTRN = qname(SR, "UTRN")
 
 
-class PrepaymentCommandError(ValueError):
-    """The command cannot reach the meter's logic at all (wrong generation, no RequestID, malformed body)."""
+@dataclass(frozen=True, slots=True)
+class PrepaymentAnswer:
+    """What the meter did and said: its new state (None: unchanged), alerts, a sentence, its GBCS answer."""
+
+    state: MeterState | None
+    alerts: Alerts
+    detail: str
+    gbcs_response: bytes | None
 
 
-# What the meter answers: (new state, alerts, ok, detail, GBCS response).
-Answer = tuple[MeterState, Alerts, bool, str, bytes]
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """Who asked, under which RequestID: the answer's recipient and transaction counter."""
+
+    request_id: str
+    requester: Eui64
+    counter: int
+
+    @classmethod
+    def of(cls, request_id: str | None, requester: Eui64) -> Asked:
+        if request_id is None:
+            raise MeterRefusal("a prepayment command reaches the meter with its DUIS RequestID")
+        try:
+            counter = int(request_id.rsplit(":", 1)[1])
+        except (IndexError, ValueError) as exc:
+            raise MeterRefusal(f"not a DUIS RequestID: {request_id!r}") from exc
+        return cls(request_id, requester, counter)
 
 
-def execute_prepayment_body(
-    state: MeterState,
-    body: etree._Element,
-    now: dt.datetime,
-    *,
-    request_id: str,
-    device: Device,
-    credentials: MeterCredentials,
-) -> Answer:
-    """Executes a 2.2, 2.5 (SMETS1) or 4.18 request body on the meter."""
-    originator, counter = _request(request_id)
-    if request_id in state.executed_request_ids:
-        return state, (), True, f"request {request_id} was already executed; not executed again", b""
-    handlers: dict[str, Callable[[], Answer]] = {
-        TOP_UP_DEVICE: lambda: _top_up(state, body, now, originator, counter, device, credentials),
-        ACTIVATE_EMERGENCY_CREDIT: lambda: _emergency_credit_from_body(state, now, originator, counter, credentials),
-        READ_METER_BALANCE: lambda: _balance(state, now, originator, counter),
-    }
-    handler = handlers.get(body.tag)
-    if handler is None:
-        raise PrepaymentCommandError(f"a meter here does not act on {body.tag}")
-    changed, alerts, ok, detail, gbcs = handler()
-    if ok:
-        changed = remember_request_id(changed, request_id, REMEMBERED_REQUEST_IDS)
-    return changed, alerts, ok, detail, gbcs
+# --- SR 2.2 Top Up Device ---------------------------------------------------------------
 
 
-def activate_from_precommand(
-    state: MeterState, now: dt.datetime, *, originator: Eui64, counter: int, credentials: MeterCredentials
-) -> Answer:
-    """SR 2.5 from a verified Signed Pre-Command (the caller checked signature, address, code, counter)."""
-    return _emergency_credit(state, now, originator, counter, credentials)
-
-
-# --- each SRV ---------------------------------------------------------------------------
-
-
-def _top_up(
-    state: MeterState,
-    body: etree._Element,
-    now: dt.datetime,
-    originator: Eui64,
-    counter: int,
-    device: Device,
-    credentials: MeterCredentials,
-) -> Answer:
+def top_up(state: MeterState, body: etree._Element, now: dt.datetime, asked: Asked, keys: MeterKeys) -> PrepaymentAnswer:
+    """Credits the UTRN the body carries if the meter accepts it; answers CS01a/CS01b either way."""
+    _expect(body, _TOP_UP_DEVICE)
     children = list(body)
     if len(children) != 1 or children[0].tag != _UTRN or children[0].text is None:
-        raise PrepaymentCommandError("sr:TopUpDevice holds exactly one sr:UTRN")
-    utrn = children[0].text
+        raise MeterRefusal("sr:TopUpDevice holds exactly one sr:UTRN")
+    if asked.request_id in state.executed_request_ids:
+        return _already(asked)
 
     def answer(result: TopUpResult, applied: int, credit: int) -> bytes:
         return top_up_response(
-            device.type, counter=counter, meter=state.device_id, user=originator, at=now,
+            state.device_type, counter=asked.counter, meter=state.device_id, user=asked.requester, at=now,
             result=result, applied_pence=applied, credit_pence=credit,
         )  # fmt: skip
 
     try:
-        supplier = credentials.supplier_prepayment_key(device)
+        supplier = keys.supplier_prepayment()
         accepted = accept_utrn(
-            utrn,
-            meter_key_agreement=credentials.key(state.device_id, "ka"),
+            children[0].text,
+            meter_key_agreement=keys.key_agreement(),
             supplier_prepayment_certificate_key=supplier.public_key,
             supplier=supplier.eui64,
             meter=state.device_id,
@@ -133,54 +118,87 @@ def _top_up(
     except (UtrnRejected, CredentialsError) as refused:
         reason = str(refused)
         result = TopUpResult.REJECTED_DUPLICATE if "replay" in reason else TopUpResult.REJECTED_INVALID
-        return state, (), False, f"UTRN refused by the meter: {reason}", answer(result, 0, 0)
+        return PrepaymentAnswer(None, (), f"UTRN refused by the meter: {reason}", answer(result, 0, 0))
     changed, alerts, detail = apply_top_up(state, accepted, now)
-    return changed, alerts, True, detail, answer(TopUpResult.ACCEPTED, accepted.pence, changed.credit_pence)
+    changed = remember_request_id(changed, asked.request_id, REMEMBERED_REQUEST_IDS)
+    return PrepaymentAnswer(changed, alerts, detail, answer(TopUpResult.ACCEPTED, accepted.pence, changed.credit_pence))
 
 
-def _emergency_credit_from_body(
-    state: MeterState, now: dt.datetime, originator: Eui64, counter: int, credentials: MeterCredentials
-) -> Answer:
+# --- SR 2.5 Activate Emergency Credit ---------------------------------------------------
+
+
+def emergency_credit_from_body(
+    state: MeterState, body: etree._Element, now: dt.datetime, asked: Asked, keys: MeterKeys
+) -> PrepaymentAnswer:
+    """SMETS1: the DCC's command from the request (a SMETS2 meter acts only on a Signed Pre-Command)."""
+    _expect(body, _ACTIVATE_EMERGENCY_CREDIT)
     if state.smets != 1:
-        raise PrepaymentCommandError("a SMETS2 meter activates emergency credit only from a Signed Pre-Command")
-    return _emergency_credit(state, now, originator, counter, credentials)
+        raise MeterRefusal("a SMETS2 meter activates emergency credit only from a Signed Pre-Command")
+    if asked.request_id in state.executed_request_ids:
+        return _already(asked)
+    answered = _emergency_credit(state, now, asked.requester, asked.counter, keys)
+    if answered.state is None:
+        return answered
+    return replace(answered, state=remember_request_id(answered.state, asked.request_id, REMEMBERED_REQUEST_IDS))
 
 
-def _emergency_credit(
-    state: MeterState, now: dt.datetime, originator: Eui64, counter: int, credentials: MeterCredentials
-) -> Answer:
+def emergency_credit_from_precommand(
+    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor | None, now: dt.datetime, keys: MeterKeys
+) -> PrepaymentAnswer:
+    """SMETS2: ECS09/GCS06 signed by the supplier, verified against the meter's trust anchor.
+
+    The counter is used up whatever the meter answers (a refused command cannot be replayed)."""
+    if trust_anchor is None:
+        raise MeterRefusal("the meter's trust anchor certificate is not known to the simulation")
+    code = EMERGENCY_CREDIT_CODES[state.device_type]
+    apdu = authenticated_command(state, apdu_bytes, trust_anchor, {code}, "SR 2.5")
+    if not is_emergency_credit_content(state.device_type, apdu.content):
+        raise MeterRefusal("content refused: not an Activate Emergency Credit command")
+    answered = _emergency_credit(state, now, apdu.originator, apdu.counter, keys)
+    used = replace(answered.state or state, last_gbcs_counter=apdu.counter)
+    return replace(answered, state=used, detail=f"{code.name} counter {apdu.counter}: {answered.detail}")
+
+
+def _emergency_credit(state: MeterState, now: dt.datetime, user: Eui64, counter: int, keys: MeterKeys) -> PrepaymentAnswer:
     try:
-        meter_key = credentials.key(state.device_id, "ds")
+        meter_key = keys.signing()
     except CredentialsError as missing:
-        raise PrepaymentCommandError(str(missing)) from missing
+        raise MeterRefusal(str(missing)) from missing
 
     def answer(activated: bool) -> bytes:
         return emergency_credit_response(
-            state.device_type, counter=counter, meter=state.device_id, user=originator,
-            activated=activated, meter_key=meter_key,
-        )  # fmt: skip
+            state.device_type, counter=counter, meter=state.device_id, user=user, activated=activated, meter_key=meter_key
+        )
 
     try:
         changed, alerts, detail = activate_emergency_credit(state, now)
     except PrepaymentRefused as refused:
-        return state, (), False, f"emergency credit refused by the meter: {refused.reason}", answer(False)
-    return changed, alerts, True, detail, answer(True)
+        return PrepaymentAnswer(None, (), f"emergency credit refused by the meter: {refused.reason}", answer(False))
+    return PrepaymentAnswer(changed, alerts, detail, answer(True))
 
 
-def _balance(state: MeterState, now: dt.datetime, originator: Eui64, counter: int) -> Answer:
+# --- SR 4.18 Read Meter Balance -----------------------------------------------------------
+
+
+def read_meter_balance(state: MeterState, body: etree._Element, now: dt.datetime, asked: Asked) -> PrepaymentAnswer:
+    """The meter's balance now, in ECS82/GCS60; the meter is only run down."""
+    _expect(body, _READ_METER_BALANCE)
     current, alerts = run_down(state, now)
     balance = meter_balance_pence(current)
     gbcs = meter_balance_response(
-        current.device_type, counter=counter, meter=current.device_id, user=originator,
+        current.device_type, counter=asked.counter, meter=current.device_id, user=asked.requester,
         balance_pence=balance, debt_pence=current.debt_pence,
     )  # fmt: skip
-    return current, alerts, True, f"meter balance {balance}p (credit {current.credit_pence}p)", gbcs
+    return PrepaymentAnswer(current, alerts, f"meter balance {balance}p (credit {current.credit_pence}p)", gbcs)
 
 
-def _request(request_id: str) -> tuple[Eui64, int]:
-    """Originator and counter of a DUIS RequestID (``originator:target:counter``)."""
-    try:
-        originator, _target, counter = request_id.split(":")
-        return Eui64.parse(originator), int(counter)
-    except ValueError as exc:
-        raise PrepaymentCommandError(f"not a DUIS RequestID: {request_id!r}") from exc
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _expect(body: etree._Element, tag: str) -> None:
+    if body.tag != tag:
+        raise MeterRefusal(f"expected {tag}, not {body.tag}")
+
+
+def _already(asked: Asked) -> PrepaymentAnswer:
+    return PrepaymentAnswer(None, (), f"request {asked.request_id} was already executed; not executed again", None)

@@ -52,10 +52,10 @@ class ResponseSigner:
         return self.sign(root)
 
     def command_result(
-        self, command: DeviceCommand, code: ResponseCode, at: dt.datetime, gbcs_payload: bytes = b""
+        self, command: DeviceCommand, code: ResponseCode, at: dt.datetime, gbcs_payload: bytes | None = None
     ) -> bytes:
-        """The asynchronous result of a queued command (I0 executed; E20, E21 not), for the originator;
-        ``gbcs_payload``: the device's GBCS response, carried in ``sr:GBCSPayload``."""
+        """The asynchronous result of a queued command (I0 executed, with the device's GBCS response
+        when it gave one; E20, E21 not), for the originator."""
         if not code.is_success:
             root = documents.error_response(
                 request_id=command.request_id,
