@@ -35,6 +35,9 @@ class RecordingVectors:
         self.asked.append(question)
         return b"response-of-" + str(question["srv"]).encode()
 
+    def message_codes(self, srv: str, device_type: str) -> frozenset[int]:
+        return frozenset({0x0027})
+
 
 HUB = Device(Eui64.parse("00-DB-12-34-56-78-90-A2"), "CHF", 2, None, "FAIL", None, None)
 
@@ -79,12 +82,13 @@ async def test_a_device_without_state_answers_through_its_behaviour(world: Manif
     await fleet.load()
     hub = world.device(HUB.device_id)
     request_id = f"{REQUESTER}:{hub.device_id}:42"
-    result = await fleet.execute(hub.device_id, sr_body=credit_body(), srv="6.2.1", request_id=request_id)
+    result_body = credit_body()
+    result = await fleet.execute(hub.device_id, sr_body=result_body, srv="6.2.1", request_id=request_id)
     assert result.ok and not result.changed and result.state is None
     assert result.gbcs_response == b"response-of-6.2.1"
     assert vectors.asked == [
         {"srv": "6.2.1", "device_type": hub.type, "device_id": hub.device_id, "requester": REQUESTER,
-         "request_id": request_id, "now": T0},
+         "request_id": request_id, "now": T0, "body": result_body, "command": None},
     ]  # fmt: skip
 
 

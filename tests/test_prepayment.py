@@ -26,7 +26,6 @@ from gateway.gbcs import GeneralSigningApdu, verify_apdu_signature
 from gateway.gbcs.ciphering import MAC_SIZE
 from gateway.gbcs.prepayment import (
     TopUpResult,
-    build_emergency_credit_precommand,
     emergency_credit_response,
     is_emergency_credit_content,
     meter_balance_response,
@@ -94,16 +93,6 @@ def test_the_emergency_credit_answer_is_the_vector_signed_by_the_meter(  # noqa:
     at = len(precommand.content) - 1 if device_type == "ESME" else 10  # the method's argument; the ZCL command
     altered = precommand.content[:at] + bytes([precommand.content[at] ^ 0x07]) + precommand.content[at + 1 :]
     assert not is_emergency_credit_content(device_type, altered)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("device_type", "meter", "vector"),
-    [("ESME", ESME, ("2.5_ECS09", "ECS09_2.5_SUCCESS_PRECOMMAND_GBCS.HEX")),
-     ("GSME", GSME, ("2.5_GCS06", "GCS06_2.5_SUCCESS_PRECOMMAND_GBCS.HEX"))],
-)
-def test_the_emergency_credit_precommand_is_the_rtds_one(device_type: str, meter: Eui64, vector: tuple[str, str]) -> None:
-    issued = build_emergency_credit_precommand(counter=1000, originator=SUPPLIER, recipient=meter, device_type=device_type)  # type: ignore[arg-type]
-    assert issued.encode() == _vector(*vector)
 
 
 def test_the_balance_answer_carries_the_meters_balance_not_the_vectors() -> None:

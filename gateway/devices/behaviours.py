@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from lxml import etree
@@ -42,9 +42,16 @@ from gateway.devices.alerts import MeterAlert
 from gateway.devices import prepayment_commands as prepayment
 from gateway.devices.anchors import TrustAnchor
 from gateway.devices.credentials import MeterKeys
-from gateway.devices.execute import MeterRefusal, execute_signed_precommand, execute_sr_body
+from gateway.devices.execute import (
+    MeterRefusal,
+    authenticate_command,
+    execute_signed_precommand,
+    execute_sr_body,
+)
 from gateway.devices.meter import MeterState
 from gateway.eui64 import Eui64
+from gateway.gbcs import GeneralSigningApdu
+from gateway.gbcs.prepayment import EMERGENCY_CREDIT_CODES
 
 ANY_DEVICE = "*"
 """The device type of a registration that serves the SRV on every device type."""
@@ -74,6 +81,9 @@ class Instruction:
     """The certificate whose fingerprint the meter holds (None when unknown to the simulation)."""
     rtds_response: bytes | None = None
     """The RTDS GBCS response of this use case, re-addressed to this device and request."""
+    message_codes: frozenset[int] = frozenset()
+    """The GBCS message codes of the SRV's use cases for this device type (from the RTDS vectors):
+    the commands a device accepts for this SRV."""
     keys: MeterKeys | None = None
     """The meter's own keys and its supplier's prepayment key (top-ups, signed answers); None: unknown."""
 
@@ -100,12 +110,27 @@ Behaviour = Callable[[Instruction], Outcome]
 
 
 class ResponseVectors(Protocol):
-    """Where an instruction's ``rtds_response`` comes from: the RTDS catalogue, re-addressing its vector."""
+    """Where an instruction's ``rtds_response`` and ``message_codes`` come from: the RTDS catalogue."""
+
+    def message_codes(self, srv: str, device_type: str) -> frozenset[int]:
+        """The command message codes of ``srv``'s use cases for ``device_type``."""
+        ...
 
     def response(
-        self, *, srv: str, device_type: str, device_id: Eui64, requester: Eui64, request_id: str, now: dt.datetime
+        self,
+        *,
+        srv: str,
+        device_type: str,
+        device_id: Eui64,
+        requester: Eui64,
+        request_id: str,
+        now: dt.datetime,
+        body: etree._Element | None = None,
+        command: bytes | None = None,
     ) -> bytes | None:
-        """The use case's GBCS response as ``device_id``'s answer to ``request_id``; None if there is none."""
+        """The use case's GBCS response as ``device_id``'s answer to ``request_id``; None if there is none.
+
+        ``body`` (the signed DUIS body) or ``command`` (a Signed Pre-Command) tells the use case."""
         ...
 
 
@@ -113,11 +138,41 @@ class ResponseVectors(Protocol):
 
 
 def answer_with_vector(instruction: Instruction) -> Outcome:
-    """The default: the device is unchanged and answers with its use case's RTDS response."""
+    """The default: the device answers with its use case's RTDS response.
+
+    A Signed Pre-Command (CV5) is verified first, as SR 1.6's is: signed by the trust anchor,
+    addressed to this device, a message code of the SRV, a counter above the last (a meter keeps
+    it; a device without simulated state cannot, see the README). Nothing else changes.
+    """
     answered = "with the RTDS response" if instruction.rtds_response is not None else "without a GBCS response"
-    return Outcome(
-        f"SRV {instruction.srv} acknowledged by the simulated {instruction.device_type} {answered}",
-        gbcs_response=instruction.rtds_response,
+    detail = f"SRV {instruction.srv} acknowledged by the simulated {instruction.device_type} {answered}"
+    if instruction.signed_pre_command is None:
+        return Outcome(detail, gbcs_response=instruction.rtds_response)
+    state = instruction.state
+    apdu = verified_command(instruction)
+    changed = None if state is None else replace(state, last_gbcs_counter=apdu.counter)
+    return Outcome(f"counter {apdu.counter}: {detail}", changed, instruction.rtds_response)
+
+
+def verified_command(instruction: Instruction) -> GeneralSigningApdu:
+    """The instruction's Signed Pre-Command once the device has checked it (MeterRefusal if not)."""
+    anchor = instruction.trust_anchor
+    if anchor is None:
+        raise MeterRefusal("the device's trust anchor certificate is not known to the simulation")
+    state = instruction.state
+    if state is not None:
+        if state.smets != 2:
+            raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
+        if anchor.fingerprint != state.trust_anchor_fingerprint:
+            raise MeterRefusal(f"certificate {anchor.fingerprint[:16]}… is not this meter's trust anchor")
+    codes = ", ".join(f"{code:#06x}" for code in sorted(instruction.message_codes)) or "none"
+    return authenticate_command(
+        instruction.signed_pre_command or b"",
+        device_id=instruction.device_id,
+        trust_anchor=anchor,
+        message_codes=instruction.message_codes,
+        what=f"a command of SRV {instruction.srv} for a {instruction.device_type} ({codes})",
+        last_counter=None if state is None else state.last_gbcs_counter,
     )
 
 
@@ -147,17 +202,16 @@ def top_up_device(instruction: Instruction) -> Outcome:
 
 
 def activate_emergency_credit(instruction: Instruction) -> Outcome:
-    """SR 2.5: SMETS1 from the signed body, SMETS2 only from a verified Signed Pre-Command (ECS09/GCS06)."""
+    """SR 2.5: SMETS1 from the signed body; SMETS2 only from a verified Signed Pre-Command, ECS09/GCS06."""
     state = _meter(instruction)
-    if instruction.signed_pre_command is not None:
-        answered = prepayment.emergency_credit_from_precommand(
-            state, instruction.signed_pre_command, instruction.trust_anchor, instruction.now, _keys(instruction)
-        )
-    else:
+    if instruction.signed_pre_command is None:
         answered = prepayment.emergency_credit_from_body(
             state, _body(instruction), instruction.now, _asked(instruction), _keys(instruction)
         )
-    return _outcome(answered)
+        return _outcome(answered)
+    code = EMERGENCY_CREDIT_CODES.get(state.device_type)
+    apdu = verified_command(replace(instruction, message_codes=frozenset({code} if code else ())))
+    return _outcome(prepayment.emergency_credit_from_command(state, apdu, instruction.now, _keys(instruction)))
 
 
 def read_meter_balance(instruction: Instruction) -> Outcome:

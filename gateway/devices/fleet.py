@@ -296,13 +296,15 @@ class MeterFleet:
         """What the device receives; the RTDS response is re-addressed to this device and request."""
         now = self._clock.now()
         asker = requester or (None if request_id is None else _originator(request_id)) or device.device_id
-        rtds = None
+        rtds, codes = None, frozenset[int]()
+        if self._vectors is not None:
+            codes = self._vectors.message_codes(srv, device.type)
         if self._vectors is not None and request_id is not None:
             rtds = self._vectors.response(
                 srv=srv, device_type=device.type, device_id=device.device_id, requester=asker, request_id=request_id,
-                now=now,
+                now=now, body=sr_body, command=precommand,
             )  # fmt: skip
-        anchor = None if state is None else self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
+        anchor = self._anchor(device, state)
         return Instruction(
             srv=srv,
             device_id=device.device_id,
@@ -315,8 +317,15 @@ class MeterFleet:
             signed_pre_command=precommand,
             trust_anchor=anchor,
             rtds_response=rtds,
+            message_codes=codes,
             keys=MeterKeys(self._credentials, device) if device.is_meter else None,
         )
+
+    def _anchor(self, device: Device, state: MeterState | None) -> TrustAnchor | None:
+        """A meter's trust anchor as its state holds it; another device's, its supplier's DS certificate."""
+        if state is not None:
+            return self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
+        return self._anchors.for_supplier(device.supplier_mpid)
 
     async def advance(self, now: dt.datetime | None = None, *, commit: CommitRunDown | None = None) -> list[MeterAlert]:
         """Runs down every meter with an event due by ``now`` (default: the clock's); returns their alerts.

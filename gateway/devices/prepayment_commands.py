@@ -30,9 +30,8 @@ from dataclasses import dataclass, replace
 
 from lxml import etree
 
-from gateway.devices.anchors import TrustAnchor
 from gateway.devices.credentials import CredentialsError, MeterKeys
-from gateway.devices.execute import REMEMBERED_REQUEST_IDS, MeterRefusal, authenticated_command
+from gateway.devices.execute import REMEMBERED_REQUEST_IDS, MeterRefusal
 from gateway.devices.meter import Alerts, MeterState, remember_request_id, run_down
 from gateway.devices.prepayment import (
     PrepaymentRefused,
@@ -42,6 +41,7 @@ from gateway.devices.prepayment import (
 )
 from gateway.devices.utrn import UtrnRejected, accept_utrn
 from gateway.eui64 import Eui64
+from gateway.gbcs import GeneralSigningApdu
 from gateway.gbcs.prepayment import (
     EMERGENCY_CREDIT_CODES,
     TopUpResult,
@@ -142,20 +142,18 @@ def emergency_credit_from_body(
     return replace(answered, state=remember_request_id(answered.state, asked.request_id, REMEMBERED_REQUEST_IDS))
 
 
-def emergency_credit_from_precommand(
-    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor | None, now: dt.datetime, keys: MeterKeys
+def emergency_credit_from_command(
+    state: MeterState, apdu: GeneralSigningApdu, now: dt.datetime, keys: MeterKeys
 ) -> PrepaymentAnswer:
-    """SMETS2: ECS09/GCS06 signed by the supplier, verified against the meter's trust anchor.
+    """SMETS2: ECS09/GCS06 that the meter verified (signed by its trust anchor, addressed to it, fresh
+    counter; :func:`gateway.devices.behaviours.verified_command`); its content must be the use case's.
 
     The counter is used up whatever the meter answers (a refused command cannot be replayed)."""
-    if trust_anchor is None:
-        raise MeterRefusal("the meter's trust anchor certificate is not known to the simulation")
-    code = EMERGENCY_CREDIT_CODES[state.device_type]
-    apdu = authenticated_command(state, apdu_bytes, trust_anchor, {code}, "SR 2.5")
     if not is_emergency_credit_content(state.device_type, apdu.content):
         raise MeterRefusal("content refused: not an Activate Emergency Credit command")
     answered = _emergency_credit(state, now, apdu.originator, apdu.counter, keys)
     used = replace(answered.state or state, last_gbcs_counter=apdu.counter)
+    code = EMERGENCY_CREDIT_CODES[state.device_type]
     return replace(answered, state=used, detail=f"{code.name} counter {apdu.counter}: {answered.detail}")
 
 

@@ -167,27 +167,6 @@ def emergency_credit_response(
     return sign_apdu(_response(code, counter, meter, user, content, None), meter_key).encode()
 
 
-def build_emergency_credit_precommand(
-    *, counter: int, originator: Eui64, recipient: Eui64, device_type: DeviceType
-) -> GeneralSigningApdu:
-    """The CV4 Pre-Command of SR 2.5 (ECS09/GCS06), as the RTDS Pre-Command vectors lay it out."""
-    if device_type == "ESME":
-        content = bytes([dlms.ACCESS_REQUEST_TAG]) + dlms.long_invoke_id(counter) + _ECS09_REQUEST
-    else:
-        content = _GCS06_HEADER + b"\x00" + bytes([_SELECT_AVAILABLE_EMERGENCY_CREDIT]) + bytes(4) + b"\x00"
-    code = EMERGENCY_CREDIT_CODES[device_type]
-    return GeneralSigningApdu(
-        cra_flag=CraFlag.COMMAND,
-        counter=counter,
-        originator=originator,
-        recipient=recipient,
-        date_time=None,
-        message_code=code,
-        other_information=code.to_bytes(2, "big"),
-        content=content,
-    )
-
-
 def is_emergency_credit_content(device_type: DeviceType, content: bytes) -> bool:
     """Whether a Signed Pre-Command's content asks what ECS09/GCS06 ask (the RTDS Pre-Command's shape)."""
     if device_type == "ESME":
