@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from gateway.app import RUNTIME, create_app
+from gateway.cli import main as cli_main
 from gateway.devices.utrn import originator_counter, vend_utrn
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralCipheringApdu, GeneralSigningApdu, sign_apdu, verify_apdu_signature
@@ -225,3 +227,21 @@ async def test_a_smets2_meter_grants_emergency_credit_only_from_its_suppliers_si
     code, gbcs = await _result(h, receiver, 7000)
     assert code == "I0" and GeneralSigningApdu.parse(gbcs).cra_flag.name == "RESPONSE"
     assert (await _view(h, meter))["emergency_credit_active"] is True
+
+
+async def test_the_cli_vends_a_utrn_the_meter_accepts(
+    gateway: tuple[Harness, Receiver, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    h, receiver, world = gateway
+    meter = _meter(h, "GSME", 2)
+    args = ["utrn", str(world), "--as", "failed_supplier_gs", "--device", str(meter.device_id), "--value", "3", "--pounds"]
+    assert cli_main([*args, "--counter", "11"]) == 0
+    vended = json.loads(capsys.readouterr().out)
+    assert vended["request_counter"] == originator_counter(11)
+    before = int((await _view(h, meter))["credit_pence"])  # type: ignore[call-overload]
+    await h.send("serviceS", "failed_supplier_gs", meter.device_id, srv="2.2", body=_top_up_body(vended["utrn"]), counter=vended["request_counter"])
+    await _result(h, receiver, vended["request_counter"])
+    assert before + 290 < int((await _view(h, meter))["credit_pence"]) <= before + 300  # type: ignore[call-overload]
+
+    assert cli_main(["utrn", str(world), "--as", "srp_sc", "--device", str(meter.device_id), "--value", "1", "--counter", "1"]) == 2
+    assert "no prepayment key" in capsys.readouterr().err

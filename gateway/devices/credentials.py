@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.devices.anchors import anchor_actor
+from gateway.devices.utrn import ValueClass, originator_counter, vend_utrn
 from gateway.eui64 import Eui64
 from gateway.manifest import Device, Manifest
 from pki.keys import derive_private_key
@@ -102,3 +103,25 @@ class MeterKeys:
 
     def supplier_prepayment(self) -> SupplierPrepaymentKey:
         return self.credentials.supplier_prepayment_key(self.device)
+
+
+def vend_for_meter(
+    manifest: Manifest, actor_name: str, device_id: str, value: int, value_class: ValueClass, utrn_counter: int
+) -> tuple[str, int]:
+    """What a supplier's vending system does (``dcc-gateway utrn``): a UTRN for the meter, vended with
+    ``actor_name``'s prepayment key, and the RequestID counter of the SR 2.2 that carries it."""
+    actor = manifest.actor(actor_name)
+    if actor.prepayment_key_agreement is None:
+        raise CredentialsError(f"{actor_name} has no prepayment key-agreement key (only suppliers have one)")
+    device = manifest.device(device_id)
+    if not device.is_meter:
+        raise CredentialsError(f"{device.device_id} is a {device.type}, not a meter")
+    key = serialization.load_pem_private_key(actor.prepayment_key_agreement.key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CredentialsError(f"{actor_name}'s prepayment key is not an EC key")
+    meter = MeterCredentials(manifest).key(device.device_id, "ka").public_key()
+    utrn = vend_utrn(
+        supplier_prepayment_key=key, meter_key_agreement=meter, originator=actor.user_id, target=device.device_id,
+        utrn_counter=utrn_counter, value=value, value_class=value_class,
+    )  # fmt: skip
+    return utrn, originator_counter(utrn_counter)
