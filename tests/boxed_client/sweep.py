@@ -14,7 +14,7 @@ import asyncio
 import base64
 import copy
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,8 +148,11 @@ async def run_sweep(
     receiver: Receiver,
     supplier_ds_key: ec.EllipticCurvePrivateKey,
     settle_seconds: float = 30.0,
+    ds_keys: Mapping[str, ec.EllipticCurvePrivateKey] | None = None,
 ) -> list[Outcome]:
-    """Signs every template with the tool, sends each in order, then each CV5, and waits for deliveries."""
+    """Signs every template with the tool, sends each in order, then each CV5, and waits for deliveries.
+
+    A CV5 is signed with ``ds_keys[originator]`` when given, else ``supplier_ds_key``."""
     signed = client.sign([path.read_bytes() for path in templates])
     outcomes = []
     for path, result in zip(templates, signed, strict=True):
@@ -171,7 +174,11 @@ async def run_sweep(
         for outcome in critical:
             precommand = precommand_of(outcome.first.answer)  # type: ignore[union-attr]
             cv5_requests.append(
-                signed_precommand_request(outcome.signed.output, precommand, supplier_ds_key) if precommand else None
+                signed_precommand_request(
+                    outcome.signed.output, precommand, (ds_keys or {}).get(outcome.originator, supplier_ds_key)
+                )
+                if precommand
+                else None
             )
         resigned = client.sign([r for r in cv5_requests if r is not None], preserve_counter=True)
         resigned_iter = iter(resigned)
