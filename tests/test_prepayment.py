@@ -24,11 +24,14 @@ from gateway.devices.utrn import AcceptedTopUp
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, verify_apdu_signature
 from gateway.gbcs.ciphering import MAC_SIZE
+from gateway.gbcs.ciphering import GeneralCipheringApdu
 from gateway.gbcs.prepayment import (
+    PrepaymentConfiguration,
     TopUpResult,
     emergency_credit_response,
     is_emergency_credit_content,
     meter_balance_response,
+    prepayment_configuration_response,
     top_up_response,
 )
 from tests.shared_data import shared_path
@@ -164,3 +167,33 @@ def test_emergency_credit_is_granted_below_its_threshold_and_used_after_the_cred
 def test_emergency_credit_is_refused_where_a_meter_refuses_it(changes: dict[str, object], reason: str) -> None:
     with pytest.raises(PrepaymentRefused, match=reason):
         activate_emergency_credit(_meter(**changes), T0)
+
+
+@pytest.mark.parametrize(
+    ("device_type", "folder", "name", "expected"),
+    [
+        # ECS26a: the low credit threshold (item 12) and the emergency credit's amount (15) and threshold (16)
+        ("ESME", "4.13_ECS26a", "ECS26a_4.13_SINGLE_SUCCESS_RESPONSE_GBCS.HEX",
+         [b"\x05" + (120_000).to_bytes(4, "big"), b"\x05" + (650_000).to_bytes(4, "big")]),
+        # GCS21b: Emergency Credit Limit Allowance, Threshold, Low Credit Warning Level (uint32), Cut Off Value (int32)
+        ("GSME", "4.13_GCS21b", "GCS21b_4.13_SUCCESS_RESPONSE_GBCS.HEX",
+         [b"\x10\x00\x00\x23" + (650_000).to_bytes(4, "little"), b"\x11\x00\x00\x23" + (120_000).to_bytes(4, "little"),
+          b"\x31\x00\x00\x23" + (120_000).to_bytes(4, "little"), b"\x40\x00\x00\x2b" + (-30_000).to_bytes(4, "little", signed=True)]),
+    ],
+)
+def test_the_configuration_answer_is_the_vector_with_the_meters_settings(
+    device_type: str, folder: str, name: str, expected: list[bytes]
+) -> None:
+    vector = _vector(folder, name)
+    settings = PrepaymentConfiguration(
+        low_credit_threshold=120, emergency_credit_limit=650, emergency_credit_threshold=120, disablement_threshold=-30
+    )
+    answer = prepayment_configuration_response(device_type, vector, settings)  # type: ignore[arg-type]
+    assert len(answer) == len(vector) and answer != vector
+    mine, theirs = (GeneralCipheringApdu.parse(x).payload.content for x in (answer, vector))
+    for record in expected:
+        assert record in mine and record not in theirs
+    changed = sum(a != b for a, b in zip(mine, theirs, strict=True))
+    assert changed <= 4 * len(expected) + 4  # only the modelled values moved (the ESME's threshold twice)
+    other = _vector("4.18_ECS82", "ECS82_4.18_SUCCESS_RESPONSE_GBCS.HEX")  # laid out otherwise: answered unchanged
+    assert prepayment_configuration_response(device_type, other, settings) == other  # type: ignore[arg-type]

@@ -245,3 +245,17 @@ async def test_the_cli_vends_a_utrn_the_meter_accepts(
 
     assert cli_main(["utrn", str(world), "--as", "srp_sc", "--device", str(meter.device_id), "--value", "1", "--counter", "1"]) == 2
     assert "no prepayment key" in capsys.readouterr().err
+
+
+async def test_the_prepayment_configuration_read_reports_the_meters_emergency_credit(
+    gateway: tuple[Harness, Receiver, Path],
+) -> None:
+    h, receiver, _ = gateway
+    meter = _meter(h, "GSME", 2)
+    view = await _view(h, meter)
+    body = etree.Element(f"{_SR}ReadPrepaymentConfiguration")
+    assert (await h.send("serviceS", "failed_supplier_gs", meter.device_id, srv="4.13", body=body, counter=5100))[0] == "I99"
+    code, gbcs = await _result(h, receiver, 5100)
+    limit = int(view["emergency_credit_pence"]) + int(view["debt_pence"])  # type: ignore[call-overload]
+    record = b"\x10\x00\x00\x23" + (limit * 1000).to_bytes(4, "little")  # Emergency Credit Limit Allowance
+    assert code == "I0" and record in GeneralCipheringApdu.parse(gbcs).payload.content

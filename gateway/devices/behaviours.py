@@ -220,6 +220,13 @@ def read_meter_balance(instruction: Instruction) -> Outcome:
     return _outcome(prepayment.read_meter_balance(state, body, instruction.now, _asked(instruction)))
 
 
+def read_prepayment_configuration(instruction: Instruction) -> Outcome:
+    """SR 4.13: the meter's thresholds and emergency credit in ECS26a/GCS21b."""
+    state, body = _meter(instruction), _body(instruction)
+    answered = prepayment.read_prepayment_configuration(state, body, instruction.now, instruction.rtds_response)
+    return _outcome(answered)
+
+
 def _outcome(answer: prepayment.PrepaymentAnswer) -> Outcome:
     return Outcome(answer.detail, answer.state, answer.gbcs_response, answer.alerts)
 
@@ -253,6 +260,7 @@ _REGISTRATIONS: tuple[tuple[str, tuple[str, ...], Behaviour], ...] = (
     ("2.2", ("ESME", "GSME"), top_up_device),
     ("2.5", ("ESME", "GSME"), activate_emergency_credit),
     ("4.18", ("ESME", "GSME"), read_meter_balance),
+    ("4.13", ("ESME", "GSME"), read_prepayment_configuration),
 )
 """(SRV, device types, behaviour): one row per behaviour; the types ``(ANY_DEVICE,)`` for every device."""
 

@@ -9,6 +9,8 @@ SRV      request                    the meter
 2.5      ``sr:ActivateEmergency…``  SMETS1 from the request; SMETS2 only from a Signed
                                     Pre-Command (ECS09/GCS06) verified against its trust anchor
 4.18     ``sr:ReadMeterBalance``    answers its balance
+4.13     ``sr:ReadPrepayment…``     answers its thresholds and emergency credit (in the RTDS
+                                    response, where the simulation models them)
 =======  =========================  ===========================================================
 
 The behaviour seam (:mod:`gateway.devices.behaviours`) registers these. A refusal by the
@@ -44,10 +46,12 @@ from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu
 from gateway.gbcs.prepayment import (
     EMERGENCY_CREDIT_CODES,
+    PrepaymentConfiguration,
     TopUpResult,
     emergency_credit_response,
     is_emergency_credit_content,
     meter_balance_response,
+    prepayment_configuration_response,
     top_up_response,
 )
 from gateway.namespaces import SR, qname
@@ -55,6 +59,7 @@ from gateway.namespaces import SR, qname
 _TOP_UP_DEVICE = qname(SR, "TopUpDevice")
 _ACTIVATE_EMERGENCY_CREDIT = qname(SR, "ActivateEmergencyCredit")
 _READ_METER_BALANCE = qname(SR, "ReadMeterBalance")
+_READ_PREPAYMENT_CONFIGURATION = qname(SR, "ReadPrepaymentConfiguration")
 _UTRN = qname(SR, "UTRN")
 
 
@@ -188,6 +193,33 @@ def read_meter_balance(state: MeterState, body: etree._Element, now: dt.datetime
         balance_pence=balance, debt_pence=current.debt_pence,
     )  # fmt: skip
     return PrepaymentAnswer(current, alerts, f"meter balance {balance}p (credit {current.credit_pence}p)", gbcs)
+
+
+# --- SR 4.13 Read Prepayment Configuration -----------------------------------------------------
+
+
+def read_prepayment_configuration(
+    state: MeterState, body: etree._Element, now: dt.datetime, vector_response: bytes | None
+) -> PrepaymentAnswer:
+    """The meter's thresholds and emergency credit in the ECS26a/GCS21b answer (the re-addressed RTDS
+    response, its modelled values replaced; the settings the simulation does not model keep the vector's)."""
+    _expect(body, _READ_PREPAYMENT_CONFIGURATION)
+    current, alerts = run_down(state, now)
+    configuration = PrepaymentConfiguration(
+        low_credit_threshold=current.low_credit_threshold_pence,
+        emergency_credit_limit=current.emergency_credit_pence + current.debt_pence,
+        emergency_credit_threshold=current.low_credit_threshold_pence,
+        disablement_threshold=current.disablement_threshold_pence,
+    )
+    detail = (
+        f"prepayment configuration: low credit {configuration.low_credit_threshold}p, emergency credit "
+        f"{configuration.emergency_credit_limit}p below {configuration.emergency_credit_threshold}p, "
+        f"disablement at {configuration.disablement_threshold}p"
+    )
+    if vector_response is None:
+        return PrepaymentAnswer(current, alerts, f"{detail} (no RTDS vector to answer in)", None)
+    gbcs = prepayment_configuration_response(current.device_type, vector_response, configuration)
+    return PrepaymentAnswer(current, alerts, detail, gbcs)
 
 
 # --- helpers ---------------------------------------------------------------------------------
