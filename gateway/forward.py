@@ -47,15 +47,18 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Final
 
+from lxml import etree
+
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.deliver.outbox import DeliveryWorker
 from gateway.devices import ExecutionResult, MeterAlert, MeterFleet, MeterState, meter_rows
 from gateway.eui64 import Eui64
-from gateway.manifest import Manifest
+from gateway.manifest import Device, Manifest
 from gateway.parse import HardenedParser
 from gateway.policy.access import AccessControl
 from gateway.respond import documents
+from gateway.respond.nondevice import non_device_payload
 from gateway.respond.signer import ResponseSigner
 from gateway.store.base import (
     ALL_DEVICES,
@@ -64,12 +67,14 @@ from gateway.store.base import (
     CommandCompletion,
     CommandForm,
     Delivery,
+    DeviceCommand,
     DeliveryKind,
     QuarantinedRequest,
     Shard,
     Store,
 )
 from gateway.store.rules import with_event_ref
+from gateway.verify.documents import MessageId
 
 LOG = logging.getLogger("dcc_gateway.forward")
 
@@ -209,8 +214,10 @@ class Forwarder:
     async def _execute(self, claimed: ClaimedCommand) -> None:
         command = claimed.command
         if command.form is CommandForm.ACKNOWLEDGE:
-            detail = f"SRV {command.service_reference_variant} acknowledged by the simulated device"
-            await self._complete(claimed, ResponseCode.I0, detail)
+            payload = self._non_device_payload(command)
+            named = "" if payload is None else f" with sr:{etree.QName(payload).localname}"
+            detail = f"non-device SRV {command.service_reference_variant} answered by the DCC{named}"
+            await self._complete(claimed, ResponseCode.I0, detail, payload=payload)
             return
         if not self._fleet.has_device(command.device_id):
             await self._complete(claimed, ResponseCode.E20, f"no simulated device {command.device_id}")
@@ -242,6 +249,7 @@ class Forwarder:
         states: Sequence[MeterState] = (),
         alerts: Iterable[MeterAlert] = (),
         gbcs_response: bytes | None = None,
+        payload: etree._Element | None = None,
     ) -> None:
         command = claimed.command
         now = self._clock.now()
@@ -250,7 +258,7 @@ class Forwarder:
             {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
         )
         body = await asyncio.get_running_loop().run_in_executor(
-            self._crypto, self._signer.command_result, command, code, now, gbcs_response
+            self._crypto, self._signer.command_result, command, code, now, gbcs_response, payload
         )
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
@@ -264,6 +272,23 @@ class Forwarder:
         if not await self._store.complete_command(claimed, completion):
             raise CommandSuperseded(f"command {command.request_id} was completed or claimed again meanwhile")
         self._outbox.notify()
+
+    def _non_device_payload(self, command: DeviceCommand) -> etree._Element | None:
+        """What the DCC answers a non-device request with (:mod:`gateway.respond.nondevice`)."""
+        body = self._parser.parse(command.payload).getroot() if command.payload else None
+        counter = MessageId.parse(command.request_id).counter
+        return non_device_payload(
+            command.service_reference_variant, body, counter, self._manifest_device, self._devices_by_mpxn
+        )
+
+    def _manifest_device(self, device_id: Eui64) -> Device | None:
+        try:
+            return self._manifest.device(device_id)
+        except KeyError:
+            return None
+
+    def _devices_by_mpxn(self, mpxn: str) -> list[Device]:
+        return [device for device in self._manifest.devices if device.mpxn == mpxn]
 
     # --- the meters running down -----------------------------------------------------------
 

@@ -38,7 +38,9 @@ from gateway.gbcs.reader import read_message
 from gateway.gbcs.rtds import RTDS_DEVICE_TYPES, RtdsCatalogue, VectorKind
 from gateway.manifest import Device, Manifest
 from gateway.namespaces import SR
+from gateway.schema import load_schemas
 from gateway.signing import SigningKey, sign_tree, to_bytes
+from gateway.checks import VerificationError
 from gateway.world import init_world
 from tests.boxed_client import ToolResult
 from tests.boxed_client.sweep import Outcome, Receiver, counts, run_sweep
@@ -231,3 +233,33 @@ def test_each_device_answer_reads_as_its_use_case_from_that_meter(sweep: Sweep) 
 def _payload(document: bytes) -> bytes | None:
     text = etree.fromstring(document, _PARSER).findtext(f"{_SR}Body/{_SR}ResponseMessage/{_SR}GBCSPayload")
     return None if text is None else base64.b64decode("".join(text.split()))
+
+
+def test_every_answer_and_delivery_is_valid_under_the_official_duis_xsd(sweep: Sweep) -> None:
+    schemas = load_schemas(shared_path("duis", "xsd", "DUIS-Schema-V5.4.xsd"))
+    documents = [document for outcome in sweep.outcomes for document in outcome.answers()]
+    assert len(documents) > 500
+    invalid = {}
+    for document in documents:
+        try:
+            schemas.validate(etree.fromstring(document, _PARSER))
+        except VerificationError as error:
+            invalid[document[200:400]] = str(error.detail)[-300:]
+    assert invalid == {}
+
+
+def test_non_device_requests_are_answered_with_the_payload_the_xsd_defines(sweep: Sweep) -> None:
+    by_name = {o.name: o for o in sweep.outcomes}
+    expected = {"8.2_READ_INVENTORY_REQUEST_DUIS.XML": "DSPInventory", "ECS21a_5.1._DCC_SCHEDULED_REQUEST_DUIS.XML": "DSPScheduleID",
+                "12.1_REQUEST_WAN_MATRIX_ADDRESS_REQUEST_DUIS.XML": "DSPWANMatrix"}  # fmt: skip
+    for name, payload in expected.items():
+        outcome = by_name[name]
+        results = [etree.fromstring(d, _PARSER) for d in outcome.deliveries if b"<sr:ResponseCode>I0<" in d]
+        assert [r.find(f"{_SR}Body/{_SR}ResponseMessage/{_SR}{payload}") is not None for r in results] == [True], name
+    inventory = etree.fromstring(by_name["8.2_READ_INVENTORY_REQUEST_DUIS.XML"].deliveries[0], _PARSER)
+    meter = _meters(sweep.manifest)["electricity"]
+    device = inventory.find(f"{_SR}Body/{_SR}ResponseMessage/{_SR}DSPInventory/{_SR}Device")
+    assert device is not None
+    assert (device.findtext(f"{_SR}DeviceID"), device.findtext(f"{_SR}DeviceType"), device.findtext(f"{_SR}ImportMPxN")) == (
+        str(meter.device_id), meter.type, meter.mpxn
+    )

@@ -166,7 +166,8 @@ def decode_date_time(value: bytes) -> dt.datetime | None:
     deviation = int.from_bytes(value[9:11], "big", signed=True)
     if year == 0xFFFF or _NOT_SPECIFIED in (month, day, hour, minute, second):
         return None
-    offset = dt.timedelta(0) if deviation == -_DEVIATION_NOT_SPECIFIED else dt.timedelta(minutes=-deviation)
+    # DLMS deviation: minutes from local time to UTC (UTC+1 is -60), so UTC = local + deviation.
+    offset = dt.timedelta(0) if deviation == -_DEVIATION_NOT_SPECIFIED else dt.timedelta(minutes=deviation)
     try:
         local = dt.datetime(year, month, day, hour, minute, second,
                             0 if hundredths == _NOT_SPECIFIED else hundredths * 10_000)  # fmt: skip

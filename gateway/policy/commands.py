@@ -24,7 +24,7 @@ def device_command(request: VerifiedRequest, at: dt.datetime, *, signed_pre_comm
     if signed_pre_command is not None:
         form, payload = CommandForm.SIGNED_PRE_COMMAND, signed_pre_command
     elif request.command_variant == NON_DEVICE:
-        form, payload = CommandForm.ACKNOWLEDGE, b""
+        form, payload = CommandForm.ACKNOWLEDGE, etree.tostring(request.body, method="c14n", exclusive=True)
     else:
         form, payload = CommandForm.SR_BODY, etree.tostring(request.body, method="c14n", exclusive=True)
     return DeviceCommand(

@@ -52,10 +52,15 @@ class ResponseSigner:
         return self.sign(root)
 
     def command_result(
-        self, command: DeviceCommand, code: ResponseCode, at: dt.datetime, gbcs_payload: bytes | None = None
+        self,
+        command: DeviceCommand,
+        code: ResponseCode,
+        at: dt.datetime,
+        gbcs_payload: bytes | None = None,
+        payload: etree._Element | None = None,
     ) -> bytes:
         """The asynchronous result of a queued command (I0 executed, with the device's GBCS response
-        when it gave one; E20, E21 not), for the originator."""
+        or the DCC's non-device ``payload`` when there is one; E20, E21 not), for the originator."""
         if not code.is_success:
             root = documents.error_response(
                 request_id=command.request_id,
@@ -73,6 +78,7 @@ class ResponseSigner:
             service_reference=command.service_reference,
             service_reference_variant=command.service_reference_variant,
             gbcs_payload=gbcs_payload or None,
+            payload=payload,
         )
         return self.sign(root)
 

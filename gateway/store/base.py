@@ -120,7 +120,8 @@ class CommandForm(enum.StrEnum):
     SIGNED_PRE_COMMAND = "signed-pre-command"
     """SMETS2 CV5: the GBCS APDU signed by the supplier's DS key (the meter verifies it)."""
     ACKNOWLEDGE = "acknowledge"
-    """A non-device request (CV8), answered by the DCC (payload empty)."""
+    """A non-device request (CV8), answered by the DCC: the signed body (empty in commands queued
+    before the DCC answered with a payload)."""
 
 
 @dataclass(frozen=True, slots=True)
