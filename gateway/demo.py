@@ -136,6 +136,9 @@ class Demo:
         async with self.session.post(f"{self.base}/api/v1/{path}", data=data, headers=_XML) as response:
             reply = await response.read()
             reason = response.headers.get("DUIS-Reason", "")
+            if response.content_type == "application/problem+json":  # e.g. a simulator limit (501)
+                problem = json.loads(reply)
+                return f"HTTP {response.status} {problem.get('check', '')}", str(problem.get("detail", "")), etree.Element("problem")
         answer = etree.fromstring(reply)
         code = answer.findtext(f"{_SR}Header/{_SR}ResponseCode") or f"HTTP {response.status}"
         return code, reason, answer

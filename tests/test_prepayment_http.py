@@ -144,6 +144,8 @@ async def test_a_top_up_credits_the_meter_once_and_a_replay_is_refused_with_its_
     code, gbcs = await _result(h, receiver, counter + 1)
     refused = GeneralCipheringApdu.parse(gbcs).payload
     assert code == "I0" and refused.content != answer.content
+    if device_type == "GSME":  # ZCL Consumer Top Up Response: Rejected - Duplicate Top Up
+        assert refused.content[11] == 0x02
     assert (await _view(h, meter))["credit_pence"] == after["credit_pence"]
     [(outcome, reason)] = await _audit(h, counter + 1)
     assert outcome == "I0" and "refused by the meter" in reason and "replay" in reason

@@ -132,8 +132,9 @@ def test_a_vended_utrn_is_accepted_once_and_its_value_credited() -> None:
     assert re.fullmatch(r"\d{20}", utrn)
     accepted = _accept(utrn, (3, 5))
     assert (accepted.pence, accepted.utrn_counter, accepted.counters) == (1200, 7, (3, 5, 7))  # type: ignore[attr-defined]
-    with pytest.raises(UtrnRejected, match="replay"):
+    with pytest.raises(UtrnRejected, match="replay") as replayed:
         _accept(utrn, accepted.counters)  # type: ignore[attr-defined]
+    assert replayed.value.duplicate
 
 
 def test_the_meter_refuses_a_utrn_it_cannot_authenticate() -> None:

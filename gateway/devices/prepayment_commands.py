@@ -121,9 +121,9 @@ def top_up(state: MeterState, body: etree._Element, now: dt.datetime, asked: Ask
             counters=state.utrn_counters,
         )
     except (UtrnRejected, CredentialsError) as refused:
-        reason = str(refused)
-        result = TopUpResult.REJECTED_DUPLICATE if "replay" in reason else TopUpResult.REJECTED_INVALID
-        return PrepaymentAnswer(None, (), f"UTRN refused by the meter: {reason}", answer(result, 0, 0))
+        duplicate = isinstance(refused, UtrnRejected) and refused.duplicate
+        result = TopUpResult.REJECTED_DUPLICATE if duplicate else TopUpResult.REJECTED_INVALID
+        return PrepaymentAnswer(None, (), f"UTRN refused by the meter: {refused}", answer(result, 0, 0))
     changed, alerts, detail = apply_top_up(state, accepted, now)
     changed = remember_request_id(changed, asked.request_id, REMEMBERED_REQUEST_IDS)
     return PrepaymentAnswer(changed, alerts, detail, answer(TopUpResult.ACCEPTED, accepted.pence, changed.credit_pence))

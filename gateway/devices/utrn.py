@@ -88,11 +88,12 @@ class ValueClass(IntEnum):
 
 
 class UtrnRejected(ValueError):
-    """The meter refuses this UTRN; ``reason`` says why."""
+    """The meter refuses this UTRN; ``reason`` says why; ``duplicate``: it was accepted before."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, duplicate: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.duplicate = duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +245,7 @@ def accept_utrn(
     if not hmac.compare_digest(expected.to_bytes(4, "big"), ptut.mac.to_bytes(4, "big")):
         raise UtrnRejected(f"the UTRN's MAC does not verify: not vended for this meter by {supplier}'s prepayment key")
     if counter in counters:
-        raise UtrnRejected(f"UTRN counter {counter} was accepted before (replay)")
+        raise UtrnRejected(f"UTRN counter {counter} was accepted before (replay)", duplicate=True)
     if len(counters) >= UTRN_COUNTER_CACHE_SIZE and counter < min(counters):
         raise UtrnRejected(f"UTRN counter {counter} is older than every counter the meter remembers")
     cache = tuple(sorted((*counters, counter)))[-UTRN_COUNTER_CACHE_SIZE:]
