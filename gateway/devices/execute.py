@@ -31,7 +31,6 @@ of later commands to the same meter).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -129,29 +128,16 @@ def execute_signed_precommand(
     ``trust_anchor`` must be the certificate whose fingerprint the meter holds (the
     caller looks it up; any other is refused): the meter trusts nothing in the message.
     """
-    allowed = {update_payment_mode_message_code(state.device_type, to_credit) for to_credit in (True, False)}
-    apdu = authenticated_command(state, apdu_bytes, trust_anchor, allowed, "SR 1.6")
-    code = MessageCode(apdu.message_code)
-    command = _content(state, apdu, code)
-    changed, alerts, detail = perform_payment_mode_command(state, command, now)
-    changed = replace(changed, last_gbcs_counter=apdu.counter)
-    return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
-
-
-def authenticated_command(
-    state: MeterState, apdu_bytes: bytes, trust_anchor: TrustAnchor, codes: Collection[int], what: str
-) -> GeneralSigningApdu:
-    """A Signed Pre-Command this meter may act on: from its trust anchor, verified, addressed to it, one
-    of ``codes`` (the use case ``what``, for the refusal), with a fresh counter; else MeterRefusal.
-
-    The SMETS2 checks of the module docstring up to the content, which is the use case's to read."""
     if state.smets != 2:
         raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
     if trust_anchor.fingerprint != state.trust_anchor_fingerprint:
         raise MeterRefusal(f"certificate {trust_anchor.fingerprint[:16]}… is not this meter's trust anchor")
     apdu = _authenticated(apdu_bytes, trust_anchor.public_key)
-    _addressed_to(state, apdu, codes, what)
-    return apdu
+    code = _addressed_to(state, apdu)
+    command = _content(state, apdu, code)
+    changed, alerts, detail = perform_payment_mode_command(state, command, now)
+    changed = replace(changed, last_gbcs_counter=apdu.counter)
+    return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
 
 
 def authenticate_command(
@@ -193,14 +179,16 @@ def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> 
     return apdu
 
 
-def _addressed_to(state: MeterState, apdu: GeneralSigningApdu, codes: Collection[int], what: str) -> None:
-    """Refuses unless recipient, message code and counter are right for this meter."""
+def _addressed_to(state: MeterState, apdu: GeneralSigningApdu) -> MessageCode:
+    """The message code, once recipient, code and counter are right for this meter."""
     if apdu.recipient != state.device_id:
         raise MeterRefusal(f"addressed to {apdu.recipient}, not to this meter {state.device_id}")
-    if apdu.message_code not in codes:
-        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not {what} for an {state.device_type}")
+    allowed = {update_payment_mode_message_code(state.device_type, to_credit) for to_credit in (True, False)}
+    if apdu.message_code not in allowed:
+        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not SR 1.6 for an {state.device_type}")
     if apdu.counter <= state.last_gbcs_counter:
         raise MeterRefusal(f"counter {apdu.counter} is not greater than {state.last_gbcs_counter} (replay)")
+    return MessageCode(apdu.message_code)
 
 
 def _content(state: MeterState, apdu: GeneralSigningApdu, code: MessageCode) -> PaymentModeCommand:
