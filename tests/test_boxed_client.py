@@ -19,13 +19,11 @@ import asyncio
 import base64
 import datetime as dt
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
@@ -40,8 +38,7 @@ from gateway.manifest import Manifest
 from gateway.namespaces import SR
 from gateway.policy.eligibility import Eligibility
 from tests.boxed_client import BoxedClient, ClientUnavailable, ToolResult, unavailable
-from tests.boxed_client.sweep import Outcome, Receiver, counts, run_sweep
-from tests.scenario import point_response_urls
+from tests.boxed_client.sweep import Outcome, counts, receiving, run_sweep
 from tests.shared_data import shared_path
 
 pytestmark = pytest.mark.interop
@@ -78,31 +75,14 @@ class Sweep:
         return [o for o in self.outcomes if self.eligible(o)]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def _run(client: BoxedClient, world: Path, manifest: Manifest) -> tuple[list[Outcome], list[bytes]]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/receive/{actor}", receiver.accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        point_response_urls(world, port)
+    async with receiving(world) as receiver:
         supplier = manifest.actor("failed_supplier_is")
         assert supplier.digital_signing is not None
         key = serialization.load_pem_private_key(supplier.digital_signing.key.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         templates = sorted(shared_path("duis", "templates").iterdir())
         outcomes = await run_sweep(client, world, templates, clock=SystemClock(), receiver=receiver, supplier_ds_key=key)
-    finally:
-        await runner.cleanup()
     claimed = {id(d) for o in outcomes for d in o.deliveries}
     return outcomes, [d for d in receiver.documents if id(d) not in claimed]
 

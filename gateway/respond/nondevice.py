@@ -9,10 +9,12 @@ SRV           request                              answer (child of ``sr:Respons
 5.1           Create Schedule                      ``DSPScheduleID``: the RequestID's counter
 11.1, 11.4    Update (PPMID) Firmware              ``DSP(PPMID)UpdateFirmwareWarning`` naming the
                                                    device IDs the world lacks (none: no payload)
-12.1          Request WAN Matrix                   ``DSPWANMatrix``: the request, and coverage
-                                                   ("Unknown" region: the simulator has no map)
 others        (8.3, 8.4, 8.13, 8.14.x, 12.2, 5.2,  no payload: the XSD defines none, or (5.2 Read
-              5.3, ...)                            Schedule) the simulator keeps no schedules
+              5.3, 12.1, ...)                      Schedule) the simulator keeps no schedules, or
+                                                   (12.1 Request WAN Matrix) DCC Boxed's schema and
+                                                   the official 5.4 XSD disagree on ``DSPWANMatrix``
+                                                   (a ``DSPWANMatrixResponse`` wrapper in 5.4, none
+                                                   in DCC Boxed's), so no shape passes both
 ============  ==================================  =================================================
 """
 
@@ -49,8 +51,6 @@ def non_device_payload(
         return _element("DSPScheduleID", str(counter % (MAX_SCHEDULE_ID + 1)))
     if srv in ("11.1", "11.4"):
         return _firmware_warning(srv, body, device)
-    if srv == "12.1":
-        return _wan_matrix(body)
     return None
 
 
@@ -94,21 +94,6 @@ def _firmware_warning(srv: str, body: etree._Element, device: FindDevice) -> etr
     warning = etree.Element(qname(SR, name))
     _sub(warning, "InvalidDeviceIDList", ",".join(unknown))
     return warning
-
-
-def _wan_matrix(body: etree._Element) -> etree._Element:
-    matrix = etree.Element(qname(SR, "DSPWANMatrix"))
-    request = etree.SubElement(matrix, qname(SR, "Request"))
-    for child in body:
-        request.append(_copy(child))
-    response = etree.SubElement(matrix, qname(SR, "DSPWANMatrixResponse"))
-    _sub(response, "CSPRegion", "Unknown")
-    _sub(response, "CSPRegionResponseCode", "I0")
-    return matrix
-
-
-def _copy(element: etree._Element) -> etree._Element:
-    return etree.fromstring(etree.tostring(element))
 
 
 def _eui(device_id: Eui64) -> str:

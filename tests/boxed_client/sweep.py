@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
+import socket
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import DS, SR
 from gateway.runtime import open_world
 from tests.boxed_client import BoxedClient, ToolResult
+from tests.scenario import point_response_urls
 
 _SR = f"{{{SR}}}"
 PATHS = {1: "serviceS", 3: "serviceS", 5: "serviceS", 7: "serviceS", 4: "serviceT", 2: "serviceD", 6: "serviceD", 8: "serviceD"}
@@ -101,7 +104,9 @@ def header(document: bytes) -> tuple[str, int, str]:
 
 
 class Receiver:
-    """The users' Receive Response Service: every signed document the gateway POSTs, by RequestID."""
+    """The users' Receive Response Service: every signed document the gateway POSTs, by RequestID.
+
+    :func:`receiving` runs one on loopback for a world."""
 
     def __init__(self) -> None:
         self.documents: list[bytes] = []
@@ -113,6 +118,25 @@ class Receiver:
     def for_request(self, request_id: str) -> list[bytes]:
         needle = f"<sr:RequestID>{request_id}</sr:RequestID>".encode()
         return [document for document in self.documents if needle in document]
+
+
+@contextlib.asynccontextmanager
+async def receiving(world: Path) -> AsyncIterator[Receiver]:
+    """A Receiver on a free loopback port, with every response_url of ``world`` pointed at it."""
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/receive/{actor}", receiver.accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        point_response_urls(world, port)
+        yield receiver
+    finally:
+        await runner.cleanup()
 
 
 def signed_precommand_request(cv4_request: bytes, precommand: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
