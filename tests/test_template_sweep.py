@@ -159,6 +159,8 @@ def test_every_template_is_sent_and_nothing_is_refused_but_for_role_eligibility(
     codes = counts(sweep.outcomes)
     assert set(codes) <= {"I0", "I99", "E2"}, codes
     assert codes["I99"] >= 250
+    undelivered = [o.name for o in sweep.outcomes if o.code == "I99" and not any(b"<sr:ResponseCode>I0<" in d for d in o.deliveries)]
+    assert undelivered == []
 
 
 def test_a_critical_request_goes_through_its_pre_command(sweep: Sweep) -> None:
