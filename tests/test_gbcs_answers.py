@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.app import create_app
+from gateway.server import create_app
 from gateway.config import load_config, write_default_config
 from gateway.eui64 import Eui64
 from gateway.gbcs import ApduError, CraFlag, GeneralSigningApdu, dlms, sign_apdu

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.app import RUNTIME, create_app
+from gateway.app import RUNTIME
+from gateway.server import create_app
 from gateway.cli import main as cli_main
 from gateway.devices.utrn import originator_counter, vend_utrn
 from gateway.eui64 import Eui64
