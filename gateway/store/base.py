@@ -12,7 +12,9 @@ Design (issue #3):
   decision's audit record: :meth:`Store.admit` checks and updates atomically,
   which is what several workers on one database need (issue #5).
 * The audit log is append-only and hash-chained: record n stores
-  ``sha256(hash(n-1) || canonical JSON of record n)``.
+  ``sha256(hash(n-1) || canonical JSON of record n)``; with several PostgreSQL workers the
+  chain runs per worker (a lane), the lanes' heads anchored into one anchor chain (issue #14,
+  :mod:`gateway.store.audit`).
 * A pending Pre-Command (CV4) is taken at most once (CV5), atomically across
   workers. The outbox delivers *at least once*: every state change of a
   delivery is audited (kind "delivery"), but an attempt made and not recorded
@@ -319,7 +321,7 @@ DELIVERED_KEEP: Final = dt.timedelta(days=2)
 it was delivered and its body's SHA-256. Without a limit the outbox grows by every answer sent."""
 
 PURGE_BATCH: Final = 1000
-"""Rows one purge of delivered deliveries deletes at most: the write lock is held while it runs."""
+"""Rows one purge of delivered deliveries deletes at most: its rows stay locked while it runs."""
 
 
 class DeliveryKind(enum.StrEnum):
