@@ -19,7 +19,7 @@ import pytest
 
 from gateway.eui64 import Eui64
 from gateway.store.audit import ChainReport, chain_hash, verify_chain
-from gateway.store.base import GENESIS_HASH, Admission, AuditEntry, AuditRecord
+from gateway.store.base import GENESIS_HASH, Admission, AuditEntry, AuditRecord, Delivery, DeliveryKind
 from gateway.store.factory import verify_audit
 from gateway.store.postgresql import MIGRATIONS, PostgresLocation, PostgresStore
 from tests.store_backends import PostgresOpener, store_opener
@@ -211,3 +211,34 @@ async def test_directives_keep_one_order_across_workers(pg: PostgresOpener) -> N
                                     for n in range(10)))
     assert sorted(record.sequence for record in stored) == list(range(1, 11))
     assert dataclasses.replace(stored[0], sequence=0) == directive("D-0")
+
+
+# --- the outbox without a global lock: row locks decide -------------------------------------------
+
+
+def delivery(n: int) -> Delivery:
+    return Delivery(OTHER_SUPPLIER, "http://127.0.0.1:9/results", f"<Response>{n}</Response>".encode(),
+                    DeliveryKind.RESPONSE, f"RQ-{n}", T0)
+
+
+async def test_two_workers_leasing_due_deliveries_never_get_the_same_one(pg: PostgresOpener) -> None:
+    one, two = await pg.open(), await pg.open()
+    for n in range(40):
+        await one.enqueue_delivery(delivery(n))
+    now = T0 + dt.timedelta(seconds=1)
+    leases = await asyncio.gather(*(store.due_deliveries(now, 7, lease=dt.timedelta(seconds=30))
+                                    for _ in range(4) for store in (one, two)))
+    leased = [item.delivery_id for lease in leases for item in lease]
+    assert len(leased) == len(set(leased)) == 40
+
+
+async def test_two_workers_failing_overdue_deliveries_fail_each_one_once(pg: PostgresOpener) -> None:
+    one, two = await pg.open(), await pg.open()
+    for n in range(30):
+        await one.enqueue_delivery(delivery(n))
+    later = T0 + dt.timedelta(seconds=600)
+    counts = await asyncio.gather(one.fail_overdue(later), two.fail_overdue(later), one.fail_overdue(later))
+    assert sum(counts) == 30
+    failed = [r for r in await records_of(one) if r.entry.kind == "delivery" and r.entry.outcome == "failed"]
+    assert sorted(r.entry.detail["delivery_id"] for r in failed) == sorted({r.entry.detail["delivery_id"] for r in failed})
+    assert len(failed) == 30
