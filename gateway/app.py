@@ -36,6 +36,7 @@ from gateway.respond.signer import ResponseSigner
 from gateway.runtime import World, open_world
 from gateway.service import GatewayService, Reply, ThreadLocalVerifiers, problem
 from gateway.signing import SigningKey
+from gateway.stages import now_ns
 from gateway.eui64 import Eui64
 from gateway.store.base import ALL_DEVICES, Shard, Store
 from gateway.store.factory import is_postgres_url, open_store
@@ -93,7 +94,12 @@ def service_handler(path: str):  # type: ignore[no-untyped-def]
         body = await _body(request)
         if isinstance(body, Reply):
             return to_response(body)
-        return to_response(await request.app[SERVICE].service_request(path, body, peer=request.remote or ""))
+        service = request.app[SERVICE]
+        reply = await service.service_request(path, body, peer=request.remote or "")
+        started = now_ns()
+        response = to_response(reply)
+        service.metrics.stages.since("http", started)
+        return response
 
     return handle
 
@@ -157,7 +163,8 @@ async def start_runtime(
     """Opens the store and builds the pipeline. ``shard``: the meters this worker simulates and whose
     queued commands it executes (each meter belongs to exactly one worker); ``metrics``: where the
     service counts (the connection guard's too; default: a registry of its own)."""
-    store = open_store(store_url or world.config.store.url, world_dir=world.directory)
+    metrics = metrics or GatewayMetrics()
+    store = open_store(store_url or world.config.store.url, world_dir=world.directory, stages=metrics.stages)
     await store.open()
     access = await AccessControl.restore(
         initial=initial_state(world.manifest),
@@ -165,6 +172,7 @@ async def start_runtime(
         config=world.policy_config(),
         clock=clock,
         repository=world.repository,
+        stages=metrics.stages,
     )
 
     def new_verifier() -> Verifier:
@@ -187,7 +195,7 @@ async def start_runtime(
         access=access,
         signer=signer,
         clock=clock,
-        metrics=metrics or GatewayMetrics(),
+        metrics=metrics,
         executor=executor,
         admission=Admission(world.config.ingress, verify_slots=CRYPTO_THREADS),
         audit=store.append_audit,

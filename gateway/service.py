@@ -34,6 +34,7 @@ from gateway.policy.access import AccessControl, RegistryContention
 from gateway.policy.commands import device_command
 from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
+from gateway.stages import now_ns
 from gateway.store.base import AuditEntry, DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 from gateway.verify.verifier import Verifier
@@ -142,8 +143,21 @@ class GatewayService:
     def clock(self) -> Clock:
         return self._clock
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def _in_thread(self, stage: str, function: Callable[[], T]) -> T:
+        """``function()`` in a crypto thread, its CPU counted to ``stage``, the submission to "handoff"."""
+        stages = self.metrics.stages
+
+        def timed() -> T:
+            started = now_ns()
+            try:
+                return function()
+            finally:
+                stages.since(stage, started)
+
+        submitted = now_ns()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        stages.since("handoff", submitted)
+        return await future
 
     # --- DUIS Service Requests -------------------------------------------------------------
 
@@ -152,13 +166,15 @@ class GatewayService:
         started = time.perf_counter()
         reply, request = await self._service_request(path, data, peer)
         self._observe(path, reply, started)
+        remembered = now_ns()
         self._remember("request", path, reply, data, request)
+        self.metrics.stages.since("console", remembered)
         return reply
 
     async def _service_request(self, path: str, data: bytes, peer: str) -> tuple[Reply, VerifiedRequest | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
+                request = await self._in_thread("verify", lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -189,7 +205,7 @@ class GatewayService:
         self, request: VerifiedRequest, code: ResponseCode, reason: str, *, pre_command: bytes | None = None
     ) -> Reply:
         at = self._clock.now()
-        body = await self._in_thread(lambda: self._signer.answer(request, code, at, pre_command=pre_command))
+        body = await self._in_thread("sign", lambda: self._signer.answer(request, code, at, pre_command=pre_command))
         headers = {"DUIS-Reason": _header_text(reason)}
         return Reply(200, "application/xml", body, headers, code.value)
 
@@ -199,13 +215,15 @@ class GatewayService:
         started = time.perf_counter()
         reply, verified = await self._admin(data, peer)
         self._observe("admin", reply, started)
+        remembered = now_ns()
         self._remember("directive", "admin", reply, data, verified)
+        self.metrics.stages.since("console", remembered)
         return reply
 
     async def _admin(self, data: bytes, peer: str) -> tuple[Reply, VerifiedDirective | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
+                verified = await self._in_thread("verify", lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -237,7 +255,7 @@ class GatewayService:
             return None
         raw = held.raw_request
         try:
-            request = await self._in_thread(lambda: self._verifiers.get().verify_request(raw))
+            request = await self._in_thread("verify", lambda: self._verifiers.get().verify_request(raw))
         except VerificationError as error:
             LOG.warning("released request %s no longer verifies (%s): not forwarded", held.request_id, error)
             return None
@@ -307,15 +325,18 @@ class GatewayService:
         self.recent.add(exchange)
 
     def _observe(self, path: str, reply: Reply, started: float) -> None:
+        counted = now_ns()
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(path, reply.outcome).inc()
         self.metrics.latency.labels(path).observe(elapsed)
+        logged = self.metrics.stages.since("metrics", counted)
         LOG.info(
             json.dumps(
                 {"path": path, "status": reply.status, "outcome": reply.outcome, "ms": round(elapsed * 1000, 2)},
                 separators=(",", ":"),
             )
         )
+        self.metrics.stages.since("log", logged)
 
 
 def problem(status: int, check: str, detail: str, headers: dict[str, str] | None = None) -> Reply:

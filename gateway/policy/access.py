@@ -23,6 +23,7 @@ from gateway.policy.authorise import SIGNED_PRE_COMMAND_FORMS, TRANSFORM, Admiss
 from gateway.policy.state import RegistryState, User
 from gateway.smki.certificate import SmkiCertificate
 from gateway.smki.repository import SmkiRepository
+from gateway.stages import StageTimers, now_ns
 from gateway.store.base import (
     Admission,
     AdmissionRequest,
@@ -86,7 +87,10 @@ class AccessControl:
         config: PolicyConfig,
         clock: Clock,
         repository: SmkiRepository,
+        stages: StageTimers | None = None,
     ) -> None:
+        """``stages``: where the CPU of deciding is counted ("policy")."""
+        self._stages = stages if stages is not None else StageTimers()
         self._state = state
         self._store = store
         self._config = config
@@ -98,10 +102,11 @@ class AccessControl:
 
     @classmethod
     async def restore(
-        cls, *, initial: RegistryState, store: Store, config: PolicyConfig, clock: Clock, repository: SmkiRepository
+        cls, *, initial: RegistryState, store: Store, config: PolicyConfig, clock: Clock, repository: SmkiRepository,
+        stages: StageTimers | None = None,
     ) -> AccessControl:
         """Replays every accepted directive onto ``initial``: the state the store's log implies."""
-        access = cls(state=initial, store=store, config=config, clock=clock, repository=repository)
+        access = cls(state=initial, store=store, config=config, clock=clock, repository=repository, stages=stages)
         await access.refresh()
         return access
 
@@ -135,40 +140,49 @@ class AccessControl:
         raise RegistryContention(f"the registry changed under {_STALE_RETRIES} decisions of {request.request_id}")
 
     async def _decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision | None:
+        started = now_ns()
         now = self._clock.now()
         verdict = authorise(self._state, request, self._config, now)
         if isinstance(verdict, Refusal):
+            self._stages.since("policy", started)
             return await self._refuse(request, now, verdict.code, verdict.reason, {"step": verdict.step})
         try:
             if request.command_variant in SIGNED_PRE_COMMAND_FORMS:
+                self._stages.since("policy", started)
                 return await self._accept_signed_precommand(request, verdict, now)
             pre_command = None
             if request.command_variant == TRANSFORM and verdict.device is not None:
                 pre_command = critical.issue_precommand(request, verdict.device).encode()
         except critical.CriticalFlowError as error:
+            self._stages.since("policy", started)
             return await self._refuse(request, now, error.code, error.reason, {"step": "critical-flow"})
-        return await self._admit(request, raw, verdict, now, pre_command)
+        admission = AdmissionRequest(
+            originator=request.originator,
+            target=request.target,
+            counter=request.request_id.counter,
+            request_id=str(request.request_id),
+            user_id=verdict.user.user_id,
+            service_reference_variant=verdict.variant.variant,
+            at=now,
+            adt_window_seconds=verdict.adt_window_seconds,
+            adt_threshold=verdict.adt_threshold,
+            raw_request=raw,
+            audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
+            command=None if pre_command is not None else device_command(request, now),
+            registry_version=self._version,
+        )
+        self._stages.since("policy", started)
+        return await self._admit(request, admission, verdict, now, pre_command)
 
     async def _admit(
-        self, request: VerifiedRequest, raw: bytes, verdict: Admissible, now: dt.datetime, pre_command: bytes | None
+        self,
+        request: VerifiedRequest,
+        admission: AdmissionRequest,
+        verdict: Admissible,
+        now: dt.datetime,
+        pre_command: bytes | None,
     ) -> RequestDecision | None:
-        result = await self._store.admit(
-            AdmissionRequest(
-                originator=request.originator,
-                target=request.target,
-                counter=request.request_id.counter,
-                request_id=str(request.request_id),
-                user_id=verdict.user.user_id,
-                service_reference_variant=verdict.variant.variant,
-                at=now,
-                adt_window_seconds=verdict.adt_window_seconds,
-                adt_threshold=verdict.adt_threshold,
-                raw_request=raw,
-                audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
-                command=None if pre_command is not None else device_command(request, now),
-                registry_version=self._version,
-            )
-        )
+        result = await self._store.admit(admission)
         if result.admission is Admission.STALE_REGISTRY:
             return None
         code = _ADMISSION_CODES[result.admission]

@@ -90,6 +90,7 @@ from gateway.store.base import (
     QuarantinedRequest,
     QuarantineStatus,
 )
+from gateway.stages import StageTimers, now_ns
 from gateway.store.rules import (
     adt_limit,
     check_counter,
@@ -500,6 +501,8 @@ class _Connection(sqlite3.Connection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.audit_ns = 0
+        """CPU nanoseconds the current group spent serialising and chaining audit records."""
         self.forget_transaction()
 
     def forget_transaction(self) -> None:
@@ -550,6 +553,14 @@ def _insert(db: _Connection, sql: str, parameters: Sequence[Any]) -> int:
 
 def _append_audit(db: _Connection, entry: AuditEntry) -> AuditRecord:
     """Chains ``entry`` onto the last stored hash; the caller's transaction makes read and write one step."""
+    started = now_ns()
+    try:
+        return _chain_audit(db, entry)
+    finally:
+        db.audit_ns += now_ns() - started
+
+
+def _chain_audit(db: _Connection, entry: AuditEntry) -> AuditRecord:
     columns = _audit_columns(entry)
     stored_entry = _audit_entry(columns)  # what a reader will decode, so the hash matches it
     last = db.audit_head if db.in_transaction else None
@@ -1061,6 +1072,7 @@ class SqliteStore:
         adt_retention: dt.timedelta = dt.timedelta(days=1),
         read_only: bool = False,
         max_group: int = 256,
+        stages: StageTimers | None = None,
     ) -> None:
         """``busy_timeout``: seconds to wait for another connection's write transaction.
 
@@ -1069,6 +1081,8 @@ class SqliteStore:
         ``read_only``: for ``audit verify``; no schema is created and nothing is
         written, so evidence in a tampered file is left as found.
         ``max_group``: the most calls one transaction takes.
+        ``stages``: where the CPU of transactions ("store", "audit") and of handing groups to the
+        store's thread ("handoff") is counted.
         """
         if max_group < 1:
             raise ValueError(f"max_group must be positive: {max_group}")
@@ -1082,6 +1096,7 @@ class SqliteStore:
         self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._groups_committed = 0
+        self._stages = stages if stages is not None else StageTimers()
 
     def __repr__(self) -> str:
         return f"SqliteStore({self._path!r})"
@@ -1415,14 +1430,16 @@ class SqliteStore:
         """The writer: hands the queue to the thread a group at a time until it is empty."""
         try:
             while self._queued:
+                started = now_ns()
                 group = [entry for entry in self._queued[: self._max_group] if not entry[1].cancelled()]
                 del self._queued[: self._max_group]
                 if not group:
                     continue  # every caller gave up before its unit ran: nothing to do
                 units = [unit for unit, _ in group]
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self._run_group, units
-                )
+                running = asyncio.get_running_loop().run_in_executor(self._thread, self._run_group, units)
+                self._stages.since("handoff", started)
+                outcomes = await running
+                answered = now_ns()
                 for (_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():
                         continue  # its caller was cancelled while the group ran (it is committed all the same)
@@ -1430,12 +1447,23 @@ class SqliteStore:
                         future.set_exception(outcome.error)
                     else:
                         future.set_result(outcome.value)
+                self._stages.since("handoff", answered)
         finally:
             self._writer = None
 
     def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
         """On the store's thread: all units in one transaction, or, if one raises, each in its own."""
+        started = now_ns()
         db = self._connection()
+        db.audit_ns = 0
+        try:
+            return self._run_units(db, units)
+        finally:
+            audit_ns, db.audit_ns = db.audit_ns, 0
+            self._stages.add("audit", audit_ns)
+            self._stages.add("store", now_ns() - started - audit_ns)
+
+    def _run_units(self, db: _Connection, units: list[Unit[Any]]) -> list[_Outcome]:
         try:
             with _immediate(db):
                 values = [unit(db) for unit in units]
