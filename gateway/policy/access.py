@@ -30,6 +30,7 @@ from gateway.store.base import (
     AuditEntry,
     DeviceCommand,
     DirectiveRecord,
+    IssuedPreCommand,
     QuarantinedRequest,
     QuarantineStatus,
     Store,
@@ -170,34 +171,26 @@ class AccessControl:
             audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
             command=None if pre_command is not None else device_command(request, now),
             registry_version=self._version,
+            precommand=None if pre_command is None or verdict.device is None else IssuedPreCommand(
+                device_id=verdict.device.device_id,
+                apdu=pre_command,
+                expires_at=now + PRECOMMAND_LIFETIME,
+                audit=_request_audit(request, now, ResponseCode.I0, "Pre-Command issued", {"apdu": pre_command.hex()}),
+            ),
         )
         self._stages.since("policy", started)
-        return await self._admit(request, admission, verdict, now, pre_command)
+        return await self._admit(request, admission, verdict)
 
-    async def _admit(
-        self,
-        request: VerifiedRequest,
-        admission: AdmissionRequest,
-        verdict: Admissible,
-        now: dt.datetime,
-        pre_command: bytes | None,
-    ) -> RequestDecision | None:
+    async def _admit(self, request: VerifiedRequest, admission: AdmissionRequest, verdict: Admissible) -> RequestDecision | None:
+        """The store's decision; a CV4's Pre-Command is remembered in the admission's transaction."""
         result = await self._store.admit(admission)
         if result.admission is Admission.STALE_REGISTRY:
             return None
         code = _ADMISSION_CODES[result.admission]
         reason = _admission_reason(result.admission, request, result.last_counter, verdict)
-        if result.admission is not Admission.ACCEPTED or pre_command is None or verdict.device is None:
+        if result.admission is not Admission.ACCEPTED or admission.precommand is None:
             return RequestDecision(code, reason, verdict, result.quarantine_event_ref)
-        await self._store.remember_precommand(
-            str(request.request_id),
-            verdict.user.user_id,
-            verdict.device.device_id,
-            pre_command,
-            now,
-            now + PRECOMMAND_LIFETIME,
-            _request_audit(request, now, ResponseCode.I0, "Pre-Command issued", {"apdu": pre_command.hex()}),
-        )
+        pre_command = admission.precommand.apdu
         return RequestDecision(ResponseCode.I0, "Pre-Command issued: sign it and return it with CV5", verdict, pre_command=pre_command)
 
     async def _accept_signed_precommand(

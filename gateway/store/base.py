@@ -202,6 +202,20 @@ class CommandCompletion:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedPreCommand:
+    """A CV4 Pre-Command remembered by :meth:`Store.admit` in the admission's own transaction,
+    as :meth:`Store.remember_precommand` would (its RequestID, user and issue time are the
+    admission's): one commit for the decision and what it issued."""
+
+    device_id: Eui64
+    apdu: bytes
+    """The GBCS general-signing APDU as issued (unsigned)."""
+    expires_at: dt.datetime
+    audit: AuditEntry
+    """Its own record ("Pre-Command issued"), chained after the admission's."""
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionRequest:
     """What :meth:`Store.admit` decides atomically for a request that passed every static check."""
 
@@ -224,6 +238,9 @@ class AdmissionRequest:
     registry_version: int | None = None
     """The directive sequence the decision was taken on; when set and the stored log has a
     later directive, the admission is STALE_REGISTRY and changes nothing (several workers)."""
+    precommand: IssuedPreCommand | None = None
+    """Remembered in the same transaction when ACCEPTED (CV4); a PreCommandConflict then rolls
+    the whole admission back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +400,8 @@ class Store(Protocol):
         already had ``adt_threshold`` admissions for that SRV within the window
         ending at ``at``, the request is QUARANTINED (kept with its bytes, a new
         event reference). Otherwise ACCEPTED and counted in the window. The
-        counter is consumed in both the ACCEPTED and the QUARANTINED case.
+        counter is consumed in both the ACCEPTED and the QUARANTINED case. ACCEPTED also
+        queues ``request.command`` and remembers ``request.precommand``, in that transaction.
         """
         ...
 

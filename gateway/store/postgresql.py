@@ -100,6 +100,7 @@ from gateway.store.rules import (
     MAX_COUNTER,
     adt_limit,
     check_counter,
+    check_precommand_lifetime,
     check_read_limit,
     deliveries_rescheduled_audit,
     delivered_purge_audit,
@@ -719,7 +720,15 @@ async def _decide(db: Tx, request: AdmissionRequest, retention: dt.timedelta) ->
             return await _decided(db, request, Admission.QUARANTINED, request.counter, event_ref)
     if request.command is not None:
         await _insert_command(db, request.command)
-    return await _decided(db, request, Admission.ACCEPTED, request.counter, None)
+    decided = await _decided(db, request, Admission.ACCEPTED, request.counter, None)
+    if request.precommand is not None:
+        issued = request.precommand
+        columns = (
+            request.request_id, str(request.user_id), str(issued.device_id), bytes(issued.apdu),
+            _aware(request.at), _aware(issued.expires_at),
+        )
+        await _remember(db, columns, issued.audit)
+    return decided
 
 
 async def _counted_in_window(
@@ -1122,6 +1131,7 @@ class PostgresStore:
         """
         check_counter(request.counter)
         adt_limit(request)  # a malformed request is refused before it is queued
+        check_precommand_lifetime(request)
         _aware(request.at)
         retention = self._adt_retention
         return await self._write(lambda db: _decide(db, request, retention))

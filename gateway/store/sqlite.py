@@ -54,7 +54,7 @@ from gateway.eui64 import Eui64
 from gateway.store.audit import (
     AuditRecordUnreadable,
     canonical_json,
-    chain_hash,
+    chain_hash_of_stored,
     parse_utc_text,
     utc_text,
 )
@@ -94,6 +94,7 @@ from gateway.stages import StageTimers, now_ns
 from gateway.store.rules import (
     adt_limit,
     check_counter,
+    check_precommand_lifetime,
     check_read_limit,
     deliveries_rescheduled_audit,
     delivered_purge_audit,
@@ -551,26 +552,36 @@ def _insert(db: _Connection, sql: str, parameters: Sequence[Any]) -> int:
     return cursor.lastrowid
 
 
-def _append_audit(db: _Connection, entry: AuditEntry) -> AuditRecord:
-    """Chains ``entry`` onto the last stored hash; the caller's transaction makes read and write one step."""
+def _append_audit(db: _Connection, entry: AuditEntry) -> int:
+    """Chains ``entry`` onto the last stored hash; returns its sequence. The caller's transaction
+    makes reading the head and writing one step. The entry is serialised once and hashed once."""
     started = now_ns()
     try:
-        return _chain_audit(db, entry)
+        return _chain_audit(db, _audit_columns(entry))[0]
     finally:
         db.audit_ns += now_ns() - started
 
 
-def _chain_audit(db: _Connection, entry: AuditEntry) -> AuditRecord:
-    columns = _audit_columns(entry)
-    stored_entry = _audit_entry(columns)  # what a reader will decode, so the hash matches it
+def _append_audit_record(db: _Connection, entry: AuditEntry) -> AuditRecord:
+    """:func:`_append_audit`, answered with the record as a reader will decode it."""
+    started = now_ns()
+    try:
+        columns = _audit_columns(entry)
+        sequence, previous_hash, digest = _chain_audit(db, columns)
+        return AuditRecord(sequence, _audit_entry(columns), previous_hash, digest)
+    finally:
+        db.audit_ns += now_ns() - started
+
+
+def _chain_audit(db: _Connection, columns: tuple[str, ...]) -> tuple[int, str, str]:
     last = db.audit_head if db.in_transaction else None
     if last is None:
         last = _fetch_one(db, _AuditSql.last, ())
     sequence, previous_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-    digest = chain_hash(previous_hash, stored_entry)
+    digest = chain_hash_of_stored(previous_hash, *columns)
     db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
     db.audit_head = (sequence, digest)
-    return AuditRecord(sequence, stored_entry, previous_hash, digest)
+    return sequence, previous_hash, digest
 
 
 def _last_counter(db: _Connection, originator: Eui64, target: Eui64) -> int | None:
@@ -637,15 +648,22 @@ def _decide(db: _Connection, request: AdmissionRequest, retention: dt.timedelta)
         _count_in_window(db, request)
     if request.command is not None:
         _insert_command(db, request.command)
-    return _decided(db, request, Admission.ACCEPTED, request.counter, None)
+    decided = _decided(db, request, Admission.ACCEPTED, request.counter, None)
+    if request.precommand is not None:
+        issued = request.precommand
+        columns = _precommand_columns(
+            request.request_id, request.user_id, issued.device_id, issued.apdu, request.at, issued.expires_at
+        )
+        _remember(db, columns, issued.audit)
+    return decided
 
 
 def _decided(
     db: _Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
 ) -> AdmissionResult:
     entry = with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref)
-    audit = _append_audit(db, entry)
-    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
+    audit_sequence = _append_audit(db, entry)
+    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit_sequence)
 
 
 def _settle(
@@ -695,8 +713,8 @@ def _store_directive(
     if existing is not None:
         return _directive_record(existing)
     columns = _directive_columns(record)
-    audit_record = _append_audit(db, audit)
-    sequence = _insert(db, _DirectivesSql.insert, (*columns, audit_record.sequence))
+    audit_sequence = _append_audit(db, audit)
+    sequence = _insert(db, _DirectivesSql.insert, (*columns, audit_sequence))
     db.directives_head = sequence
     return _directive_record((sequence, *columns))
 
@@ -729,8 +747,8 @@ def _remember(db: _Connection, columns: tuple[Any, ...], audit: AuditEntry) -> N
         if tuple(existing[1:4]) != columns[1:4]:  # user, device, APDU: what CV5 is checked against
             raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
         return
-    audit_record = _append_audit(db, audit)
-    db.execute(_PreCommandsSql.insert, (*columns, audit_record.sequence))
+    audit_sequence = _append_audit(db, audit)
+    db.execute(_PreCommandsSql.insert, (*columns, audit_sequence))
 
 
 def _take(db: _Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
@@ -1180,6 +1198,7 @@ class SqliteStore:
         """
         check_counter(request.counter)
         adt_limit(request)  # reject a malformed request before queuing it
+        check_precommand_lifetime(request)
         return await self._write(lambda db: _decide(db, request, self._adt_retention))
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
@@ -1343,7 +1362,7 @@ class SqliteStore:
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        return await self._write(lambda db: _append_audit(db, entry))
+        return await self._write(lambda db: _append_audit_record(db, entry))
 
     async def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
