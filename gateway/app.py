@@ -191,7 +191,7 @@ async def start_runtime(
         dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard,
     )
     service = GatewayService(
-        verifiers=ThreadLocalVerifiers(new_verifier),
+        verifiers=ThreadLocalVerifiers(new_verifier, prebuilt=CRYPTO_THREADS),
         access=access,
         signer=signer,
         clock=clock,
@@ -208,6 +208,7 @@ async def start_runtime(
         asyncio.create_task(_follow_registry(access, stop)),
         asyncio.create_task(forwarder.run_commands(stop)),
         asyncio.create_task(forwarder.run_meters(stop)),
+        asyncio.create_task(forwarder.run_alerts(stop)),
     ]
     return Runtime(service, store, executor, fleet, outbox, forwarder, stop, background)
 

@@ -77,16 +77,25 @@ class Reply:
 
 
 class ThreadLocalVerifiers:
-    """One Verifier per worker thread: lxml parsers must not be shared between threads."""
+    """One Verifier per worker thread: lxml parsers must not be shared between threads.
 
-    def __init__(self, factory: Callable[[], Verifier]) -> None:
+    ``prebuilt`` of them are built at once (compiling their schemas), so that the threads
+    the executor starts under load take a built one and no schema is compiled after
+    start-up; a thread beyond those builds its own."""
+
+    def __init__(self, factory: Callable[[], Verifier], *, prebuilt: int = 0) -> None:
         self._factory = factory
         self._local = threading.local()
+        self._spare = [factory() for _ in range(prebuilt)]
+        self._taking = threading.Lock()
 
     def get(self) -> Verifier:
         verifier: Verifier | None = getattr(self._local, "verifier", None)
         if verifier is None:
-            verifier = self._factory()
+            with self._taking:
+                verifier = self._spare.pop() if self._spare else None
+            if verifier is None:
+                verifier = self._factory()
             self._local.verifier = verifier
         return verifier
 

@@ -268,6 +268,16 @@ class QuarantinedRequest:
     status: QuarantineStatus
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantineAlert:
+    """The AD1 alert of one quarantined request, signed, as :meth:`Store.record_quarantine_alerts` queues it."""
+
+    event_ref: int
+    delivery: Delivery | None
+    """To the user's response_url; None for a user without one (then only ``audit`` is recorded)."""
+    audit: AuditEntry | None
+
+
 # --- pending Pre-Commands ---------------------------------------------------------------
 
 
@@ -436,6 +446,12 @@ class Store(Protocol):
         """In one transaction: clears the mark, queues ``delivery`` (as :meth:`enqueue_delivery`) or,
         for a user without a response URL, appends ``audit``. False, changing nothing, when the mark
         was already cleared (another worker queued that alert)."""
+        ...
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        """:meth:`record_quarantine_alert` for each of ``alerts``, all in one transaction (one commit
+        for a batch of alerts); returns how many were queued (an alert whose mark another worker
+        cleared meanwhile is skipped, changing nothing)."""
         ...
 
     # --- audit --------------------------------------------------------------

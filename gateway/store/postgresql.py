@@ -93,6 +93,7 @@ from gateway.store.base import (
     PendingDelivery,
     PendingPreCommand,
     PreCommandConflict,
+    QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
 )
@@ -777,6 +778,13 @@ async def _record_quarantine_alert(db: Tx, event_ref: int, delivery: Delivery | 
     return True
 
 
+async def _record_quarantine_alerts(db: Tx, alerts: Sequence[QuarantineAlert]) -> int:
+    queued = 0
+    for alert in alerts:
+        queued += await _record_quarantine_alert(db, alert.event_ref, alert.delivery, alert.audit)
+    return queued
+
+
 async def _remember(db: Tx, columns: tuple[Any, ...], audit: AuditEntry) -> None:
     """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
     existing = await db.fetchrow(_Sql.precommand_by_id, columns[0])
@@ -1165,6 +1173,12 @@ class PostgresStore:
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
         return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        batch = tuple(alerts)
+        if not batch:
+            return 0
+        return await self._write(lambda db: _record_quarantine_alerts(db, batch))
 
     # --- audit --------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ from gateway.store.base import (
     PendingDelivery,
     PendingPreCommand,
     PreCommandConflict,
+    QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
 )
@@ -1233,6 +1234,14 @@ class SqliteStore:
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
         return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        batch = tuple(alerts)
+        if not batch:
+            return 0
+        return await self._write(
+            lambda db: sum(_record_quarantine_alert(db, alert.event_ref, alert.delivery, alert.audit) for alert in batch)
+        )
 
     # --- pending Pre-Commands -----------------------------------------------------------
 
