@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from gateway.forward import Forwarder
 from gateway.ingress.body import read_body
 from gateway.ingress.connections import CONNECTION_GUARD, ConnectionGuard, run_until_signalled, track_requests
 from gateway.ingress.fairness import Admission
+from gateway.logs import BatchedStreamHandler, flush_all
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
 from gateway.policy.state import initial_state
@@ -188,7 +190,7 @@ async def start_runtime(
     executor = ThreadPoolExecutor(max_workers=CRYPTO_THREADS, thread_name_prefix="crypto")
     forwarder = Forwarder(
         fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
-        dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard,
+        dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard, stages=metrics.stages,
     )
     service = GatewayService(
         verifiers=ThreadLocalVerifiers(new_verifier, prebuilt=CRYPTO_THREADS),
@@ -209,8 +211,17 @@ async def start_runtime(
         asyncio.create_task(forwarder.run_commands(stop)),
         asyncio.create_task(forwarder.run_meters(stop)),
         asyncio.create_task(forwarder.run_alerts(stop)),
+        asyncio.create_task(_flush_logs(stop)),
     ]
     return Runtime(service, store, executor, fleet, outbox, forwarder, stop, background)
+
+
+async def _flush_logs(stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Writes out the log lines a batched handler holds, so an idle gateway's last lines are not held back."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        flush_all()
 
 
 async def _follow_registry(access: AccessControl, stop: asyncio.Event, interval: float = 1.0) -> None:
@@ -288,7 +299,7 @@ def serve(directory: Path, *, host: str | None, port: int | None, store_url: str
         from gateway.workers import serve_workers
 
         return serve_workers(directory, host=host or server.host, port=port or server.port, store_url=url, workers=workers)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[BatchedStreamHandler(sys.stderr)])
     run_until_signalled(
         create_app(world, store_url=store_url),
         host or server.host,

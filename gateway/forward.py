@@ -59,6 +59,7 @@ from gateway.parse import HardenedParser
 from gateway.policy.access import AccessControl
 from gateway.respond import documents
 from gateway.respond.signer import ResponseSigner
+from gateway.stages import StageTimers, now_ns
 from gateway.store.base import (
     ALL_DEVICES,
     AuditEntry,
@@ -107,11 +108,14 @@ class Forwarder:
         poll_interval: float = 0.2,
         crypto: Executor | None = None,
         shard: Shard = ALL_DEVICES,
+        stages: StageTimers | None = None,
     ) -> None:
         """``batch``: commands claimed at once; ``poll_interval``: real seconds between looks at the
         queue when nothing woke the executor (commands queued by other workers); ``crypto``: where
-        results are signed (the service's crypto threads), so the event loop keeps serving; ``shard``:
-        the devices whose commands this executor runs (each worker runs its own share)."""
+        batches of AD1 alerts are signed (the service's crypto threads), so the event loop keeps its
+        turns while a batch is signed; ``shard``:
+        the devices whose commands this executor runs (each worker runs its own share); ``stages``:
+        where the signing of results is counted ("sign")."""
         self._fleet = fleet
         self._store = store
         self._outbox = outbox
@@ -124,6 +128,7 @@ class Forwarder:
         self._poll_interval = poll_interval
         self._crypto = crypto
         self._shard = shard
+        self._stages = stages if stages is not None else StageTimers()
         self._parser = HardenedParser()
         self._wake = asyncio.Event()
         self._alerts_due = asyncio.Event()
@@ -255,7 +260,11 @@ class Forwarder:
             now, "device-result", str(command.device_id), command.request_id, code.value, detail,
             {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
         )
-        body = await asyncio.get_running_loop().run_in_executor(self._crypto, self._signer.command_result, command, code, now)
+        # Signed on the event loop, as the service signs its answers: the signing holds the GIL, so
+        # handing it to a crypto thread cost more than it freed.
+        started = now_ns()
+        body = self._signer.command_result(command, code, now)
+        self._stages.since("sign", started)
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
         completion = CommandCompletion(

@@ -14,7 +14,6 @@ the event loop, where handing it to a thread would cost more than it frees.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import threading
@@ -305,7 +304,26 @@ class GatewayService:
         data: bytes,
         verified: VerifiedRequest | VerifiedDirective | None,
     ) -> None:
-        """Keeps the exchange for the console; the bytes only of a document that authenticated."""
+        """Keeps the exchange for the console; the bytes only of a document that authenticated.
+        The exchange is built once, with what the verified document adds."""
+        about: dict[str, Any] = {}
+        if isinstance(verified, VerifiedRequest):
+            about = {
+                "subject": str(verified.request_id),
+                "originator": str(verified.originator),
+                "target": str(verified.target),
+                "service_reference_variant": verified.service_reference_variant,
+                "command_variant": verified.command_variant,
+                "request_xml": data,
+            }
+        elif isinstance(verified, VerifiedDirective):
+            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
+            about = {
+                "subject": str(verified.directive_id),
+                "originator": str(verified.signer.eui64),
+                "directive": commands[0] if len(commands) == 1 else None,
+                "request_xml": data,
+            }
         exchange = Exchange(
             sequence=self.recent.next_sequence(),
             at=self._clock.now(),
@@ -314,26 +332,8 @@ class GatewayService:
             outcome=reply.outcome,
             reason=_reason_of(reply),
             response_xml=reply.body if reply.content_type == "application/xml" else None,
+            **about,
         )
-        if isinstance(verified, VerifiedRequest):
-            exchange = dataclasses.replace(
-                exchange,
-                subject=str(verified.request_id),
-                originator=str(verified.originator),
-                target=str(verified.target),
-                service_reference_variant=verified.service_reference_variant,
-                command_variant=verified.command_variant,
-                request_xml=data,
-            )
-        elif isinstance(verified, VerifiedDirective):
-            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
-            exchange = dataclasses.replace(
-                exchange,
-                subject=str(verified.directive_id),
-                originator=str(verified.signer.eui64),
-                directive=commands[0] if len(commands) == 1 else None,
-                request_xml=data,
-            )
         self.recent.add(exchange)
 
     def _observe(self, path: str, reply: Reply, started: float) -> None:

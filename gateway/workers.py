@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from gateway.logs import BatchedStreamHandler
 from gateway.store.base import MAX_SHARDS, Shard
 
 LOG = logging.getLogger("dcc_gateway.workers")
@@ -54,7 +56,8 @@ class WorkerSpec:
 
 def run_worker(spec: WorkerSpec) -> None:
     """The body of one worker process: serve until SIGTERM (from the supervisor, or when it is gone)."""
-    logging.basicConfig(level=logging.INFO, format=f"[worker {spec.index}] %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"[worker {spec.index}] %(message)s",
+                        handlers=[BatchedStreamHandler(sys.stderr)])
     # ^C reaches the whole process group; the supervisor turns it into one SIGTERM per worker.
     # A second signal in the middle of a clean stop would cut that stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
