@@ -345,12 +345,15 @@ class _Sql:
 
     adt_count_in: Final = """WITH
             pruned AS (DELETE FROM adt_events WHERE user_id = $1 AND srv = $2 AND at <= $3),
-            seen AS (SELECT count(*) AS admissions FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $4)
+            seen AS (SELECT count(*) AS admissions FROM
+                (SELECT 1 FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $4 LIMIT $6) AS bounded)
         INSERT INTO adt_events (user_id, srv, at) SELECT $1, $2, $5 FROM seen WHERE admissions < $6
         RETURNING at"""
     """Prune, count and (below the threshold) count this admission in, in one statement. The pruned
     rows (``at <= $3``, at least a window old) and the counted ones (``at > $4``, inside the window)
-    never overlap, so the count is the same whether or not it sees the deletion."""
+    never overlap, so the count is the same whether or not it sees the deletion. The count stops at
+    the threshold, all the decision needs (a flooding user would otherwise cost a walk over its
+    whole window per request)."""
     adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"
 
     quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
