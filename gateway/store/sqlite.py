@@ -201,8 +201,11 @@ class _ReplayCountersSql:
         ) WITHOUT ROWID""",
     )
     select: Final = "SELECT last_counter FROM replay_counters WHERE originator = ? AND target = ?"
-    upsert: Final = """INSERT INTO replay_counters (originator, target, last_counter) VALUES (?, ?, ?)
-        ON CONFLICT (originator, target) DO UPDATE SET last_counter = excluded.last_counter"""
+    consume: Final = """INSERT INTO replay_counters (originator, target, last_counter) VALUES (?, ?, ?)
+        ON CONFLICT (originator, target) DO UPDATE SET last_counter = excluded.last_counter
+        WHERE excluded.last_counter > replay_counters.last_counter RETURNING last_counter"""
+    """Check-and-set in one statement: a row comes back only when the counter was greater than the
+    stored one (or the first), and was stored; fixed-width digits compare as numbers do."""
 
 
 class _AdtEventsSql:
@@ -594,9 +597,10 @@ def _last_counter(db: _Connection, originator: Eui64, target: Eui64) -> int | No
     return None if row is None else int(row[0])
 
 
-def _consume_counter(db: _Connection, request: AdmissionRequest) -> None:
+def _consume_counter(db: _Connection, request: AdmissionRequest) -> bool:
+    """Stores the request's counter if it is greater than the last one; whether it was."""
     parameters = (str(request.originator), str(request.target), _counter_text(request.counter))
-    db.execute(_ReplayCountersSql.upsert, parameters)
+    return _fetch_one(db, _ReplayCountersSql.consume, parameters) is not None
 
 
 def _window_count(
@@ -643,10 +647,11 @@ def _decide(db: _Connection, request: AdmissionRequest, retention: dt.timedelta)
     if request.registry_version is not None and _registry_version(db) > request.registry_version:
         return AdmissionResult(Admission.STALE_REGISTRY)
     limit = adt_limit(request)
-    last = _last_counter(db, request.originator, request.target)
-    if last is not None and request.counter <= last:
+    if not _consume_counter(db, request):
+        last = _last_counter(db, request.originator, request.target)
+        if last is None:
+            raise RuntimeError("a counter was refused with none stored")
         return _decided(db, request, Admission.REPLAY, last, None)
-    _consume_counter(db, request)
     if limit is not None:
         window, threshold = limit
         if _window_count(db, request, window, retention, threshold) >= threshold:
