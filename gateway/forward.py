@@ -45,7 +45,7 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Final, TypeVar
 
@@ -169,14 +169,7 @@ class Forwarder:
     async def run_alerts(self, stop: asyncio.Event) -> None:
         """The alert loop: queues the due AD1 alerts when a quarantine is reported and, for alerts a
         worker that died after answering E43 left due, once every poll interval (event loop time)."""
-        while not stop.is_set():
-            self._alerts_due.clear()
-            try:
-                await self.queue_quarantine_alerts()
-            except Exception:
-                LOG.exception("queuing due AD1 alerts failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(self._alerts_due, stop), timeout=self._poll_interval)
+        await self._each_wake(stop, self._alerts_due, lambda: self.queue_quarantine_alerts(), "queuing due AD1 alerts")
 
     # --- the executor -------------------------------------------------------------------------
 
@@ -208,14 +201,21 @@ class Forwarder:
 
     async def run_commands(self, stop: asyncio.Event) -> None:
         """The executor's loop: runs what is queued, then waits to be woken (or polls)."""
+        await self._each_wake(stop, self._wake, self.execute_due, "executing queued commands")
+
+    async def _each_wake(
+        self, stop: asyncio.Event, wake: asyncio.Event, work: Callable[[], Awaitable[int]], what: str
+    ) -> None:
+        """Runs ``work`` until ``stop``: at once, then whenever ``wake`` is set or a poll interval has
+        passed (event loop time); a failure is logged and the loop goes on."""
         while not stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                await self.execute_due()
+                await work()
             except Exception:
-                LOG.exception("executing queued commands failed")
+                LOG.exception("%s failed", what)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(self._wake, stop), timeout=self._poll_interval)
+                await asyncio.wait_for(_first(wake, stop), timeout=self._poll_interval)
 
     async def _execute_logged(self, claimed: ClaimedCommand) -> None:
         try:
