@@ -336,6 +336,26 @@ async def test_window_edge_is_exclusive(store: Store, offset: int, expected: Adm
     assert (await store.admit(admission(3, threshold=2, at=later))).admission is expected
 
 
+async def test_admissions_decided_together_count_their_window_as_if_one_by_one(stores: StoreOpener) -> None:
+    """Admissions sent at once share one transaction; their ADT counts, as the window slides past
+    earlier admissions (some leaving it exactly at its edge), are those of the same admissions
+    decided one transaction each."""
+    steps = [0, 100, 900, 1000, 1700, 3600, 3601, 4500, 4600, 5000, 7300, 7300, 7301, 9000, 10800, 10900]
+
+    def requests(user: Eui64) -> list[AdmissionRequest]:  # each run its own user: its own window and counters
+        return [
+            admission(counter, at=T0 + dt.timedelta(seconds=step), threshold=3, user=user, originator=user,
+                      target=METER if counter % 2 else OTHER_METER)
+            for counter, step in enumerate(steps, start=2)
+        ]
+
+    store = await stores.open()
+    at_once = await asyncio.gather(*(store.admit(request) for request in requests(SUPPLIER)))
+    one_by_one = [await store.admit(request) for request in requests(OTHER_USER)]
+    assert [r.admission for r in at_once] == [r.admission for r in one_by_one]
+    assert {Admission.ACCEPTED, Admission.QUARANTINED} <= {r.admission for r in one_by_one}  # the window matters
+
+
 async def test_window_counts_accepted_requests_only(store: Store) -> None:
     for n in (1, 2):
         await store.admit(admission(n, threshold=2))

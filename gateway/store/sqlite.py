@@ -219,6 +219,8 @@ class _AdtEventsSql:
         (SELECT 1 FROM adt_events WHERE user_id = ? AND srv = ? AND at > ? LIMIT ?)"""
     """The count, but no further than the threshold: a decision needs only whether it is reached, and
     a user past it (a flood) would otherwise cost a walk over its whole window per request."""
+    count_between: Final = "SELECT count(*) FROM adt_events WHERE user_id = ? AND srv = ? AND at > ? AND at <= ?"
+    """The admissions that left a window whose start moved from the first time to the second."""
     insert: Final = "INSERT INTO adt_events (user_id, srv, at) VALUES (?, ?, ?)"
 
 
@@ -521,6 +523,10 @@ class _Connection(sqlite3.Connection):
         """The directive log's last sequence, once this transaction has read or written it."""
         self.adt_pruned: set[tuple[str, str]] = set()
         """(user, SRV) whose expired ADT rows this transaction has already deleted."""
+        self.adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
+        """(user, SRV) -> (window start, admissions after it) as this transaction last counted them,
+        kept up to date with the rows it adds: the next admission of that user in the transaction
+        subtracts what left the window instead of counting the whole window again."""
 
 
 @contextlib.contextmanager
@@ -616,13 +622,29 @@ def _window_count(
     if key not in db.adt_pruned:
         db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
         db.adt_pruned.add(key)
-    row = _fetch_one(db, _AdtEventsSql.count_after_up_to, (*key, utc_text(request.at - window), threshold))
-    return 0 if row is None else int(row[0])
+    start = utc_text(request.at - window)
+    known = db.adt_counts.get(key)
+    if known is not None and known[0] <= start:
+        # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
+        # added: what was counted then, less what has left the window since, is the count now.
+        row = _fetch_one(db, _AdtEventsSql.count_between, (*key, known[0], start))
+        count = known[1] - (0 if row is None else int(row[0]))
+    else:
+        row = _fetch_one(db, _AdtEventsSql.count_after_up_to, (*key, start, threshold))
+        count = 0 if row is None else int(row[0])
+        if count >= threshold:  # counted no further than the threshold: not a count to carry on
+            db.adt_counts.pop(key, None)
+            return count
+    db.adt_counts[key] = (start, count)
+    return count
 
 
 def _count_in_window(db: _Connection, request: AdmissionRequest) -> None:
     key = (str(request.user_id), request.service_reference_variant)
     db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
+    known = db.adt_counts.get(key)
+    if known is not None:
+        db.adt_counts[key] = (known[0], known[1] + 1)  # it is inside the window just counted
 
 
 def _hold(db: _Connection, request: AdmissionRequest) -> int:
