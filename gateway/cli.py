@@ -152,7 +152,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import serve
+    from gateway.server import serve
 
     try:
         return serve(args.dir, host=args.host, port=args.port, store_url=args.store, workers=args.workers)

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.app import FLEET, FORWARDER, OUTBOX, create_app
+from gateway.app import FLEET, FORWARDER, OUTBOX
+from gateway.server import create_app
 from gateway.clock import FixedClock
 from gateway.demo_plot import DirectiveMark, MeterSeries, Sample
 from gateway.devices import AlertKind, MeterState, run_down

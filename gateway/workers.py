@@ -3,8 +3,8 @@
 Each worker is a full gateway (verify, decide, answer) listening on the same
 address with ``SO_REUSEPORT``, so the kernel spreads connections across them.
 What they must agree on lives in the database: replay counters, ADT windows,
-quarantine, the outbox, the command queue and the audit chain (the store
-serialises writes under one advisory lock and groups them into few commits).
+quarantine, the outbox, the command queue and the audit log (see
+:mod:`gateway.store.postgresql` for how the store keeps them consistent).
 Each worker also runs a share of the simulated meters (EUI-64 modulo N) and
 executes the queued commands to them, so no meter has two executors; a worker
 shows the others' meters from the states their worker stored.
@@ -16,7 +16,6 @@ supervisor is gone (killed with -9) stops by itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -25,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -54,32 +54,14 @@ class WorkerSpec:
         return Shard(self.index, self.count)
 
 
-def run_worker(spec: WorkerSpec) -> None:
-    """The body of one worker process: serve until SIGTERM (from the supervisor, or when it is gone)."""
+def prepare_worker(spec: WorkerSpec) -> None:
+    """In a new worker process, before it serves: its log lines, its signals, its supervisor watched."""
     logging.basicConfig(level=logging.INFO, format=f"[worker {spec.index}] %(message)s",
                         handlers=[BatchedStreamHandler(sys.stderr)])
     # ^C reaches the whole process group; the supervisor turns it into one SIGTERM per worker.
     # A second signal in the middle of a clean stop would cut that stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_with_parent(os.getppid())
-    asyncio.run(_serve(spec))
-
-
-async def _serve(spec: WorkerSpec) -> None:
-    from gateway.app import create_app
-    from gateway.ingress.connections import start_guarded
-    from gateway.runtime import open_world
-
-    world = open_world(spec.directory)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    app = create_app(world, store_url=spec.store_url, shard=spec.shard)
-    runner, _ = await start_guarded(app, spec.host, spec.port, reuse_port=True)
-    try:
-        LOG.info("worker %d of %d serving on http://%s:%d", spec.index, spec.count, spec.host, spec.port)
-        await stop.wait()
-    finally:
-        await runner.cleanup()  # finishes requests in flight and closes the runtime (store last)
 
 
 def _stop_with_parent(parent: int) -> None:
@@ -93,11 +75,16 @@ def _stop_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+WorkerBody = Callable[[WorkerSpec], None]
+"""What a worker process runs (:func:`gateway.server.run_worker`)."""
+
+
 class Supervisor:
     """Starts the workers, restarts any that dies, stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, specs: list[WorkerSpec]) -> None:
+    def __init__(self, specs: list[WorkerSpec], target: WorkerBody) -> None:
         self._specs = specs
+        self._target = target
         self._context = multiprocessing.get_context("spawn")  # no inherited event loop or sockets
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._stopping = threading.Event()
@@ -116,7 +103,7 @@ class Supervisor:
         return self._stop_all()
 
     def _start(self, spec: WorkerSpec) -> None:
-        process = self._context.Process(target=run_worker, args=(spec,), name=f"dcc-gateway-worker-{spec.index}")
+        process = self._context.Process(target=self._target, args=(spec,), name=f"dcc-gateway-worker-{spec.index}")
         process.start()
         self._processes[spec.index] = process
 
@@ -136,9 +123,13 @@ class Supervisor:
         return 0
 
 
-def serve_workers(directory: Path, *, host: str, port: int, store_url: str, workers: int) -> int:
+def serve_workers(
+    directory: Path, *, host: str, port: int, store_url: str, workers: int, target: WorkerBody
+) -> int:
+    """Supervises ``workers`` processes, each running ``target`` (a module-level function: the
+    processes are spawned, so it is found again by its name)."""
     logging.basicConfig(level=logging.INFO, format="[supervisor] %(message)s")
     if workers > MAX_SHARDS:
         raise SystemExit(f"dcc-gateway serve: at most {MAX_SHARDS} workers")
     specs = [WorkerSpec(directory, host, port, store_url, index, workers) for index in range(workers)]
-    return Supervisor(specs).run()
+    return Supervisor(specs, target).run()

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from gateway.app import FORWARDER, RUNTIME, create_app
+from gateway.app import FORWARDER, RUNTIME
+from gateway.server import create_app
 from gateway.config import ConfigError, load_config, render_config
 from gateway.console.routes import _loopback_gate, arrived_on_loopback, is_loopback_host
 from gateway.devices import run_down

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.app import create_app
+from gateway.server import create_app
 from gateway.policy import directives as d
 from gateway.runtime import open_world
 from gateway.world import init_world

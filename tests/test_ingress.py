@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.app import SERVICE, create_app
+from gateway.app import SERVICE
+from gateway.server import create_app
 from gateway.config import ConfigError, IngressConfig, load_config
 from gateway.ingress.connections import CONNECTION_GUARD, start_guarded
 from gateway.ingress.fairness import Busy, FairGate

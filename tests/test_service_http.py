@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from gateway.app import FORWARDER, create_app
+from gateway.app import FORWARDER
+from gateway.server import create_app
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import SR

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.app import create_app
+from gateway.server import create_app
 from gateway.checks import Check, VerificationError
 from gateway.cli import main
 from gateway.clock import Clock, SystemClock

@@ -1,5 +1,10 @@
 """:class:`gateway.store.base.Store` on PostgreSQL, for several gateway workers on one database (issue #5).
 
+This module is the PostgreSQL dialect only: its SQL, its transactions and its locking. What a
+write checks, decides and audits is :mod:`gateway.store.operations`, run over
+:class:`_GroupTransaction` (the interface is :mod:`gateway.store.transaction`; rows are mapped
+by :mod:`gateway.store.rows`).
+
 URL: ``postgresql://user[:password]@host[:port]/database[?schema=NAME]`` (``postgres://``
 too). The tables live in schema ``NAME`` (default ``dcc_gateway``), created if absent;
 every connection of the store has ``search_path`` set to it, so tests can isolate
@@ -50,64 +55,59 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
-from gateway.store.audit import AuditRecordUnreadable, canonical_json, chain_hash, parse_utc_text, utc_text
+from gateway.store import operations
+from gateway.store.audit import parse_utc_text, utc_text
 from gateway.store.base import (
     ALL_DEVICES,
-    DELIVERY_MAX_AGE,
-    Shard,
-    shard_key,
-    StoreNotOpenError,
-    StoreSchemaError,
-    StoreUnavailable,
     DELIVERED_KEEP,
+    DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
-    PURGE_BATCH,
     GENESIS_HASH,
-    Admission,
+    PURGE_BATCH,
     AdmissionRequest,
     AdmissionResult,
     AuditEntry,
     AuditRecord,
     ClaimedCommand,
     CommandCompletion,
-    CommandForm,
     CommandStatus,
     Delivery,
-    DeliveryKind,
     DeliveryStatus,
     DeviceCommand,
     DirectiveRecord,
     PendingDelivery,
     PendingPreCommand,
-    PreCommandConflict,
     QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
+    Shard,
+    StoreNotOpenError,
+    StoreSchemaError,
+    StoreUnavailable,
 )
-from gateway.store.rules import (
-    MAX_COUNTER,
-    adt_limit,
-    check_counter,
-    check_precommand_lifetime,
-    check_read_limit,
-    deliveries_rescheduled_audit,
-    delivered_purge_audit,
-    delivery_audit,
-    with_event_ref,
+from gateway.store.rows import (
+    NATIVE_TIMES,
+    audit_record,
+    claimed_command,
+    command_columns,
+    directive_record,
+    pending_delivery,
+    pending_precommand,
+    precommand_columns,
+    quarantined_request,
 )
+from gateway.store.rules import MAX_COUNTER, check_read_limit
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA: Final = "dcc_gateway"
@@ -117,13 +117,6 @@ _PAGE_SIZE: Final = 500
 """Rows per query when streaming a log, so that no connection is held while the caller consumes it."""
 
 _SCHEMA_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
-    {
-        Admission.ACCEPTED: ResponseCode.I99.value,
-        Admission.REPLAY: ResponseCode.E40.value,
-        Admission.QUARANTINED: ResponseCode.E43.value,
-    }
-)
 
 T = TypeVar("T")
 
@@ -420,7 +413,7 @@ class _Sql:
         "command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at"
     )
     command_insert: Final = """INSERT INTO commands
-        (request_id, originator, device_id, service_reference, srv, form, payload, queued_at, shard_key, status)
+        (request_id, originator, device_id, shard_key, service_reference, srv, form, payload, queued_at, status)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
         ON CONFLICT (request_id) DO NOTHING RETURNING command_id"""
     command_id_by_request: Final = "SELECT command_id FROM commands WHERE request_id = $1"
@@ -506,120 +499,24 @@ def _lock_key(purpose: str, schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-# --- row <-> record -----------------------------------------------------------------------
-
-
 def _aware(when: dt.datetime) -> dt.datetime:
     """The instant in UTC; a naive time is refused (as :func:`~gateway.store.audit.utc_text` does)."""
-    utc_text(when)
-    return when.astimezone(dt.UTC)
+    return NATIVE_TIMES.time(when)  # type: ignore[no-any-return]
 
 
-def _stored_time(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)
-
-
-def _audit_entry(columns: Sequence[Any]) -> AuditEntry:
-    at, kind, actor, subject, outcome, reason, detail = columns
-    return AuditEntry(_stored_time(at), kind, actor, subject, outcome, reason, json.loads(detail))
-
-
-def _audit_columns(entry: AuditEntry) -> tuple[Any, ...]:
-    return (
-        _aware(entry.at),
-        entry.kind,
-        entry.actor,
-        entry.subject,
-        entry.outcome,
-        entry.reason,
-        canonical_json(entry.detail),
-    )
-
-
-def _audit_record(row: Sequence[Any]) -> AuditRecord:
-    """Decodes a row; an undecodable one is reported as such, since only tampering makes one."""
-    sequence = row[0]
-    try:
-        return AuditRecord(sequence, _audit_entry(row[1:8]), row[8], row[9])
-    except (TypeError, ValueError) as exc:
-        raise AuditRecordUnreadable(sequence, str(exc)) from exc
-
-
-def _directive_record(row: Sequence[Any]) -> DirectiveRecord:
-    sequence, directive_id, actor, name, arguments, decided_at, accepted, reason = row
-    return DirectiveRecord(
-        sequence, directive_id, actor, name, json.loads(arguments), _stored_time(decided_at), bool(accepted), reason
-    )
-
-
-def _quarantined_request(row: Sequence[Any]) -> QuarantinedRequest:
-    event_ref, request_id, user_id, srv, raw, quarantined_at, status = row
-    return QuarantinedRequest(
-        event_ref,
-        request_id,
-        Eui64.parse(user_id),
-        srv,
-        bytes(raw),
-        _stored_time(quarantined_at),
-        QuarantineStatus(status),
-    )
-
-
-def _pending_precommand(row: Sequence[Any]) -> PendingPreCommand:
-    request_id, user_id, device_id, apdu, issued_at, expires_at = row
-    return PendingPreCommand(
-        request_id,
-        Eui64.parse(user_id),
-        Eui64.parse(device_id),
-        bytes(apdu),
-        _stored_time(issued_at),
-        _stored_time(expires_at),
-    )
-
-
-def _pending_delivery(row: Sequence[Any]) -> PendingDelivery:
-    delivery_id, user_id, url, body, kind, subject, created_at, status = row[:8]
-    attempts, round_started_at, next_attempt_at, last_error, failed_at = row[8:]
-    return PendingDelivery(
-        delivery_id,
-        Eui64.parse(user_id),
-        url,
-        bytes(body),
-        DeliveryKind(kind),
-        subject,
-        _stored_time(created_at),
-        DeliveryStatus(status),
-        attempts,
-        _stored_time(round_started_at),
-        _stored_time(next_attempt_at),
-        last_error,
-        None if failed_at is None else _stored_time(failed_at),
-    )
-
-
-def _claimed_command(row: Sequence[Any]) -> ClaimedCommand:
-    command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at = row[:9]
-    claims, token = row[9:]
-    command = DeviceCommand(
-        request_id,
-        Eui64.parse(originator),
-        Eui64.parse(device_id),
-        service_reference,
-        srv,
-        CommandForm(form),
-        bytes(payload),
-        _stored_time(queued_at),
-    )
-    return ClaimedCommand(command_id, command, token, claims)
-
-
-# --- statements run inside the writer's transaction (the write lock is held) --------------
+# --- the transaction the rules run in (gateway.store.operations) ---------------------------
 
 Connection = asyncpg.Connection
 
 
+def _affected_rows(status: str) -> int:
+    """The row count of a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class _GroupTransaction:
-    """The writer's connection inside one group's transaction, which holds the write lock.
+    """:class:`~gateway.store.transaction.Transaction` on the writer's connection, inside one group's
+    transaction, which holds the write lock.
 
     It also keeps the audit chain's head (last sequence and hash): read once per group, since
     no other writer can move it while the lock is held, and put back by :meth:`PostgresStore._attempt`
@@ -632,11 +529,12 @@ class _GroupTransaction:
     table inside a group (the head is held here), so holding them back changes no decision.
     """
 
-    __slots__ = ("_db", "chain_head", "pending_audit")
+    encoding: Final = NATIVE_TIMES
+    __slots__ = ("_db", "head", "pending_audit")
 
     def __init__(self, db: Connection) -> None:
         self._db = db
-        self.chain_head: tuple[int, str] | None = None
+        self.head: tuple[int, str] | None = None
         self.pending_audit: list[tuple[Any, ...]] = []
 
     async def flush_audit(self) -> None:
@@ -645,75 +543,55 @@ class _GroupTransaction:
             rows, self.pending_audit = self.pending_audit, []
             await self._db.executemany(_Sql.audit_insert, rows)
 
-    async def execute(self, sql: str, *args: Any) -> str:
-        return await self._db.execute(sql, *args)
+    # --- the audit chain ---------------------------------------------------------------------
 
-    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
-        await self._db.executemany(sql, args)
+    async def chain_head(self) -> tuple[int, str]:
+        if self.head is None:
+            last = await self._db.fetchrow(_Sql.audit_last)
+            self.head = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
+        return self.head
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self._db.fetch(sql, *args))
+    async def insert_audit(self, sequence: int, columns: tuple[Any, ...], previous_hash: str, digest: str) -> None:
+        self.pending_audit.append((sequence, *columns, previous_hash, digest))
+        self.head = (sequence, digest)
 
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return await self._db.fetchrow(sql, *args)
+    def count_audit_cpu(self, nanoseconds: int) -> None:
+        """Not split out here: the transaction runs on the event loop, between the server's answers."""
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._db.fetchval(sql, *args)
+    # --- directives --------------------------------------------------------------------------
 
+    async def registry_version(self) -> int:
+        return int(await self._db.fetchval(_Sql.registry_version))
 
-Tx = _GroupTransaction
+    async def directive(self, directive_id: str) -> DirectiveRecord | None:
+        row = await self._db.fetchrow(_Sql.directive_by_id, directive_id)
+        return None if row is None else directive_record(row, NATIVE_TIMES)
 
+    async def insert_directive(self, columns: tuple[Any, ...], audit_sequence: int) -> int:
+        await self.flush_audit()  # the directive row references its audit record
+        return int(await self._db.fetchval(_Sql.directive_insert, *columns, audit_sequence))
 
-async def _append_audit(db: Tx, entry: AuditEntry) -> AuditRecord:
-    """Chains ``entry`` onto the chain's head; the write lock makes reading the head and inserting one step."""
-    columns = _audit_columns(entry)
-    stored_entry = _audit_entry(columns)  # what a reader will decode, so the hash matches it
-    if db.chain_head is None:
-        last = await db.fetchrow(_Sql.audit_last)
-        db.chain_head = (0, GENESIS_HASH) if last is None else (last[0], last[1])
-    sequence, previous_hash = db.chain_head[0] + 1, db.chain_head[1]
-    digest = chain_hash(previous_hash, stored_entry)
-    db.pending_audit.append((sequence, *columns, previous_hash, digest))
-    db.chain_head = (sequence, digest)
-    return AuditRecord(sequence, stored_entry, previous_hash, digest)
+    # --- admissions --------------------------------------------------------------------------
 
+    async def consume_counter(self, originator: Eui64, target: Eui64, counter: int) -> int | None:
+        key = (str(originator), str(target))
+        if await self._db.fetchval(_Sql.counter_consume, *key, Decimal(counter)) is not None:
+            return None
+        return int(await self._db.fetchval(_Sql.counter_select, *key))
 
-async def _registry_version(db: Tx) -> int:
-    return int(await db.fetchval(_Sql.registry_version))
+    async def count_in_window(
+        self, request: AdmissionRequest, window: dt.timedelta, threshold: int, retention: dt.timedelta
+    ) -> bool:
+        key = (str(request.user_id), request.service_reference_variant)
+        at = _aware(request.at)
+        counted = await self._db.fetchval(
+            _Sql.adt_count_in, *key, at - max(window, retention), at - window, at, threshold
+        )
+        return counted is not None
 
-
-async def _store_directive(db: Tx, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
-    existing = await db.fetchrow(_Sql.directive_by_id, record.directive_id)
-    if existing is not None:
-        return _directive_record(existing)
-    columns = (
-        record.directive_id,
-        record.actor,
-        record.name,
-        canonical_json(record.arguments),
-        _aware(record.decided_at),
-        bool(record.accepted),
-        record.reason,
-    )
-    audit_record = await _append_audit(db, audit)
-    await db.flush_audit()  # the directive row references its audit record
-    sequence = await db.fetchval(_Sql.directive_insert, *columns, audit_record.sequence)
-    return _directive_record((sequence, *columns))
-
-
-async def _decide(db: Tx, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
-    """The body of :meth:`PostgresStore.admit`."""
-    if request.registry_version is not None and await _registry_version(db) > request.registry_version:
-        return AdmissionResult(Admission.STALE_REGISTRY)  # decided on an old registry: change nothing
-    limit = adt_limit(request)
-    originator, target = str(request.originator), str(request.target)
-    if await db.fetchval(_Sql.counter_consume, originator, target, Decimal(request.counter)) is None:
-        stored = int(await db.fetchval(_Sql.counter_select, originator, target))
-        return await _decided(db, request, Admission.REPLAY, stored, None)
-    if limit is not None:
-        window, threshold = limit
-        if not await _counted_in_window(db, request, window, threshold, retention):
-            event_ref = await db.fetchval(
+    async def hold(self, request: AdmissionRequest) -> int:
+        return int(
+            await self._db.fetchval(
                 _Sql.quarantine_insert,
                 request.request_id,
                 str(request.user_id),
@@ -721,262 +599,132 @@ async def _decide(db: Tx, request: AdmissionRequest, retention: dt.timedelta) ->
                 bytes(request.raw_request),
                 _aware(request.at),
             )
-            return await _decided(db, request, Admission.QUARANTINED, request.counter, event_ref)
-    if request.command is not None:
-        await _insert_command(db, request.command)
-    decided = await _decided(db, request, Admission.ACCEPTED, request.counter, None)
-    if request.precommand is not None:
-        issued = request.precommand
-        columns = (
-            request.request_id, str(request.user_id), str(issued.device_id), bytes(issued.apdu),
-            _aware(request.at), _aware(issued.expires_at),
         )
-        await _remember(db, columns, issued.audit)
-    return decided
+
+    async def held(self, event_ref: int, user_id: Eui64) -> QuarantinedRequest | None:
+        row = await self._db.fetchrow(_Sql.quarantine_held, event_ref, str(user_id))
+        return None if row is None else quarantined_request(row, NATIVE_TIMES)
+
+    async def settle(self, event_ref: int, status: QuarantineStatus, at: dt.datetime) -> None:
+        await self._db.execute(_Sql.quarantine_settle, status.value, _aware(at), event_ref)
+
+    async def clear_alert_mark(self, event_ref: int) -> bool:
+        return _affected_rows(await self._db.execute(_Sql.quarantine_alert_clear, event_ref)) > 0
+
+    # --- Pre-Commands ------------------------------------------------------------------------
+
+    async def precommand(self, request_id: str) -> PendingPreCommand | None:
+        row = await self._db.fetchrow(_Sql.precommand_by_id, request_id)
+        return None if row is None else pending_precommand(row, NATIVE_TIMES)
+
+    async def insert_precommand(self, precommand: PendingPreCommand, audit_sequence: int) -> None:
+        await self.flush_audit()  # the Pre-Command row references its audit record
+        await self._db.execute(_Sql.precommand_insert, *precommand_columns(precommand, NATIVE_TIMES), audit_sequence)
+
+    async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+        row = await self._db.fetchrow(_Sql.precommand_take, request_id, str(user_id), _aware(at))
+        return None if row is None else pending_precommand(row, NATIVE_TIMES)
+
+    # --- the device command queue ------------------------------------------------------------
+
+    async def insert_command(self, command: DeviceCommand) -> int | None:
+        inserted = await self._db.fetchval(_Sql.command_insert, *command_columns(command, NATIVE_TIMES))
+        return None if inserted is None else int(inserted)
+
+    async def command_id(self, request_id: str) -> int | None:
+        existing = await self._db.fetchval(_Sql.command_id_by_request, request_id)
+        return None if existing is None else int(existing)
+
+    async def claim_commands(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
+    ) -> list[ClaimedCommand]:
+        # One random part per call, made unique per command by its id: a token is never reused.
+        token = secrets.token_hex(16)
+        rows = await self._db.fetch(
+            _Sql.command_claim, _aware(now), _aware(now) + lease, token, limit, shard.count, shard.index
+        )
+        return [claimed_command(row, NATIVE_TIMES) for row in rows]
+
+    async def release_claims(self, shard: Shard) -> int:
+        return _affected_rows(await self._db.execute(_Sql.command_release, shard.count, shard.index))
+
+    async def complete_command(self, command_id: int, claim_token: str, at: dt.datetime, outcome: str) -> bool:
+        status = await self._db.execute(_Sql.command_complete, _aware(at), outcome, command_id, claim_token)
+        return _affected_rows(status) == 1
+
+    async def upsert_meters(self, meters: Mapping[str, str]) -> None:
+        await self._db.executemany(_Sql.meter_upsert, list(meters.items()))
+
+    async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
+        await self._db.execute(_Sql.epoch_propose, utc_text(proposed))
+        stored = await self._db.fetchval(_Sql.epoch_select)
+        if stored is None:
+            raise RuntimeError("the meter epoch vanished between insert and select")
+        return parse_utc_text(stored)
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    async def insert_delivery(self, delivery: Delivery) -> PendingDelivery:
+        row = await self._db.fetchrow(
+            _Sql.delivery_insert,
+            str(delivery.user_id),
+            delivery.url,
+            bytes(delivery.body),
+            delivery.kind.value,
+            delivery.subject,
+            _aware(delivery.created_at),
+        )
+        return pending_delivery(row, NATIVE_TIMES)
+
+    async def due_deliveries(self, now: dt.datetime, limit: int, lease: dt.timedelta | None) -> list[PendingDelivery]:
+        rows = await self._db.fetch(_Sql.delivery_due, _aware(now), limit)
+        if lease is not None and rows:
+            await self._db.execute(_Sql.delivery_lease, _aware(now) + lease, [row[0] for row in rows])
+        return [pending_delivery(row, NATIVE_TIMES) for row in rows]
+
+    async def count_attempt(self, delivery_id: int, at: dt.datetime, error: str | None) -> PendingDelivery | None:
+        row = await self._db.fetchrow(_Sql.delivery_by_id, delivery_id)
+        if row is None:
+            return None
+        await self._db.execute(_Sql.delivery_attempted, _aware(at), error, delivery_id)
+        return pending_delivery(row, NATIVE_TIMES)
+
+    async def mark_delivered(self, delivery_id: int, at: dt.datetime) -> None:
+        await self._db.execute(_Sql.delivery_delivered, _aware(at), delivery_id)
+
+    async def mark_failed(self, delivery_id: int, at: dt.datetime) -> None:
+        await self._db.execute(_Sql.delivery_fail, _aware(at), delivery_id)
+
+    async def set_next_attempt(self, delivery_id: int, at: dt.datetime) -> None:
+        await self._db.execute(_Sql.delivery_reschedule, _aware(at), delivery_id)
+
+    async def overdue_deliveries(self, round_started_by: dt.datetime) -> list[PendingDelivery]:
+        rows = await self._db.fetch(_Sql.delivery_overdue, _aware(round_started_by))
+        return [pending_delivery(row, NATIVE_TIMES) for row in rows]
+
+    async def expired_failures(self, failed_by: dt.datetime) -> list[PendingDelivery]:
+        rows = await self._db.fetch(_Sql.delivery_expired, _aware(failed_by))
+        return [pending_delivery(row, NATIVE_TIMES) for row in rows]
+
+    async def delete_delivery(self, delivery_id: int) -> None:
+        await self._db.execute(_Sql.delivery_delete, delivery_id)
+
+    async def delete_delivered(self, delivered_by: dt.datetime, limit: int) -> list[int]:
+        return [int(row[0]) for row in await self._db.fetch(_Sql.delivery_delete_delivered, _aware(delivered_by), limit)]
+
+    async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
+        rows = await self._db.fetch(_Sql.delivery_failed_by_user, str(user_id))
+        return [pending_delivery(row, NATIVE_TIMES) for row in rows]
+
+    async def start_round(self, delivery_id: int, at: dt.datetime) -> None:
+        await self._db.execute(_Sql.delivery_redeliver, _aware(at), delivery_id)
+
+    async def reschedule_receiver(self, user_id: Eui64, url: str, due_at: dt.datetime, spared: int) -> list[int]:
+        rows = await self._db.fetch(_Sql.delivery_reschedule_receiver, _aware(due_at), str(user_id), url, spared)
+        return [int(row[0]) for row in rows]
 
 
-async def _counted_in_window(
-    db: Tx, request: AdmissionRequest, window: dt.timedelta, threshold: int, retention: dt.timedelta
-) -> bool:
-    """Whether the user had fewer than ``threshold`` admissions for the SRV in ``(at - window, ...)``,
-    and then this one is counted; rows no window can see any more are pruned on the way."""
-    key = (str(request.user_id), request.service_reference_variant)
-    at = _aware(request.at)
-    counted = await db.fetchval(_Sql.adt_count_in, *key, at - max(window, retention), at - window, at, threshold)
-    return counted is not None
-
-
-async def _decided(
-    db: Tx, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
-) -> AdmissionResult:
-    audit = await _append_audit(db, with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref))
-    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
-
-
-async def _settle(
-    db: Tx,
-    event_ref: int,
-    user_id: Eui64,
-    status: QuarantineStatus,
-    audit: AuditEntry,
-    command: DeviceCommand | None,
-) -> QuarantinedRequest | None:
-    row = await db.fetchrow(_Sql.quarantine_held, event_ref, str(user_id))
-    if row is None:
-        return None
-    await db.execute(_Sql.quarantine_settle, status.value, _aware(audit.at), event_ref)
-    if command is not None:
-        await _insert_command(db, command)
-    await _append_audit(db, with_event_ref(audit, audit.outcome, event_ref))
-    return dataclasses.replace(_quarantined_request(row), status=status)
-
-
-async def _record_quarantine_alert(db: Tx, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
-    if _affected_rows(await db.execute(_Sql.quarantine_alert_clear, event_ref)) == 0:
-        return False
-    if delivery is not None:
-        await _enqueue(db, delivery)
-    if audit is not None:
-        await _append_audit(db, audit)
-    return True
-
-
-async def _record_quarantine_alerts(db: Tx, alerts: Sequence[QuarantineAlert]) -> int:
-    queued = 0
-    for alert in alerts:
-        queued += await _record_quarantine_alert(db, alert.event_ref, alert.delivery, alert.audit)
-    return queued
-
-
-async def _remember(db: Tx, columns: tuple[Any, ...], audit: AuditEntry) -> None:
-    """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
-    existing = await db.fetchrow(_Sql.precommand_by_id, columns[0])
-    if existing is not None:
-        if (existing[1], existing[2], bytes(existing[3])) != columns[1:4]:  # what CV5 is checked against
-            raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
-        return
-    audit_record = await _append_audit(db, audit)
-    await db.flush_audit()  # the Pre-Command row references its audit record
-    await db.execute(_Sql.precommand_insert, *columns, audit_record.sequence)
-
-
-async def _enqueue(db: Tx, delivery: Delivery) -> int:
-    row = await db.fetchrow(
-        _Sql.delivery_insert,
-        str(delivery.user_id),
-        delivery.url,
-        bytes(delivery.body),
-        delivery.kind.value,
-        delivery.subject,
-        _aware(delivery.created_at),
-    )
-    stored = _pending_delivery(row)
-    if delivery.audit is not None:
-        decision = delivery.audit
-        detail = {**decision.detail, "delivery_id": stored.delivery_id}
-        await _append_audit(db, dataclasses.replace(decision, detail=detail))
-    digest = hashlib.sha256(stored.body).hexdigest()
-    entry = delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
-    await _append_audit(db, entry)
-    return stored.delivery_id
-
-
-async def _claim_due(db: Tx, now: dt.datetime, limit: int, lease: dt.timedelta | None) -> list[PendingDelivery]:
-    rows = await db.fetch(_Sql.delivery_due, _aware(now), limit)
-    if lease is not None and rows:
-        await db.execute(_Sql.delivery_lease, _aware(now) + lease, [row[0] for row in rows])
-    return [_pending_delivery(row) for row in rows]
-
-
-async def _record_attempt(
-    db: Tx, delivery_id: int, at: dt.datetime, error: str | None, next_attempt_at: dt.datetime | None
-) -> DeliveryStatus | None:
-    """One attempt (``error`` None: it succeeded) and the status it leads to; see :meth:`Store.record_attempt`."""
-    row = await db.fetchrow(_Sql.delivery_by_id, delivery_id)
-    if row is None:
-        return None
-    before = _pending_delivery(row)
-    await db.execute(_Sql.delivery_attempted, _aware(at), error, delivery_id)
-    attempt = {"attempt": before.attempts + 1, "status_before": before.status.value}
-    if error is None:
-        if before.status is not DeliveryStatus.DELIVERED:
-            await db.execute(_Sql.delivery_delivered, _aware(at), delivery_id)
-        await _append_audit(db, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
-        return DeliveryStatus.DELIVERED
-    if before.status is not DeliveryStatus.PENDING:
-        reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        await _append_audit(db, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
-        return before.status
-    if next_attempt_at is None:
-        await db.execute(_Sql.delivery_fail, _aware(at), delivery_id)
-        reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        await _append_audit(db, delivery_audit(before, at, "failed", reason, error=error, **attempt))
-        return DeliveryStatus.FAILED
-    await db.execute(_Sql.delivery_reschedule, _aware(next_attempt_at), delivery_id)
-    reason = f"attempt failed ({error}); retry scheduled"
-    schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
-    await _append_audit(db, delivery_audit(before, at, "retry-scheduled", reason, **schedule))
-    return DeliveryStatus.PENDING
-
-
-async def _fail_overdue(db: Tx, now: dt.datetime, max_age: dt.timedelta) -> int:
-    rows = await db.fetch(_Sql.delivery_overdue, _aware(now) - max_age)
-    for row in rows:
-        delivery = _pending_delivery(row)
-        await db.execute(_Sql.delivery_fail, _aware(now), delivery.delivery_id)
-        reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
-        entry = delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
-        await _append_audit(db, entry)
-    return len(rows)
-
-
-async def _purge_failed(db: Tx, now: dt.datetime, keep: dt.timedelta) -> int:
-    rows = await db.fetch(_Sql.delivery_expired, _aware(now) - keep)
-    for row in rows:
-        delivery = _pending_delivery(row)
-        await db.execute(_Sql.delivery_delete, delivery.delivery_id)
-        reason = f"held in the failed queue for {keep}: deleted"
-        await _append_audit(db, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
-    return len(rows)
-
-
-async def _purge_delivered(db: Tx, now: dt.datetime, keep: dt.timedelta, limit: int) -> int:
-    deleted = [int(row[0]) for row in await db.fetch(_Sql.delivery_delete_delivered, _aware(now) - keep, limit)]
-    if deleted:
-        await _append_audit(db, delivered_purge_audit(now, keep, deleted))
-    return len(deleted)
-
-
-async def _reschedule_deliveries(
-    db: Tx, user_id: Eui64, url: str, due_at: dt.datetime, at: dt.datetime, reason: str, spared: int
-) -> int:
-    rows = await db.fetch(_Sql.delivery_reschedule_receiver, _aware(due_at), str(user_id), url, spared)
-    moved = [int(row[0]) for row in rows]
-    if moved:
-        await _append_audit(db, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
-    return len(moved)
-
-
-async def _redeliver_failed(db: Tx, user_id: Eui64, now: dt.datetime) -> int:
-    rows = await db.fetch(_Sql.delivery_failed_by_user, str(user_id))
-    for row in rows:
-        delivery = _pending_delivery(row)
-        await db.execute(_Sql.delivery_redeliver, _aware(now), delivery.delivery_id)
-        reason = "taken from the failed queue for another round of delivery"
-        await _append_audit(db, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
-    return len(rows)
-
-
-async def _insert_command(db: Tx, command: DeviceCommand) -> tuple[int, bool]:
-    """Queues ``command`` unless its RequestID is already queued: (command id, whether it was new)."""
-    inserted = await db.fetchval(
-        _Sql.command_insert,
-        command.request_id,
-        str(command.originator),
-        str(command.device_id),
-        command.service_reference,
-        command.service_reference_variant,
-        command.form.value,
-        bytes(command.payload),
-        _aware(command.queued_at),
-        shard_key(command.device_id),
-    )
-    if inserted is not None:
-        return int(inserted), True
-    existing = await db.fetchval(_Sql.command_id_by_request, command.request_id)
-    if existing is None:
-        raise RuntimeError(f"command {command.request_id!r} was neither inserted nor found")
-    return int(existing), False
-
-
-async def _queue_command(db: Tx, command: DeviceCommand, audit: AuditEntry) -> int:
-    command_id, new = await _insert_command(db, command)
-    if new:  # queued before: nothing is queued or recorded again
-        await _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
-    return command_id
-
-
-async def _claim_commands(
-    db: Tx, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
-) -> list[ClaimedCommand]:
-    # One random part per call, made unique per command by its id: a token is never reused.
-    token = secrets.token_hex(16)
-    rows = await db.fetch(_Sql.command_claim, _aware(now), _aware(now) + lease, token, limit, shard.count, shard.index)
-    return sorted((_claimed_command(row) for row in rows), key=lambda claimed: claimed.command_id)
-
-
-async def _store_meters(
-    db: Tx, meters: Mapping[str, str], deliveries: Sequence[Delivery], audits: Sequence[AuditEntry]
-) -> None:
-    if meters:
-        await db.executemany(_Sql.meter_upsert, list(meters.items()))
-    for delivery in deliveries:
-        await _enqueue(db, delivery)
-    for entry in audits:
-        await _append_audit(db, entry)
-
-
-async def _complete_command(db: Tx, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
-    status = await db.execute(
-        _Sql.command_complete, _aware(completion.at), completion.outcome, claimed.command_id, claimed.claim_token
-    )
-    if status != "UPDATE 1":
-        return False  # executed already, or claimed again by another executor: this execution must not count
-    await _store_meters(db, completion.meters, completion.deliveries, completion.audits)
-    return True
-
-
-async def _meter_epoch(db: Tx, proposed: dt.datetime) -> dt.datetime:
-    await db.execute(_Sql.epoch_propose, utc_text(proposed))
-    stored = await db.fetchval(_Sql.epoch_select)
-    if stored is None:
-        raise RuntimeError("the meter epoch vanished between insert and select")
-    return parse_utc_text(stored)
-
-
-def _affected_rows(status: str) -> int:
-    """The row count of a command tag such as ``UPDATE 3``."""
-    return int(status.rsplit(" ", 1)[-1])
+Tx = _GroupTransaction
 
 
 # --- the group-commit writer -----------------------------------------------------------
@@ -1116,16 +864,16 @@ class PostgresStore:
     async def append_directive(self, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
         """Stores the directive and its audit record together; a known directive_id returns the stored one
         and records nothing, so a retried submission is idempotent."""
-        return await self._write(lambda db: _store_directive(db, record, audit))
+        return await self._write(lambda tx: operations.store_directive(tx, record, audit))
 
     async def find_directive(self, directive_id: str) -> DirectiveRecord | None:
         row = await self._fetchrow(_Sql.directive_by_id, directive_id)
-        return None if row is None else _directive_record(row)
+        return None if row is None else directive_record(row, NATIVE_TIMES)
 
     async def directives(self, after_sequence: int = 0) -> AsyncIterator[DirectiveRecord]:
         """Every directive above ``after_sequence`` in sequence order, read a page at a time."""
         async for row in self._pages(_Sql.directive_page, after_sequence):
-            yield _directive_record(row)
+            yield directive_record(row, NATIVE_TIMES)
 
     async def registry_version(self) -> int:
         """The last directive's sequence; directives are appended under the write lock, so this is a
@@ -1140,12 +888,10 @@ class PostgresStore:
         ``last_counter`` in the result is the counter stored after the decision: the earlier
         one for a REPLAY, this request's otherwise. STALE_REGISTRY changes and records nothing.
         """
-        check_counter(request.counter)
-        adt_limit(request)  # a malformed request is refused before it is queued
-        check_precommand_lifetime(request)
+        operations.check_admission(request)  # refused before it is queued
         _aware(request.at)
         retention = self._adt_retention
-        return await self._write(lambda db: _decide(db, request, retention))
+        return await self._write(lambda tx: operations.admit(tx, request, retention))
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
         stored = await self._fetchval(_Sql.counter_select, str(originator), str(target))
@@ -1153,7 +899,7 @@ class PostgresStore:
 
     async def quarantined(self, user_id: Eui64) -> list[QuarantinedRequest]:
         """Every request ever quarantined for that user, any status, in event-reference order."""
-        return [_quarantined_request(row) for row in await self._fetch(_Sql.quarantine_by_user, str(user_id))]
+        return [quarantined_request(row, NATIVE_TIMES) for row in await self._fetch(_Sql.quarantine_by_user, str(user_id))]
 
     async def settle_quarantine(
         self,
@@ -1165,45 +911,44 @@ class PostgresStore:
     ) -> QuarantinedRequest | None:
         """Marks a HELD request of that user RELEASED or DELETED with its audit record (and queues
         ``command`` when RELEASED); None if there is none, and then nothing is recorded."""
-        if status is QuarantineStatus.HELD:
-            raise ValueError("a quarantined request is settled as RELEASED or DELETED")
-        if command is not None and status is not QuarantineStatus.RELEASED:
-            raise ValueError("only a released request has a command to queue")
-        return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
+        operations.check_settlement(status, command)
+        return await self._write(
+            lambda tx: operations.settle_quarantine(tx, event_ref, user_id, status, audit, command)
+        )
 
     async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
-        return [_quarantined_request(row) for row in await self._fetch(_Sql.quarantine_alerts_due, limit)]
+        return [quarantined_request(row, NATIVE_TIMES) for row in await self._fetch(_Sql.quarantine_alerts_due, limit)]
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
-        return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
+        return await self._write(lambda tx: operations.record_quarantine_alert(tx, event_ref, delivery, audit))
 
     async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
         batch = tuple(alerts)
         if not batch:
             return 0
-        return await self._write(lambda db: _record_quarantine_alerts(db, batch))
+        return await self._write(lambda tx: operations.record_quarantine_alerts(tx, batch))
 
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        return await self._write(lambda db: _append_audit(db, entry))
+        return await self._write(lambda tx: operations.append_audit(tx, entry))
 
     async def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
         async for row in self._pages(_Sql.audit_page, 0):
-            yield _audit_record(row)
+            yield audit_record(row, NATIVE_TIMES)
 
     # --- reading back for people (the console) ------------------------------------------
 
     async def audit_tail(self, limit: int) -> list[AuditRecord]:
-        return [_audit_record(row) for row in await self._fetch(_Sql.audit_tail, check_read_limit(limit))]
+        return [audit_record(row, NATIVE_TIMES) for row in await self._fetch(_Sql.audit_tail, check_read_limit(limit))]
 
     async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
-        return [_pending_delivery(row) for row in await self._fetch(_Sql.delivery_recent, check_read_limit(limit))]
+        return [pending_delivery(row, NATIVE_TIMES) for row in await self._fetch(_Sql.delivery_recent, check_read_limit(limit))]
 
     async def delivery(self, delivery_id: int) -> PendingDelivery | None:
         row = await self._fetchrow(_Sql.delivery_by_id, delivery_id)
-        return None if row is None else _pending_delivery(row)
+        return None if row is None else pending_delivery(row, NATIVE_TIMES)
 
     async def adt_admissions(self, user_id: Eui64, service_reference_variant: str, since: dt.datetime) -> int:
         return int(await self._fetchval(_Sql.adt_count_after, str(user_id), service_reference_variant, _aware(since)))
@@ -1222,20 +967,14 @@ class PostgresStore:
     ) -> None:
         """Keeps the issued Pre-Command with its audit record; identical again is a no-op that records
         nothing, a different one under that RequestID raises :class:`PreCommandConflict`."""
-        if _aware(expires_at) <= _aware(issued_at):
-            raise ValueError(f"a Pre-Command expires after it is issued ({issued_at} .. {expires_at})")
-        columns = (request_id, str(user_id), str(device_id), bytes(apdu), _aware(issued_at), _aware(expires_at))
-        await self._write(lambda db: _remember(db, columns, audit))
+        operations.check_precommand(_aware(issued_at), _aware(expires_at))
+        precommand = PendingPreCommand(request_id, user_id, device_id, bytes(apdu), issued_at, expires_at)
+        await self._write(lambda tx: operations.remember_precommand(tx, precommand, audit))
 
     async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
         """Check-and-consume in one statement under the write lock: one caller gets it, across workers."""
-        when = _aware(at)
-
-        async def take(db: Tx) -> PendingPreCommand | None:
-            row = await db.fetchrow(_Sql.precommand_take, request_id, str(user_id), when)
-            return None if row is None else _pending_precommand(row)
-
-        return await self._write(take)
+        _aware(at)
+        return await self._write(lambda tx: tx.take_precommand(request_id, user_id, at))
 
     # --- commands for the simulated devices ---------------------------------------------
 
@@ -1243,29 +982,23 @@ class PostgresStore:
         """Queues the command with its audit record (``command_id`` added to its detail); a RequestID
         already queued returns its id and records nothing."""
         _aware(command.queued_at)
-        return await self._write(lambda db: _queue_command(db, command, audit))
+        return await self._write(lambda tx: operations.queue_command(tx, command, audit))
 
     async def claim_commands(
         self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
     ) -> list[ClaimedCommand]:
         """QUEUED commands without a live claim, oldest first, each claimed until ``now + lease``."""
-        if limit < 1:
-            raise ValueError(f"limit must be positive: {limit}")
-        if lease <= dt.timedelta(0):
-            raise ValueError(f"a lease must be positive: {lease}")
+        operations.check_claim(limit, lease)
         _aware(now)
-        return await self._write(lambda db: _claim_commands(db, now, limit, lease, shard))
+        return await self._write(lambda tx: operations.claim_commands(tx, now, limit, lease, shard))
 
     async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
-        async def release(db: Tx) -> int:
-            return _affected_rows(await db.execute(_Sql.command_release, shard.count, shard.index))
-
-        return await self._write(release)
+        return await self._write(lambda tx: tx.release_claims(shard))
 
     async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
         """Marks it EXECUTED with the meters' states, deliveries and audits, only under its live claim token."""
         _aware(completion.at)
-        return await self._write(lambda db: _complete_command(db, claimed, completion))
+        return await self._write(lambda tx: operations.complete_command(tx, claimed, completion))
 
     async def command_status(self, request_id: str) -> CommandStatus | None:
         status = await self._fetchval(_Sql.command_status, request_id)
@@ -1280,7 +1013,7 @@ class PostgresStore:
         self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
     ) -> None:
         meters, deliveries, audits = dict(meters), tuple(deliveries), tuple(audits)
-        await self._write(lambda db: _store_meters(db, meters, deliveries, audits))
+        await self._write(lambda tx: operations.store_meters(tx, meters, deliveries, audits))
 
     async def load_meters(self) -> dict[str, str]:
         return {row[0]: row[1] for row in await self._fetch(_Sql.meter_all)}
@@ -1292,7 +1025,7 @@ class PostgresStore:
     async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
         """The stored simulation start; the first caller (of any worker) stores ``proposed``."""
         _aware(proposed)
-        return await self._write(lambda db: _meter_epoch(db, proposed))
+        return await self._write(lambda tx: tx.meter_epoch(proposed))
 
     # --- the outbox ---------------------------------------------------------------------
     # Every state change is audited in its own transaction (kind "delivery"). Delivery is
@@ -1302,18 +1035,15 @@ class PostgresStore:
     async def enqueue_delivery(self, delivery: Delivery) -> int:
         """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
         _aware(delivery.created_at)
-        return await self._write(lambda db: _enqueue(db, delivery))
+        return await self._write(lambda tx: operations.enqueue(tx, delivery))
 
     async def due_deliveries(
         self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
     ) -> list[PendingDelivery]:
         """Due PENDING deliveries, oldest due first; claimed until ``now + lease`` when a lease is given."""
-        if limit < 1:
-            raise ValueError(f"limit must be positive: {limit}")
-        if lease is not None and lease <= dt.timedelta(0):
-            raise ValueError(f"a lease must be positive: {lease}")
+        operations.check_claim(limit, lease)
         _aware(now)
-        return await self._write(lambda db: _claim_due(db, now, limit, lease))
+        return await self._write(lambda tx: operations.due_deliveries(tx, now, limit, lease))
 
     async def record_attempt(
         self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
@@ -1321,31 +1051,31 @@ class PostgresStore:
         """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
         failure = None if ok else (error or "unknown error")
         _aware(at)
-        return await self._write(lambda db: _record_attempt(db, delivery_id, at, failure, next_attempt_at))
+        return await self._write(lambda tx: operations.record_attempt(tx, delivery_id, at, failure, next_attempt_at))
 
     async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
         """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED."""
         _aware(now)
-        return await self._write(lambda db: _fail_overdue(db, now, max_age))
+        return await self._write(lambda tx: operations.fail_overdue(tx, now, max_age))
 
     async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
         """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
         _aware(now)
-        return await self._write(lambda db: _purge_failed(db, now, keep))
+        return await self._write(lambda tx: operations.purge_failed(tx, now, keep))
 
     async def purge_delivered(
         self, now: dt.datetime, keep: dt.timedelta = DELIVERED_KEEP, limit: int = PURGE_BATCH
     ) -> int:
         _aware(now)
-        return await self._write(lambda db: _purge_delivered(db, now, keep, limit))
+        return await self._write(lambda tx: operations.purge_delivered(tx, now, keep, limit))
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
-        return [_pending_delivery(row) for row in await self._fetch(_Sql.delivery_failed_by_user, str(user_id))]
+        return [pending_delivery(row, NATIVE_TIMES) for row in await self._fetch(_Sql.delivery_failed_by_user, str(user_id))]
 
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
         _aware(now)
-        return await self._write(lambda db: _redeliver_failed(db, user_id, now))
+        return await self._write(lambda tx: operations.redeliver_failed(tx, user_id, now))
 
     async def reschedule_deliveries(
         self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
@@ -1355,7 +1085,7 @@ class PostgresStore:
         _aware(due_at)
         _aware(at)
         spared = -1 if except_delivery is None else except_delivery
-        return await self._write(lambda db: _reschedule_deliveries(db, user_id, url, due_at, at, reason, spared))
+        return await self._write(lambda tx: operations.reschedule_deliveries(tx, user_id, url, due_at, at, reason, spared))
 
     # --- plumbing: connections --------------------------------------------------------------
 
@@ -1505,14 +1235,14 @@ class PostgresStore:
                         await transaction.rollback()
                         return False
                     continue
-                head = tx.chain_head
+                head = tx.head
                 try:
                     async with db.transaction():  # a SAVEPOINT inside the group's transaction
                         call.result = await call.work(tx)
                         await tx.flush_audit()  # inside the savepoint: a row that fails is this call's
                 except Exception as exc:  # this call alone is rolled back; its caller gets the error
                     call.error = exc
-                    tx.chain_head = head  # its audit records were rolled back with it
+                    tx.head = head  # its audit records were rolled back with it
                     tx.pending_audit.clear()  # or were never inserted
             if not savepoints:
                 try:

@@ -1,5 +1,10 @@
 """The embedded default store: :class:`gateway.store.base.Store` on one SQLite file.
 
+This module is the SQLite dialect only: its SQL, its transaction and its locking. What a
+write checks, decides and audits is :mod:`gateway.store.operations`, run over
+:class:`_SqliteTransaction` (the interface is :mod:`gateway.store.transaction`; rows are
+mapped by :mod:`gateway.store.rows`).
+
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a commit returns
 only once the WAL has been fsynced; an acknowledged decision survives a power
 cut, not just a crash of the process.
@@ -35,10 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
-import hashlib
-import json
+import inspect
 import os
 import sqlite3
 import time
@@ -46,62 +49,55 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
-from gateway.store.audit import (
-    AuditRecordUnreadable,
-    canonical_json,
-    chain_hash_of_stored,
-    parse_utc_text,
-    utc_text,
-)
+from gateway.stages import StageTimers, now_ns
+from gateway.store import operations
+from gateway.store.audit import utc_text
 from gateway.store.base import (
     ALL_DEVICES,
-    Shard,
-    StoreNotOpenError,
-    StoreSchemaError,
-    StoreUnavailable,
-    shard_key,
-    DELIVERY_MAX_AGE,
     DELIVERED_KEEP,
+    DELIVERY_MAX_AGE,
     FAILED_DELIVERY_KEEP,
-    PURGE_BATCH,
     GENESIS_HASH,
-    Admission,
+    PURGE_BATCH,
     AdmissionRequest,
     AdmissionResult,
     AuditEntry,
     AuditRecord,
     ClaimedCommand,
     CommandCompletion,
-    CommandForm,
     CommandStatus,
     Delivery,
-    DeviceCommand,
-    DeliveryKind,
     DeliveryStatus,
+    DeviceCommand,
     DirectiveRecord,
     PendingDelivery,
     PendingPreCommand,
-    PreCommandConflict,
     QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
+    Shard,
+    StoreNotOpenError,
+    StoreSchemaError,
+    StoreUnavailable,
 )
-from gateway.stages import StageTimers, now_ns
-from gateway.store.rules import (
-    adt_limit,
-    check_counter,
-    check_precommand_lifetime,
-    check_read_limit,
-    deliveries_rescheduled_audit,
-    delivered_purge_audit,
-    delivery_audit,
-    with_event_ref,
+from gateway.store.rows import (
+    TEXT_TIMES,
+    Row,
+    audit_record,
+    claimed_command,
+    command_columns,
+    directive_record,
+    pending_delivery,
+    pending_precommand,
+    precommand_columns,
+    quarantined_request,
 )
+from gateway.store.rules import check_read_limit
+from gateway.store.transaction import run_to_end
 
 SCHEMA_VERSION: Final = 1
 """Bumped by the first migration; :meth:`SqliteStore.open` refuses a file from a newer build."""
@@ -111,15 +107,6 @@ _LOCKED_RETRY_SECONDS: Final = 0.01
 _PAGE_SIZE: Final = 500
 """Rows per query when streaming a log, so no lock is held while the caller consumes it."""
 
-_OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
-    {
-        Admission.ACCEPTED: ResponseCode.I99.value,
-        Admission.REPLAY: ResponseCode.E40.value,
-        Admission.QUARANTINED: ResponseCode.E43.value,
-    }
-)
-
-Row = Sequence[Any]
 T = TypeVar("T")
 
 
@@ -430,605 +417,308 @@ _SCHEMA: Final = (
 )
 
 
-# --- row <-> record ---------------------------------------------------------------------
+# --- the transaction the rules run in (gateway.store.operations) -------------------------
 
 
 def _counter_text(counter: int) -> str:
     return f"{counter:0{_COUNTER_DIGITS}d}"
 
 
-def _audit_columns(entry: AuditEntry) -> tuple[str, ...]:
-    return (
-        utc_text(entry.at),
-        entry.kind,
-        entry.actor,
-        entry.subject,
-        entry.outcome,
-        entry.reason,
-        canonical_json(entry.detail),
-    )
-
-
-def _audit_entry(columns: Row) -> AuditEntry:
-    at, kind, actor, subject, outcome, reason, detail = columns
-    return AuditEntry(parse_utc_text(at), kind, actor, subject, outcome, reason, json.loads(detail))
-
-
-def _audit_record(row: Row) -> AuditRecord:
-    """Decodes a row; an undecodable one is reported as such, since only tampering makes one."""
-    sequence = row[0]
-    try:
-        return AuditRecord(sequence, _audit_entry(row[1:8]), row[8], row[9])
-    except (TypeError, ValueError) as exc:
-        raise AuditRecordUnreadable(sequence, str(exc)) from exc
-
-
-def _directive_columns(record: DirectiveRecord) -> tuple[Any, ...]:
-    return (
-        record.directive_id,
-        record.actor,
-        record.name,
-        canonical_json(record.arguments),
-        utc_text(record.decided_at),
-        int(record.accepted),
-        record.reason,
-    )
-
-
-def _directive_record(row: Row) -> DirectiveRecord:
-    sequence, directive_id, actor, name, arguments, decided_at, accepted, reason = row
-    return DirectiveRecord(
-        sequence, directive_id, actor, name, json.loads(arguments), parse_utc_text(decided_at), bool(accepted), reason
-    )
-
-
-def _quarantined_request(row: Row) -> QuarantinedRequest:
-    event_ref, request_id, user_id, srv, raw, quarantined_at, status = row
-    return QuarantinedRequest(
-        event_ref,
-        request_id,
-        Eui64.parse(user_id),
-        srv,
-        bytes(raw),
-        parse_utc_text(quarantined_at),
-        QuarantineStatus(status),
-    )
-
-
-# --- statements run inside a transaction ------------------------------------------------
-
-
-class _Connection(sqlite3.Connection):
-    """The store's connection: it also remembers, for the open write transaction only, what
-    that transaction has already read or written itself.
-
-    Why: each statement hands the GIL back and has to win it again, and under load that
-    wait costs the store's thread more than SQLite's own work (measured: a group's wall time
-    was about three times its CPU time); so a transaction reads the audit chain head and the
-    directive log's last sequence once, not once per record. It is sound because
-    ``BEGIN IMMEDIATE`` holds SQLite's write lock: inside one transaction nobody else can
-    append to either, and each BEGIN (and each end) forgets what the last one knew.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.audit_ns = 0
-        """CPU nanoseconds the current group spent serialising and chaining audit records."""
-        self.forget_transaction()
-
-    def forget_transaction(self) -> None:
-        self.audit_head: tuple[int, str] | None = None
-        """(sequence, hash) of the last audit record, once this transaction has read or written it."""
-        self.directives_head: int | None = None
-        """The directive log's last sequence, once this transaction has read or written it."""
-        self.adt_pruned: set[tuple[str, str]] = set()
-        """(user, SRV) whose expired ADT rows this transaction has already deleted."""
-        self.adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
-        """(user, SRV) -> (window start, admissions after it) as this transaction last counted them,
-        kept up to date with the rows it adds: the next admission of that user in the transaction
-        subtracts what left the window instead of counting the whole window again."""
-
-
-@contextlib.contextmanager
-def _immediate(db: _Connection) -> Iterator[_Connection]:
-    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises."""
-    db.execute("BEGIN IMMEDIATE")
-    db.forget_transaction()
-    try:
-        yield db
-        db.execute("COMMIT")
-    except BaseException:
-        _rollback(db)
-        raise
-    finally:
-        db.forget_transaction()
-
-
-def _rollback(db: _Connection) -> None:
-    # "No transaction is active" (a failed COMMIT may already have ended it) is not an error here.
-    with contextlib.suppress(sqlite3.OperationalError):
-        db.execute("ROLLBACK")
-
-
-def _fetch_one(db: _Connection, sql: str, parameters: Sequence[Any]) -> Row | None:
+def _fetch_one(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Row | None:
     row: Row | None = db.execute(sql, parameters).fetchone()
     return row
 
 
-def _fetch_all(db: _Connection, sql: str, parameters: Sequence[Any]) -> list[Row]:
+def _fetch_all(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Row]:
     return list(db.execute(sql, parameters).fetchall())
 
 
-def _insert(db: _Connection, sql: str, parameters: Sequence[Any]) -> int:
+def _insert(db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> int:
     cursor = db.execute(sql, parameters)
     if cursor.lastrowid is None:
         raise RuntimeError("SQLite returned no row id for an INSERT")
     return cursor.lastrowid
 
 
-def _append_audit(db: _Connection, entry: AuditEntry) -> int:
-    """Chains ``entry`` onto the last stored hash; returns its sequence. The caller's transaction
-    makes reading the head and writing one step. The entry is serialised once and hashed once."""
-    started = now_ns()
-    try:
-        return _chain_audit(db, _audit_columns(entry))[0]
-    finally:
-        db.audit_ns += now_ns() - started
+class _SqliteTransaction:
+    """:class:`~gateway.store.transaction.Transaction` inside one ``BEGIN IMMEDIATE``: SQLite's write
+    lock is held for the whole of it, so every check-and-set here is decided on data no other
+    connection is changing. Its methods do their work before they return (no await inside).
 
-
-def _append_audit_record(db: _Connection, entry: AuditEntry) -> AuditRecord:
-    """:func:`_append_audit`, answered with the record as a reader will decode it."""
-    started = now_ns()
-    try:
-        columns = _audit_columns(entry)
-        sequence, previous_hash, digest = _chain_audit(db, columns)
-        return AuditRecord(sequence, _audit_entry(columns), previous_hash, digest)
-    finally:
-        db.audit_ns += now_ns() - started
-
-
-def _chain_audit(db: _Connection, columns: tuple[str, ...]) -> tuple[int, str, str]:
-    last = db.audit_head if db.in_transaction else None
-    if last is None:
-        last = _fetch_one(db, _AuditSql.last, ())
-    sequence, previous_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-    digest = chain_hash_of_stored(previous_hash, *columns)
-    db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
-    db.audit_head = (sequence, digest)
-    return sequence, previous_hash, digest
-
-
-def _last_counter(db: _Connection, originator: Eui64, target: Eui64) -> int | None:
-    row = _fetch_one(db, _ReplayCountersSql.select, (str(originator), str(target)))
-    return None if row is None else int(row[0])
-
-
-def _consume_counter(db: _Connection, request: AdmissionRequest) -> bool:
-    """Stores the request's counter if it is greater than the last one; whether it was."""
-    parameters = (str(request.originator), str(request.target), _counter_text(request.counter))
-    return _fetch_one(db, _ReplayCountersSql.consume, parameters) is not None
-
-
-def _window_count(
-    db: _Connection, request: AdmissionRequest, window: dt.timedelta, retention: dt.timedelta, threshold: int
-) -> int:
-    """Admissions of this user and SRV in ``(at - window, ...)``, counted up to ``threshold`` (all the
-    decision needs), pruning what no window can see.
-
-    Pruning is once per transaction and key: the count does not need it (it bounds ``at``
-    itself), it only keeps the table small.
+    It also remembers what the transaction has already read or written itself: the audit chain's
+    head, the directive log's last sequence, the ADT keys already pruned. Each statement hands
+    the GIL back and has to win it again, and under load that wait costs the store's thread more
+    than SQLite's own work (measured: a group's wall time was about three times its CPU time).
+    Sound because the write lock is held: nobody else can append to either inside it, and each
+    transaction starts with a new one of these.
     """
-    key = (str(request.user_id), request.service_reference_variant)
-    if key not in db.adt_pruned:
-        db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
-        db.adt_pruned.add(key)
-    start = utc_text(request.at - window)
-    known = db.adt_counts.get(key)
-    if known is not None and known[0] <= start:
-        # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
-        # added: what was counted then, less what has left the window since, is the count now.
-        row = _fetch_one(db, _AdtEventsSql.count_between, (*key, known[0], start))
-        count = known[1] - (0 if row is None else int(row[0]))
-    else:
-        row = _fetch_one(db, _AdtEventsSql.count_after_up_to, (*key, start, threshold))
-        count = 0 if row is None else int(row[0])
-        if count >= threshold:  # counted no further than the threshold: not a count to carry on
-            db.adt_counts.pop(key, None)
-            return count
-    db.adt_counts[key] = (start, count)
-    return count
 
+    encoding: Final = TEXT_TIMES
+    __slots__ = ("db", "_head", "_directives_head", "_adt_pruned", "_adt_counts", "audit_ns")
 
-def _count_in_window(db: _Connection, request: AdmissionRequest) -> None:
-    key = (str(request.user_id), request.service_reference_variant)
-    db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
-    known = db.adt_counts.get(key)
-    if known is not None:
-        db.adt_counts[key] = (known[0], known[1] + 1)  # it is inside the window just counted
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self._head: tuple[int, str] | None = None
+        self._directives_head: int | None = None
+        self._adt_pruned: set[tuple[str, str]] = set()
+        self._adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
+        """(user, SRV) -> (window start, admissions after it) as this transaction last counted them,
+        kept up to date with the rows it adds: the next admission of that user in the transaction
+        subtracts what left the window instead of counting the whole window again."""
+        self.audit_ns = 0
+        """CPU nanoseconds this transaction spent serialising and hashing audit records."""
 
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement of a unit that is plain SQL (no rule of the store's)."""
+        return self.db.execute(sql, parameters)
 
-def _hold(db: _Connection, request: AdmissionRequest) -> int:
-    """Keeps the request with a new event reference, its AD1 alert marked due in the same transaction."""
-    event_ref = _insert(
-        db,
-        _QuarantineSql.insert,
-        (
+    # --- the audit chain ---------------------------------------------------------------------
+
+    async def chain_head(self) -> tuple[int, str]:
+        if self._head is None:
+            last = _fetch_one(self.db, _AuditSql.last, ())
+            self._head = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
+        return self._head
+
+    async def insert_audit(self, sequence: int, columns: tuple[Any, ...], previous_hash: str, digest: str) -> None:
+        self.db.execute(_AuditSql.insert, (sequence, *columns, previous_hash, digest))
+        self._head = (sequence, digest)
+
+    def count_audit_cpu(self, nanoseconds: int) -> None:
+        self.audit_ns += nanoseconds
+
+    # --- directives --------------------------------------------------------------------------
+
+    async def registry_version(self) -> int:
+        if self._directives_head is None:
+            self._directives_head = _registry_version(self.db)
+        return self._directives_head
+
+    async def directive(self, directive_id: str) -> DirectiveRecord | None:
+        row = _fetch_one(self.db, _DirectivesSql.by_id, (directive_id,))
+        return None if row is None else directive_record(row, TEXT_TIMES)
+
+    async def insert_directive(self, columns: tuple[Any, ...], audit_sequence: int) -> int:
+        sequence = _insert(self.db, _DirectivesSql.insert, (*columns, audit_sequence))
+        self._directives_head = sequence
+        return sequence
+
+    # --- admissions --------------------------------------------------------------------------
+
+    async def consume_counter(self, originator: Eui64, target: Eui64, counter: int) -> int | None:
+        key = (str(originator), str(target))
+        if _fetch_one(self.db, _ReplayCountersSql.consume, (*key, _counter_text(counter))) is not None:
+            return None
+        row = _fetch_one(self.db, _ReplayCountersSql.select, key)
+        if row is None:
+            raise RuntimeError("a counter was refused with none stored")
+        return int(row[0])
+
+    async def count_in_window(
+        self, request: AdmissionRequest, window: dt.timedelta, threshold: int, retention: dt.timedelta
+    ) -> bool:
+        # Pruning is once per transaction and key: the count does not need it (it bounds ``at``
+        # itself), it only keeps the table small.
+        key = (str(request.user_id), request.service_reference_variant)
+        if key not in self._adt_pruned:
+            self.db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
+            self._adt_pruned.add(key)
+        start = utc_text(request.at - window)
+        known = self._adt_counts.get(key)
+        if known is not None and known[0] <= start:
+            # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
+            # added: what was counted then, less what has left the window since, is the count now.
+            row = _fetch_one(self.db, _AdtEventsSql.count_between, (*key, known[0], start))
+            count = known[1] - (0 if row is None else int(row[0]))
+        else:  # counted no further than the threshold, all the decision needs
+            row = _fetch_one(self.db, _AdtEventsSql.count_after_up_to, (*key, start, threshold))
+            count = 0 if row is None else int(row[0])
+        if count >= threshold:
+            self._adt_counts.pop(key, None)  # perhaps cut at the threshold: not a count to carry on
+            return False
+        self.db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
+        self._adt_counts[key] = (start, count + 1)  # this admission is inside the window just counted
+        return True
+
+    async def hold(self, request: AdmissionRequest) -> int:
+        held = (
             request.request_id,
             str(request.user_id),
             request.service_reference_variant,
             request.raw_request,
             utc_text(request.at),
-        ),
-    )
-    db.execute(_QuarantineAlertsSql.mark, (event_ref,))
-    return event_ref
-
-
-def _decide(db: _Connection, request: AdmissionRequest, retention: dt.timedelta) -> AdmissionResult:
-    """The body of :meth:`SqliteStore.admit`, inside its write transaction."""
-    if request.registry_version is not None and _registry_version(db) > request.registry_version:
-        return AdmissionResult(Admission.STALE_REGISTRY)
-    limit = adt_limit(request)
-    if not _consume_counter(db, request):
-        last = _last_counter(db, request.originator, request.target)
-        if last is None:
-            raise RuntimeError("a counter was refused with none stored")
-        return _decided(db, request, Admission.REPLAY, last, None)
-    if limit is not None:
-        window, threshold = limit
-        if _window_count(db, request, window, retention, threshold) >= threshold:
-            return _decided(db, request, Admission.QUARANTINED, request.counter, _hold(db, request))
-        _count_in_window(db, request)
-    if request.command is not None:
-        _insert_command(db, request.command)
-    decided = _decided(db, request, Admission.ACCEPTED, request.counter, None)
-    if request.precommand is not None:
-        issued = request.precommand
-        columns = _precommand_columns(
-            request.request_id, request.user_id, issued.device_id, issued.apdu, request.at, issued.expires_at
         )
-        _remember(db, columns, issued.audit)
-    return decided
+        event_ref = _insert(self.db, _QuarantineSql.insert, held)
+        self.db.execute(_QuarantineAlertsSql.mark, (event_ref,))
+        return event_ref
+
+    async def held(self, event_ref: int, user_id: Eui64) -> QuarantinedRequest | None:
+        row = _fetch_one(self.db, _QuarantineSql.held, (event_ref, str(user_id)))
+        return None if row is None else quarantined_request(row, TEXT_TIMES)
+
+    async def settle(self, event_ref: int, status: QuarantineStatus, at: dt.datetime) -> None:
+        self.db.execute(_QuarantineSql.settle, (status.value, utc_text(at), event_ref))
+
+    async def clear_alert_mark(self, event_ref: int) -> bool:
+        return self.db.execute(_QuarantineAlertsSql.clear, (event_ref,)).rowcount > 0
+
+    # --- Pre-Commands ------------------------------------------------------------------------
+
+    async def precommand(self, request_id: str) -> PendingPreCommand | None:
+        row = _fetch_one(self.db, _PreCommandsSql.by_id, (request_id,))
+        return None if row is None else pending_precommand(row, TEXT_TIMES)
+
+    async def insert_precommand(self, precommand: PendingPreCommand, audit_sequence: int) -> None:
+        self.db.execute(_PreCommandsSql.insert, (*precommand_columns(precommand, TEXT_TIMES), audit_sequence))
+
+    async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
+        row = _fetch_one(self.db, _PreCommandsSql.takeable, (request_id, str(user_id), utc_text(at)))
+        if row is None:
+            return None
+        self.db.execute(_PreCommandsSql.consume, (utc_text(at), request_id))
+        return pending_precommand(row, TEXT_TIMES)
+
+    # --- the device command queue ------------------------------------------------------------
+
+    async def insert_command(self, command: DeviceCommand) -> int | None:
+        inserted = _fetch_one(self.db, _CommandsSql.insert, command_columns(command, TEXT_TIMES))
+        return None if inserted is None else int(inserted[0])
+
+    async def command_id(self, request_id: str) -> int | None:
+        row = _fetch_one(self.db, _CommandsSql.id_by_request, (request_id,))
+        return None if row is None else int(row[0])
+
+    async def claim_commands(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
+    ) -> list[ClaimedCommand]:
+        parameters = (utc_text(now + lease), shard.count, shard.index, utc_text(now), limit)
+        return [claimed_command(row, TEXT_TIMES) for row in _fetch_all(self.db, _CommandsSql.claim, parameters)]
+
+    async def release_claims(self, shard: Shard) -> int:
+        return self.db.execute(_CommandsSql.release, (shard.count, shard.index)).rowcount
+
+    async def complete_command(self, command_id: int, claim_token: str, at: dt.datetime, outcome: str) -> bool:
+        parameters = (utc_text(at), outcome, command_id, claim_token)
+        return self.db.execute(_CommandsSql.complete, parameters).rowcount == 1
+
+    async def upsert_meters(self, meters: Mapping[str, str]) -> None:
+        self.db.executemany(_MetersSql.upsert, list(meters.items()))
+
+    async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
+        self.db.execute(_MetersSql.propose_epoch, (proposed.astimezone(dt.UTC).isoformat(),))
+        row = _fetch_one(self.db, _MetersSql.select_epoch, ())
+        if row is None:
+            raise RuntimeError("the meter epoch vanished between insert and select")
+        return dt.datetime.fromisoformat(row[0])
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    async def insert_delivery(self, delivery: Delivery) -> PendingDelivery:
+        created = utc_text(delivery.created_at)
+        columns = (str(delivery.user_id), delivery.url, bytes(delivery.body), delivery.kind.value, delivery.subject)
+        row = _fetch_one(self.db, _DeliveriesSql.insert, (*columns, created, created, created))
+        if row is None:
+            raise RuntimeError("SQLite returned no row for an INSERT ... RETURNING")
+        return pending_delivery(row, TEXT_TIMES)
+
+    async def due_deliveries(self, now: dt.datetime, limit: int, lease: dt.timedelta | None) -> list[PendingDelivery]:
+        now_text = utc_text(now)
+        if lease is None:
+            rows = _fetch_all(self.db, _DeliveriesSql.due, (now_text, now_text, limit))
+        else:
+            rows = _fetch_all(self.db, _DeliveriesSql.lease_due, (utc_text(now + lease), now_text, now_text, limit))
+        return [pending_delivery(row, TEXT_TIMES) for row in rows]
+
+    async def count_attempt(self, delivery_id: int, at: dt.datetime, error: str | None) -> PendingDelivery | None:
+        row = _fetch_one(self.db, _DeliveriesSql.attempted, (utc_text(at), error, delivery_id))
+        return None if row is None else pending_delivery(row, TEXT_TIMES)  # but last_error, this attempt's already
+
+    async def mark_delivered(self, delivery_id: int, at: dt.datetime) -> None:
+        self.db.execute(_DeliveriesSql.delivered, (utc_text(at), delivery_id))
+
+    async def mark_failed(self, delivery_id: int, at: dt.datetime) -> None:
+        self.db.execute(_DeliveriesSql.fail, (utc_text(at), delivery_id))
+
+    async def set_next_attempt(self, delivery_id: int, at: dt.datetime) -> None:
+        self.db.execute(_DeliveriesSql.reschedule, (utc_text(at), delivery_id))
+
+    async def overdue_deliveries(self, round_started_by: dt.datetime) -> list[PendingDelivery]:
+        rows = _fetch_all(self.db, _DeliveriesSql.overdue, (utc_text(round_started_by),))
+        return [pending_delivery(row, TEXT_TIMES) for row in rows]
+
+    async def expired_failures(self, failed_by: dt.datetime) -> list[PendingDelivery]:
+        rows = _fetch_all(self.db, _DeliveriesSql.expired, (utc_text(failed_by),))
+        return [pending_delivery(row, TEXT_TIMES) for row in rows]
+
+    async def delete_delivery(self, delivery_id: int) -> None:
+        self.db.execute(_DeliveriesSql.delete, (delivery_id,))
+
+    async def delete_delivered(self, delivered_by: dt.datetime, limit: int) -> list[int]:
+        rows = _fetch_all(self.db, _DeliveriesSql.delete_delivered, (utc_text(delivered_by), limit))
+        return [int(row[0]) for row in rows]
+
+    async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
+        rows = _fetch_all(self.db, _DeliveriesSql.failed_by_user, (str(user_id),))
+        return [pending_delivery(row, TEXT_TIMES) for row in rows]
+
+    async def start_round(self, delivery_id: int, at: dt.datetime) -> None:
+        self.db.execute(_DeliveriesSql.redeliver, (utc_text(at), utc_text(at), delivery_id))
+
+    async def reschedule_receiver(self, user_id: Eui64, url: str, due_at: dt.datetime, spared: int) -> list[int]:
+        due_text = utc_text(due_at)
+        rows = _fetch_all(self.db, _DeliveriesSql.reschedule_receiver, (due_text, str(user_id), url, due_text, spared))
+        return [int(row[0]) for row in rows]
 
 
-def _decided(
-    db: _Connection, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
-) -> AdmissionResult:
-    entry = with_event_ref(request.audit, _OUTCOME_CODES[admission], event_ref)
-    audit_sequence = _append_audit(db, entry)
-    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit_sequence)
-
-
-def _settle(
-    db: _Connection,
-    event_ref: int,
-    user_id: Eui64,
-    status: QuarantineStatus,
-    audit: AuditEntry,
-    command: DeviceCommand | None,
-) -> QuarantinedRequest | None:
-    row = _fetch_one(db, _QuarantineSql.held, (event_ref, str(user_id)))
-    if row is None:
-        return None
-    db.execute(_QuarantineSql.settle, (status.value, utc_text(audit.at), event_ref))
-    if command is not None:
-        _insert_command(db, command)
-    _append_audit(db, with_event_ref(audit, audit.outcome, event_ref))
-    return dataclasses.replace(_quarantined_request(row), status=status)
-
-
-def _record_quarantine_alert(
-    db: _Connection, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None
-) -> bool:
-    if db.execute(_QuarantineAlertsSql.clear, (event_ref,)).rowcount == 0:
-        return False
-    if delivery is not None:
-        _enqueue(db, delivery)
-    if audit is not None:
-        _append_audit(db, audit)
-    return True
-
-
-def _registry_version(db: _Connection) -> int:
-    if db.in_transaction and db.directives_head is not None:
-        return db.directives_head
+def _registry_version(db: sqlite3.Connection) -> int:
     row = _fetch_one(db, _DirectivesSql.version, ())
-    version = 0 if row is None else int(row[0])
-    if db.in_transaction:
-        db.directives_head = version
-    return version
+    return 0 if row is None else int(row[0])
 
 
-def _store_directive(
-    db: _Connection, record: DirectiveRecord, audit: AuditEntry
-) -> DirectiveRecord:
-    existing = _fetch_one(db, _DirectivesSql.by_id, (record.directive_id,))
-    if existing is not None:
-        return _directive_record(existing)
-    columns = _directive_columns(record)
-    audit_sequence = _append_audit(db, audit)
-    sequence = _insert(db, _DirectivesSql.insert, (*columns, audit_sequence))
-    db.directives_head = sequence
-    return _directive_record((sequence, *columns))
+def _append_audit(tx: _SqliteTransaction, entry: AuditEntry) -> AuditRecord:
+    """:func:`gateway.store.operations.append_audit` as one unit of a group (tests use it so)."""
+    return run_to_end(operations.append_audit(tx, entry))
 
 
-# --- pending Pre-Commands ---------------------------------------------------------------
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection, audit_ns: list[int] | None = None) -> Iterator[_SqliteTransaction]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises.
+    ``audit_ns[0]``: where the transaction's audit CPU is added when it ends."""
+    db.execute("BEGIN IMMEDIATE")
+    tx = _SqliteTransaction(db)
+    try:
+        yield tx
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+    finally:
+        if audit_ns is not None:
+            audit_ns[0] += tx.audit_ns
 
 
-def _precommand_columns(
-    request_id: str, user_id: Eui64, device_id: Eui64, apdu: bytes, issued_at: dt.datetime, expires_at: dt.datetime
-) -> tuple[Any, ...]:
-    return (request_id, str(user_id), str(device_id), bytes(apdu), utc_text(issued_at), utc_text(expires_at))
+def _rollback(db: sqlite3.Connection) -> None:
+    # "No transaction is active" (a failed COMMIT may already have ended it) is not an error here.
+    with contextlib.suppress(sqlite3.OperationalError):
+        db.execute("ROLLBACK")
 
 
-def _pending_precommand(row: Row) -> PendingPreCommand:
-    request_id, user_id, device_id, apdu, issued_at, expires_at = row
-    return PendingPreCommand(
-        request_id,
-        Eui64.parse(user_id),
-        Eui64.parse(device_id),
-        bytes(apdu),
-        parse_utc_text(issued_at),
-        parse_utc_text(expires_at),
-    )
+def _run_unit(unit: Unit[Any], tx: _SqliteTransaction) -> Any:
+    """A unit's value: a rule (a coroutine over ``tx``) is run to its end on this thread."""
+    value = unit(tx)
+    return run_to_end(value) if inspect.iscoroutine(value) else value
 
-
-def _remember(db: _Connection, columns: tuple[Any, ...], audit: AuditEntry) -> None:
-    """Stores a new Pre-Command; the same one again is a no-op, a different one a conflict."""
-    existing = _fetch_one(db, _PreCommandsSql.by_id, (columns[0],))
-    if existing is not None:
-        if tuple(existing[1:4]) != columns[1:4]:  # user, device, APDU: what CV5 is checked against
-            raise PreCommandConflict(f"another Pre-Command is already remembered for RequestID {columns[0]!r}")
-        return
-    audit_sequence = _append_audit(db, audit)
-    db.execute(_PreCommandsSql.insert, (*columns, audit_sequence))
-
-
-def _take(db: _Connection, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
-    row = _fetch_one(db, _PreCommandsSql.takeable, (request_id, str(user_id), utc_text(at)))
-    if row is None:
-        return None
-    db.execute(_PreCommandsSql.consume, (utc_text(at), request_id))
-    return _pending_precommand(row)
-
-
-# --- the outbox -------------------------------------------------------------------------
-
-
-def _pending_delivery(row: Row) -> PendingDelivery:
-    (delivery_id, user_id, url, body, kind, subject, created_at, status) = row[:8]
-    attempts, round_started_at, next_attempt_at, last_error, failed_at = row[8:]
-    return PendingDelivery(
-        delivery_id,
-        Eui64.parse(user_id),
-        url,
-        bytes(body),
-        DeliveryKind(kind),
-        subject,
-        parse_utc_text(created_at),
-        DeliveryStatus(status),
-        attempts,
-        parse_utc_text(round_started_at),
-        parse_utc_text(next_attempt_at),
-        last_error,
-        None if failed_at is None else parse_utc_text(failed_at),
-    )
-
-
-def _enqueue(db: _Connection, delivery: Delivery) -> int:
-    created = utc_text(delivery.created_at)
-    columns = (str(delivery.user_id), delivery.url, bytes(delivery.body), delivery.kind.value, delivery.subject)
-    row = _fetch_one(db, _DeliveriesSql.insert, (*columns, created, created, created))
-    if row is None:
-        raise RuntimeError("SQLite returned no row for an INSERT ... RETURNING")
-    stored = _pending_delivery(row)
-    delivery_id = stored.delivery_id
-    if delivery.audit is not None:
-        decision = delivery.audit
-        _append_audit(db, dataclasses.replace(decision, detail={**decision.detail, "delivery_id": delivery_id}))
-    digest = hashlib.sha256(stored.body).hexdigest()
-    entry = delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
-    _append_audit(db, entry)
-    return delivery_id
-
-
-def _claim_due(
-    db: _Connection, now: dt.datetime, limit: int, lease: dt.timedelta | None
-) -> list[PendingDelivery]:
-    now_text = utc_text(now)
-    if lease is None:
-        rows = _fetch_all(db, _DeliveriesSql.due, (now_text, now_text, limit))
-    else:
-        rows = _fetch_all(db, _DeliveriesSql.lease_due, (utc_text(now + lease), now_text, now_text, limit))
-    due = [_pending_delivery(row) for row in rows]
-    return sorted(due, key=lambda delivery: (delivery.next_attempt_at, delivery.delivery_id))
-
-
-def _record_attempt(
-    db: _Connection,
-    delivery_id: int,
-    at: dt.datetime,
-    error: str | None,
-    next_attempt_at: dt.datetime | None,
-) -> DeliveryStatus | None:
-    """One attempt (``error`` None: it succeeded) and the status it leads to; see :meth:`Store.record_attempt`."""
-    at_text = utc_text(at)
-    row = _fetch_one(db, _DeliveriesSql.attempted, (at_text, error, delivery_id))
-    if row is None:
-        return None
-    before = _pending_delivery(row)  # but for last_error, which is this attempt's already
-    attempt = {"attempt": before.attempts + 1, "status_before": before.status.value}
-    if error is None:
-        if before.status is not DeliveryStatus.DELIVERED:
-            db.execute(_DeliveriesSql.delivered, (at_text, delivery_id))
-        _append_audit(db, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
-        return DeliveryStatus.DELIVERED
-    if before.status is not DeliveryStatus.PENDING:
-        reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        _append_audit(db, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
-        return before.status
-    if next_attempt_at is None:
-        db.execute(_DeliveriesSql.fail, (at_text, delivery_id))
-        reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        _append_audit(db, delivery_audit(before, at, "failed", reason, error=error, **attempt))
-        return DeliveryStatus.FAILED
-    db.execute(_DeliveriesSql.reschedule, (utc_text(next_attempt_at), delivery_id))
-    reason = f"attempt failed ({error}); retry scheduled"
-    schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
-    entry = delivery_audit(before, at, "retry-scheduled", reason, **schedule)
-    _append_audit(db, entry)
-    return DeliveryStatus.PENDING
-
-
-def _fail_overdue(db: _Connection, now: dt.datetime, max_age: dt.timedelta) -> int:
-    rows = _fetch_all(db, _DeliveriesSql.overdue, (utc_text(now - max_age),))
-    for row in rows:
-        delivery = _pending_delivery(row)
-        db.execute(_DeliveriesSql.fail, (utc_text(now), delivery.delivery_id))
-        reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
-        entry = delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
-        _append_audit(db, entry)
-    return len(rows)
-
-
-def _purge_failed(db: _Connection, now: dt.datetime, keep: dt.timedelta) -> int:
-    rows = _fetch_all(db, _DeliveriesSql.expired, (utc_text(now - keep),))
-    for row in rows:
-        delivery = _pending_delivery(row)
-        db.execute(_DeliveriesSql.delete, (delivery.delivery_id,))
-        reason = f"held in the failed queue for {keep}: deleted"
-        _append_audit(db, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
-    return len(rows)
-
-
-def _purge_delivered(db: _Connection, now: dt.datetime, keep: dt.timedelta, limit: int) -> int:
-    deleted = [int(row[0]) for row in _fetch_all(db, _DeliveriesSql.delete_delivered, (utc_text(now - keep), limit))]
-    if deleted:
-        _append_audit(db, delivered_purge_audit(now, keep, deleted))
-    return len(deleted)
-
-
-def _reschedule_deliveries(
-    db: _Connection, user_id: Eui64, url: str, due_at: dt.datetime, at: dt.datetime, reason: str, spared: int
-) -> int:
-    due_text = utc_text(due_at)
-    moved = [int(row[0]) for row in _fetch_all(
-        db, _DeliveriesSql.reschedule_receiver, (due_text, str(user_id), url, due_text, spared)
-    )]
-    if moved:
-        _append_audit(db, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
-    return len(moved)
-
-
-def _redeliver_failed(db: _Connection, user_id: Eui64, now: dt.datetime) -> int:
-    rows = _fetch_all(db, _DeliveriesSql.failed_by_user, (str(user_id),))
-    now_text = utc_text(now)
-    for row in rows:
-        delivery = _pending_delivery(row)
-        db.execute(_DeliveriesSql.redeliver, (now_text, now_text, delivery.delivery_id))
-        reason = "taken from the failed queue for another round of delivery"
-        _append_audit(db, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
-    return len(rows)
-
-
-# --- device commands and meter states ----------------------------------------------------
-
-
-def _command_id(db: _Connection, request_id: str) -> int | None:
-    row = _fetch_one(db, _CommandsSql.id_by_request, (request_id,))
-    return None if row is None else int(row[0])
-
-
-def _insert_command(db: _Connection, command: DeviceCommand) -> tuple[int, bool]:
-    """Queues ``command`` unless its RequestID is already queued: (command id, whether it was new)."""
-    inserted = _fetch_one(
-        db,
-        _CommandsSql.insert,
-        (
-            command.request_id,
-            str(command.originator),
-            str(command.device_id),
-            shard_key(command.device_id),
-            command.service_reference,
-            command.service_reference_variant,
-            command.form.value,
-            bytes(command.payload),
-            utc_text(command.queued_at),
-        ),
-    )
-    if inserted is not None:
-        return int(inserted[0]), True
-    existing = _command_id(db, command.request_id)
-    if existing is None:
-        raise RuntimeError(f"command {command.request_id!r} was neither inserted nor found")
-    return existing, False
-
-
-def _queue_command(db: _Connection, command: DeviceCommand, audit: AuditEntry) -> int:
-    command_id, new = _insert_command(db, command)
-    if new:
-        _append_audit(db, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
-    return command_id
-
-
-def _claimed_command(row: Row) -> ClaimedCommand:
-    command_id, request_id, originator, device_id, service_reference, srv, form, payload, queued_at, claims, token = row
-    command = DeviceCommand(
-        request_id,
-        Eui64.parse(originator),
-        Eui64.parse(device_id),
-        service_reference,
-        srv,
-        CommandForm(form),
-        bytes(payload),
-        parse_utc_text(queued_at),
-    )
-    return ClaimedCommand(command_id, command, token, claims)  # RETURNING gives the count after this claim
-
-
-def _claim_commands(
-    db: _Connection, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard
-) -> list[ClaimedCommand]:
-    parameters = (utc_text(now + lease), shard.count, shard.index, utc_text(now), limit)
-    rows = _fetch_all(db, _CommandsSql.claim, parameters)
-    return sorted((_claimed_command(row) for row in rows), key=lambda claimed: claimed.command_id)
-
-
-def _store_meters(
-    db: _Connection, meters: Mapping[str, str], deliveries: Sequence[Delivery], audits: Sequence[AuditEntry]
-) -> None:
-    db.executemany(_MetersSql.upsert, list(meters.items()))
-    for delivery in deliveries:
-        _enqueue(db, delivery)
-    for entry in audits:
-        _append_audit(db, entry)
-
-
-def _complete_command(db: _Connection, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
-    parameters = (utc_text(completion.at), completion.outcome, claimed.command_id, claimed.claim_token)
-    if db.execute(_CommandsSql.complete, parameters).rowcount != 1:
-        return False  # executed already, or claimed again by someone else: this execution must not count
-    _store_meters(db, completion.meters, completion.deliveries, completion.audits)
-    return True
-
-
-def _meter_epoch(db: _Connection, proposed: dt.datetime) -> dt.datetime:
-    db.execute(_MetersSql.propose_epoch, (proposed.astimezone(dt.UTC).isoformat(),))
-    row = _fetch_one(db, _MetersSql.select_epoch, ())
-    if row is None:
-        raise RuntimeError("the meter epoch vanished between insert and select")
-    return dt.datetime.fromisoformat(row[0])
 
 
 # --- opening ----------------------------------------------------------------------------
 
 
-def _pragma(db: _Connection, statement: str) -> Any:
+def _pragma(db: sqlite3.Connection, statement: str) -> Any:
     row = _fetch_one(db, f"PRAGMA {statement}", ())
     return None if row is None else row[0]
 
 
-def _enable_wal(db: _Connection, *, in_memory: bool, timeout: float) -> None:
+def _enable_wal(db: sqlite3.Connection, *, in_memory: bool, timeout: float) -> None:
     """Switches the file to WAL (a persistent setting), retrying while another connection holds a lock.
 
     Changing the journal mode needs an exclusive lock, and SQLite answers "database
@@ -1049,7 +739,7 @@ def _enable_wal(db: _Connection, *, in_memory: bool, timeout: float) -> None:
         raise StoreSchemaError(f"SQLite refused WAL mode (journal_mode={mode!r})")
 
 
-def _configure(db: _Connection, *, in_memory: bool, read_only: bool, timeout: float) -> None:
+def _configure(db: sqlite3.Connection, *, in_memory: bool, read_only: bool, timeout: float) -> None:
     """Per-connection durability settings (synchronous and foreign_keys are not stored in the file)."""
     if not read_only:
         _enable_wal(db, in_memory=in_memory, timeout=timeout)
@@ -1057,7 +747,7 @@ def _configure(db: _Connection, *, in_memory: bool, read_only: bool, timeout: fl
     db.execute("PRAGMA foreign_keys = ON")
 
 
-def _schema_version(db: _Connection) -> int | None:
+def _schema_version(db: sqlite3.Connection) -> int | None:
     exists = _fetch_one(db, _SchemaVersionSql.exists, ())
     if exists is None or exists[0] == 0:
         return None
@@ -1070,7 +760,7 @@ def _check_version(version: int | None) -> None:
         raise StoreSchemaError(f"store schema version {version}, this build knows {SCHEMA_VERSION}")
 
 
-def _create_schema(db: _Connection) -> None:
+def _create_schema(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         db.execute(statement)
     db.execute(_SchemaVersionSql.insert, (SCHEMA_VERSION,))
@@ -1086,7 +776,7 @@ class _Outcome:
     error: BaseException | None = None
 
 
-Unit = Callable[[_Connection], T]
+Unit = Callable[[_SqliteTransaction], T]
 
 _UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 """Primary SQLite result codes that say the database cannot take the write now rather than that
@@ -1142,7 +832,7 @@ class SqliteStore:
         self._adt_retention = adt_retention
         self._read_only = read_only
         self._max_group = max_group
-        self._db: _Connection | None = None
+        self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -1206,16 +896,16 @@ class SqliteStore:
     async def append_directive(self, record: DirectiveRecord, audit: AuditEntry) -> DirectiveRecord:
         """Stores the directive and its audit record together; a known directive_id returns the stored one
         and records nothing, so a retried submission is idempotent."""
-        return await self._write(lambda db: _store_directive(db, record, audit))
+        return await self._write(lambda tx: operations.store_directive(tx, record, audit))
 
     async def find_directive(self, directive_id: str) -> DirectiveRecord | None:
         rows = await self._read(_DirectivesSql.by_id, (directive_id,))
-        return _directive_record(rows[0]) if rows else None
+        return directive_record(rows[0], TEXT_TIMES) if rows else None
 
     async def directives(self, after_sequence: int = 0) -> AsyncIterator[DirectiveRecord]:
         """Directives after ``after_sequence`` in sequence order, read a page at a time."""
         async for row in self._pages(_DirectivesSql.page, after_sequence):
-            yield _directive_record(row)
+            yield directive_record(row, TEXT_TIMES)
 
     async def registry_version(self) -> int:
         return await self._on_thread(_registry_version)
@@ -1229,10 +919,10 @@ class SqliteStore:
         ``last_counter`` in the result is the counter stored after the decision: the
         earlier one for a REPLAY, this request's otherwise.
         """
-        check_counter(request.counter)
-        adt_limit(request)  # reject a malformed request before queuing it
-        check_precommand_lifetime(request)
-        return await self._write(lambda db: _decide(db, request, self._adt_retention))
+        operations.check_admission(request)  # refused before it is queued
+        utc_text(request.at)
+        retention = self._adt_retention
+        return await self._write(lambda tx: operations.admit(tx, request, retention))
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
         rows = await self._read(_ReplayCountersSql.select, (str(originator), str(target)))
@@ -1241,7 +931,7 @@ class SqliteStore:
     async def quarantined(self, user_id: Eui64) -> list[QuarantinedRequest]:
         """Every request ever quarantined for that user, any status, in event-reference order."""
         rows = await self._read(_QuarantineSql.by_user, (str(user_id),))
-        return [_quarantined_request(row) for row in rows]
+        return [quarantined_request(row, TEXT_TIMES) for row in rows]
 
     async def settle_quarantine(
         self,
@@ -1254,26 +944,23 @@ class SqliteStore:
         """Marks a HELD request of that user RELEASED or DELETED, with its audit record (and, released,
         queues ``command``); None if there is none (another user's, already settled, unknown), and then
         nothing is recorded."""
-        if status is QuarantineStatus.HELD:
-            raise ValueError("a quarantined request is settled as RELEASED or DELETED")
-        if command is not None and status is not QuarantineStatus.RELEASED:
-            raise ValueError("only a released request has a command to queue")
-        return await self._write(lambda db: _settle(db, event_ref, user_id, status, audit, command))
+        operations.check_settlement(status, command)
+        return await self._write(
+            lambda tx: operations.settle_quarantine(tx, event_ref, user_id, status, audit, command)
+        )
 
     async def quarantine_alerts_due(self, limit: int = 100) -> list[QuarantinedRequest]:
         rows = await self._read(_QuarantineAlertsSql.due, (limit,))
-        return [_quarantined_request(row) for row in rows]
+        return [quarantined_request(row, TEXT_TIMES) for row in rows]
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
-        return await self._write(lambda db: _record_quarantine_alert(db, event_ref, delivery, audit))
+        return await self._write(lambda tx: operations.record_quarantine_alert(tx, event_ref, delivery, audit))
 
     async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
         batch = tuple(alerts)
         if not batch:
             return 0
-        return await self._write(
-            lambda db: sum(_record_quarantine_alert(db, alert.event_ref, alert.delivery, alert.audit) for alert in batch)
-        )
+        return await self._write(lambda tx: operations.record_quarantine_alerts(tx, batch))
 
     # --- pending Pre-Commands -----------------------------------------------------------
 
@@ -1289,34 +976,31 @@ class SqliteStore:
     ) -> None:
         """Keeps the issued Pre-Command with its audit record; identical again is a no-op that records
         nothing, a different one under that RequestID raises :class:`PreCommandConflict`."""
-        if expires_at <= issued_at:
-            raise ValueError(f"a Pre-Command expires after it is issued ({issued_at} .. {expires_at})")
-        columns = _precommand_columns(request_id, user_id, device_id, apdu, issued_at, expires_at)
-        await self._write(lambda db: _remember(db, columns, audit))
+        operations.check_precommand(issued_at, expires_at)
+        precommand = PendingPreCommand(request_id, user_id, device_id, bytes(apdu), issued_at, expires_at)
+        precommand_columns(precommand, TEXT_TIMES)  # a naive time is refused before it is queued
+        await self._write(lambda tx: operations.remember_precommand(tx, precommand, audit))
 
     async def take_precommand(self, request_id: str, user_id: Eui64, at: dt.datetime) -> PendingPreCommand | None:
         """Check-and-consume in one write transaction: one caller gets it, across connections and processes."""
-        return await self._write(lambda db: _take(db, request_id, user_id, at))
+        return await self._write(lambda tx: tx.take_precommand(request_id, user_id, at))
 
     # --- device commands ----------------------------------------------------------------
 
     async def queue_command(self, command: DeviceCommand, audit: AuditEntry) -> int:
-        return await self._write(lambda db: _queue_command(db, command, audit))
+        return await self._write(lambda tx: operations.queue_command(tx, command, audit))
 
     async def claim_commands(
         self, now: dt.datetime, limit: int, lease: dt.timedelta, shard: Shard = ALL_DEVICES
     ) -> list[ClaimedCommand]:
-        if limit < 1:
-            raise ValueError(f"limit must be positive: {limit}")
-        if lease <= dt.timedelta(0):
-            raise ValueError(f"a lease must be positive: {lease}")
-        return await self._write(lambda db: _claim_commands(db, now, limit, lease, shard))
+        operations.check_claim(limit, lease)
+        return await self._write(lambda tx: operations.claim_commands(tx, now, limit, lease, shard))
 
     async def release_claims(self, shard: Shard = ALL_DEVICES) -> int:
-        return await self._write(lambda db: db.execute(_CommandsSql.release, (shard.count, shard.index)).rowcount)
+        return await self._write(lambda tx: tx.release_claims(shard))
 
     async def complete_command(self, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
-        return await self._write(lambda db: _complete_command(db, claimed, completion))
+        return await self._write(lambda tx: operations.complete_command(tx, claimed, completion))
 
     async def command_status(self, request_id: str) -> CommandStatus | None:
         rows = await self._read(_CommandsSql.status_by_request, (request_id,))
@@ -1332,7 +1016,7 @@ class SqliteStore:
         self, meters: Mapping[str, str], deliveries: Sequence[Delivery] = (), audits: Sequence[AuditEntry] = ()
     ) -> None:
         if meters or deliveries or audits:
-            await self._write(lambda db: _store_meters(db, meters, deliveries, audits))
+            await self._write(lambda tx: operations.store_meters(tx, meters, deliveries, audits))
 
     async def load_meters(self) -> dict[str, str]:
         return {device_id: state for device_id, state in await self._read(_MetersSql.select_all, ())}
@@ -1342,7 +1026,7 @@ class SqliteStore:
         return str(rows[0][0]) if rows else None
 
     async def meter_epoch(self, proposed: dt.datetime) -> dt.datetime:
-        return await self._write(lambda db: _meter_epoch(db, proposed))
+        return await self._write(lambda tx: tx.meter_epoch(proposed))
 
     # --- the outbox ---------------------------------------------------------------------
     # Every state change is audited in the transaction that makes it (kind "delivery"). Delivery
@@ -1351,46 +1035,43 @@ class SqliteStore:
 
     async def enqueue_delivery(self, delivery: Delivery) -> int:
         """Stores the delivery, due at ``created_at``; audits its decision (if given) and the enqueue."""
-        return await self._write(lambda db: _enqueue(db, delivery))
+        return await self._write(lambda tx: operations.enqueue(tx, delivery))
 
     async def due_deliveries(
         self, now: dt.datetime, limit: int, *, lease: dt.timedelta | None = None
     ) -> list[PendingDelivery]:
         """Due PENDING deliveries, oldest due first; claimed until ``now + lease`` when a lease is given."""
-        if limit < 1:
-            raise ValueError(f"limit must be positive: {limit}")
-        if lease is not None and lease <= dt.timedelta(0):
-            raise ValueError(f"a lease must be positive: {lease}")
-        return await self._write(lambda db: _claim_due(db, now, limit, lease))
+        operations.check_claim(limit, lease)
+        return await self._write(lambda tx: operations.due_deliveries(tx, now, limit, lease))
 
     async def record_attempt(
         self, delivery_id: int, at: dt.datetime, ok: bool, error: str | None, next_attempt_at: dt.datetime | None
     ) -> DeliveryStatus | None:
         """One attempt and the status it leads to (see :meth:`gateway.store.base.Store.record_attempt`)."""
         failure = None if ok else (error or "unknown error")
-        return await self._write(lambda db: _record_attempt(db, delivery_id, at, failure, next_attempt_at))
+        return await self._write(lambda tx: operations.record_attempt(tx, delivery_id, at, failure, next_attempt_at))
 
     async def fail_overdue(self, now: dt.datetime, max_age: dt.timedelta = DELIVERY_MAX_AGE) -> int:
         """PENDING deliveries with ``round_started_at <= now - max_age`` become FAILED (exactly at the
         limit too: by then the schedule has had its attempts within it)."""
-        return await self._write(lambda db: _fail_overdue(db, now, max_age))
+        return await self._write(lambda tx: operations.fail_overdue(tx, now, max_age))
 
     async def purge_failed(self, now: dt.datetime, keep: dt.timedelta = FAILED_DELIVERY_KEEP) -> int:
         """Deletes FAILED deliveries with ``failed_at <= now - keep``; each deletion is audited."""
-        return await self._write(lambda db: _purge_failed(db, now, keep))
+        return await self._write(lambda tx: operations.purge_failed(tx, now, keep))
 
     async def purge_delivered(
         self, now: dt.datetime, keep: dt.timedelta = DELIVERED_KEEP, limit: int = PURGE_BATCH
     ) -> int:
-        return await self._write(lambda db: _purge_delivered(db, now, keep, limit))
+        return await self._write(lambda tx: operations.purge_delivered(tx, now, keep, limit))
 
     async def failed_deliveries(self, user_id: Eui64) -> list[PendingDelivery]:
         rows = await self._read(_DeliveriesSql.failed_by_user, (str(user_id),))
-        return [_pending_delivery(row) for row in rows]
+        return [pending_delivery(row, TEXT_TIMES) for row in rows]
 
     async def redeliver_failed(self, user_id: Eui64, now: dt.datetime) -> int:
         """FAILED → PENDING, due at ``now``, attempts counted afresh and a new ``max_age`` from ``now``."""
-        return await self._write(lambda db: _redeliver_failed(db, user_id, now))
+        return await self._write(lambda tx: operations.redeliver_failed(tx, user_id, now))
 
     async def reschedule_deliveries(
         self, user_id: Eui64, url: str, due_at: dt.datetime, *, at: dt.datetime, reason: str,
@@ -1398,29 +1079,29 @@ class SqliteStore:
     ) -> int:
         """See :meth:`gateway.store.base.Store.reschedule_deliveries`."""
         spared = -1 if except_delivery is None else except_delivery
-        return await self._write(lambda db: _reschedule_deliveries(db, user_id, url, due_at, at, reason, spared))
+        return await self._write(lambda tx: operations.reschedule_deliveries(tx, user_id, url, due_at, at, reason, spared))
 
     # --- audit --------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        return await self._write(lambda db: _append_audit_record(db, entry))
+        return await self._write(lambda tx: operations.append_audit(tx, entry))
 
     async def audit_records(self) -> AsyncIterator[AuditRecord]:
         """The audit log in sequence order; raises :class:`AuditRecordUnreadable` at an undecodable row."""
         async for row in self._pages(_AuditSql.page):
-            yield _audit_record(row)
+            yield audit_record(row, TEXT_TIMES)
 
     # --- reading back for people (the console) ------------------------------------------
 
     async def audit_tail(self, limit: int) -> list[AuditRecord]:
-        return [_audit_record(row) for row in await self._read(_AuditSql.tail, (check_read_limit(limit),))]
+        return [audit_record(row, TEXT_TIMES) for row in await self._read(_AuditSql.tail, (check_read_limit(limit),))]
 
     async def recent_deliveries(self, limit: int) -> list[PendingDelivery]:
-        return [_pending_delivery(row) for row in await self._read(_DeliveriesSql.recent, (check_read_limit(limit),))]
+        return [pending_delivery(row, TEXT_TIMES) for row in await self._read(_DeliveriesSql.recent, (check_read_limit(limit),))]
 
     async def delivery(self, delivery_id: int) -> PendingDelivery | None:
         rows = await self._read(_DeliveriesSql.by_id, (delivery_id,))
-        return _pending_delivery(rows[0]) if rows else None
+        return pending_delivery(rows[0], TEXT_TIMES) if rows else None
 
     async def adt_admissions(self, user_id: Eui64, service_reference_variant: str, since: dt.datetime) -> int:
         rows = await self._read(_AdtEventsSql.count_after, (str(user_id), service_reference_variant, utc_text(since)))
@@ -1434,10 +1115,10 @@ class SqliteStore:
         uri = Path(self._path).resolve().as_uri()
         return uri + "?mode=ro" if self._read_only else uri
 
-    def _connect(self) -> _Connection:
+    def _connect(self) -> sqlite3.Connection:
         """On the store's thread: connect, configure and prepare the schema (closing again on failure)."""
         db = sqlite3.connect(
-            self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout, factory=_Connection
+            self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout
         )
         try:
             in_memory = self._path == ":memory:"
@@ -1448,7 +1129,7 @@ class SqliteStore:
             raise
         return db
 
-    def _prepare_schema(self, db: _Connection) -> None:
+    def _prepare_schema(self, db: sqlite3.Connection) -> None:
         if self._read_only:
             _check_version(_schema_version(db))
             return
@@ -1461,7 +1142,7 @@ class SqliteStore:
             for statement in _ADDED_TABLES:
                 db.execute(statement)
 
-    async def _on_thread(self, function: Callable[[_Connection], T]) -> T:
+    async def _on_thread(self, function: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``function(connection)`` on the store's thread (``_connect`` gets no connection)."""
         thread = self._thread
         if thread is None:
@@ -1470,7 +1151,7 @@ class SqliteStore:
             return await asyncio.get_running_loop().run_in_executor(thread, self._connect)  # type: ignore[arg-type]
         return await asyncio.get_running_loop().run_in_executor(thread, lambda: function(self._connection()))
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreNotOpenError(f"{self!r} is not open")
         return self._db
@@ -1514,30 +1195,29 @@ class SqliteStore:
     def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
         """On the store's thread: all units in one transaction, or, if one raises, each in its own."""
         started = now_ns()
-        db = self._connection()
-        db.audit_ns = 0
+        audit_ns = [0]
         try:
-            return self._run_units(db, units)
+            return self._run_units(units, audit_ns)
         finally:
-            audit_ns, db.audit_ns = db.audit_ns, 0
-            self._stages.add("audit", audit_ns)
-            self._stages.add("store", now_ns() - started - audit_ns)
+            self._stages.add("audit", audit_ns[0])
+            self._stages.add("store", now_ns() - started - audit_ns[0])
 
-    def _run_units(self, db: _Connection, units: list[Unit[Any]]) -> list[_Outcome]:
+    def _run_units(self, units: list[Unit[Any]], audit_ns: list[int]) -> list[_Outcome]:
+        db = self._connection()
         try:
-            with _immediate(db):
-                values = [unit(db) for unit in units]
+            with _immediate(db, audit_ns) as tx:
+                values = [_run_unit(unit, tx) for unit in units]
         except Exception as error:
             if len(units) == 1:
                 return [_outcome_of_failure(error)]
-            return [self._run_alone(db, unit) for unit in units]
+            return [self._run_alone(db, unit, audit_ns) for unit in units]
         self._groups_committed += 1
         return [_Outcome(value) for value in values]
 
-    def _run_alone(self, db: _Connection, unit: Unit[Any]) -> _Outcome:
+    def _run_alone(self, db: sqlite3.Connection, unit: Unit[Any], audit_ns: list[int]) -> _Outcome:
         try:
-            with _immediate(db):
-                value = unit(db)
+            with _immediate(db, audit_ns) as tx:
+                value = _run_unit(unit, tx)
         except Exception as error:
             return _outcome_of_failure(error)
         self._groups_committed += 1

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.app import create_app
+from gateway.server import create_app
 from gateway.clock import Clock
 from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import DS, SR
