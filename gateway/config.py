@@ -188,6 +188,9 @@ class SimulationConfig:
     """Serve the read-only ``GET /console`` page and its JSON: ``"loopback"`` (only while the gateway
     listens on a loopback address, and only to connections that arrive on one), ``true`` (on any
     address: whoever reaches the port sees the fleet, the registry and recent traffic) or ``false``."""
+    gbcs_vectors: Path | None = None
+    """The RTDS GBCS vectors folder (``shared/gbcs/rtds-4.5.0``, read in place) the simulated devices
+    answer from, and CV4 Pre-Commands are made from (but SR 1.6's); None (``""``): SR 1.6 only."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.console, bool) or self.console == "loopback"):  # 1 == True: test the type
@@ -358,7 +361,11 @@ def _sections() -> tuple[_Section, ...]:
         ),
         _Section("adt", AdtConfig, (("default_window_seconds", integer), ("default_thresholds", _thresholds))),
         _Section("schema", SchemaConfig, (("duis_xsd", _optional_path),)),
-        _Section("simulation", SimulationConfig, (("expose_devices", _boolean), ("console", _console_switch))),
+        _Section(
+            "simulation",
+            SimulationConfig,
+            (("expose_devices", _boolean), ("console", _console_switch), ("gbcs_vectors", _optional_path)),
+        ),
     )
 
 

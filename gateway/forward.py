@@ -17,11 +17,13 @@ several workers, each runs the meters of its shard: EUI-64 modulo the number of
 workers), so at start an executor ends the claims a dead predecessor of its
 shard left behind.
 
-* SMETS1 SR 1.6 runs from the signed request body, SMETS2 from the Signed
-  Pre-Command (CV5); other SRVs are acknowledged by the simulated device.
-  Convention: no simulated meter for the target -> E20 (unreachable); the
-  meter refusing (e.g. a signature its trust anchor does not verify) -> E21,
-  with the meter's reason in the audit log.
+* A device request runs on its device through the SRV's behaviour
+  (:mod:`gateway.devices.behaviours`): from the signed request body (CV1-3),
+  or from the Signed Pre-Command (CV5) that a SMETS2 meter verifies; the
+  device's GBCS response is the result's ``sr:GBCSPayload``. Non-device
+  requests (CV8) are acknowledged. Convention: no simulated device for the
+  target -> E20 (unreachable); the device refusing (e.g. a signature its
+  trust anchor does not verify) -> E21, with the device's reason in the audit log.
 * Meter alerts (low credit, supply disabled, payment mode changed) go to the
   supplier holding the meter's MPID, or, for a failed supplier whose SRP the
   Authority has directed (an active SoLR Contingency enablement), to the SRP's
@@ -49,15 +51,18 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Final, TypeVar
 
+from lxml import etree
+
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.deliver.outbox import DeliveryWorker
 from gateway.devices import ExecutionResult, MeterAlert, MeterFleet, MeterState, meter_rows
 from gateway.eui64 import Eui64
-from gateway.manifest import Manifest
+from gateway.manifest import Device, Manifest
 from gateway.parse import HardenedParser
 from gateway.policy.access import AccessControl
 from gateway.respond import documents
+from gateway.respond.nondevice import non_device_payload
 from gateway.respond.signer import ResponseSigner
 from gateway.stages import StageTimers, now_ns
 from gateway.store.base import (
@@ -67,6 +72,7 @@ from gateway.store.base import (
     CommandCompletion,
     CommandForm,
     Delivery,
+    DeviceCommand,
     DeliveryKind,
     QuarantineAlert,
     QuarantinedRequest,
@@ -74,6 +80,7 @@ from gateway.store.base import (
     Store,
 )
 from gateway.store.rules import with_event_ref
+from gateway.verify.documents import MessageId
 
 LOG = logging.getLogger("dcc_gateway.forward")
 T = TypeVar("T")
@@ -228,23 +235,32 @@ class Forwarder:
     async def _execute(self, claimed: ClaimedCommand) -> None:
         command = claimed.command
         if command.form is CommandForm.ACKNOWLEDGE:
-            detail = f"SRV {command.service_reference_variant} acknowledged by the simulated device"
-            await self._complete(claimed, ResponseCode.I0, detail)
+            payload = self._non_device_payload(command)
+            named = "" if payload is None else f" with sr:{etree.QName(payload).localname}"
+            detail = f"non-device SRV {command.service_reference_variant} answered by the DCC{named}"
+            await self._complete(claimed, ResponseCode.I0, detail, payload=payload)
             return
-        if self._fleet.state(command.device_id) is None:
-            await self._complete(claimed, ResponseCode.E20, f"no simulated meter {command.device_id}")
+        if not self._fleet.has_device(command.device_id):
+            await self._complete(claimed, ResponseCode.E20, f"no simulated device {command.device_id}")
             return
 
         async def commit(result: ExecutionResult) -> None:
             code = ResponseCode.I0 if result.ok else ResponseCode.E21
             states = [result.state] if result.changed and result.state is not None else []
-            await self._complete(claimed, code, result.detail, states, result.alerts)
+            await self._complete(claimed, code, result.detail, states, result.alerts, result.gbcs_response)
 
+        srv, requester = command.service_reference_variant, command.originator
         if command.form is CommandForm.SR_BODY:
             body = self._parser.parse(command.payload).getroot()
-            await self._fleet.execute(command.device_id, sr_body=body, request_id=command.request_id, commit=commit)
+            await self._fleet.execute(
+                command.device_id, sr_body=body, request_id=command.request_id, srv=srv, requester=requester,
+                commit=commit,
+            )  # fmt: skip
         else:
-            await self._fleet.execute(command.device_id, precommand=command.payload, commit=commit)
+            await self._fleet.execute(
+                command.device_id, precommand=command.payload, request_id=command.request_id, srv=srv,
+                requester=requester, commit=commit,
+            )  # fmt: skip
 
     async def _complete(
         self,
@@ -253,6 +269,8 @@ class Forwarder:
         detail: str,
         states: Sequence[MeterState] = (),
         alerts: Iterable[MeterAlert] = (),
+        gbcs_response: bytes | None = None,
+        payload: etree._Element | None = None,
     ) -> None:
         command = claimed.command
         now = self._clock.now()
@@ -263,7 +281,7 @@ class Forwarder:
         # Signed on the event loop, as the service signs its answers: the signing holds the GIL, so
         # handing it to a crypto thread cost more than it freed.
         started = now_ns()
-        body = self._signer.command_result(command, code, now)
+        body = self._signer.command_result(command, code, now, gbcs_response, payload)
         self._stages.since("sign", started)
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
@@ -277,6 +295,23 @@ class Forwarder:
         if not await self._store.complete_command(claimed, completion):
             raise CommandSuperseded(f"command {command.request_id} was completed or claimed again meanwhile")
         self._outbox.notify()
+
+    def _non_device_payload(self, command: DeviceCommand) -> etree._Element | None:
+        """What the DCC answers a non-device request with (:mod:`gateway.respond.nondevice`)."""
+        body = self._parser.parse(command.payload).getroot() if command.payload else None
+        counter = MessageId.parse(command.request_id).counter
+        return non_device_payload(
+            command.service_reference_variant, body, counter, self._manifest_device, self._devices_by_mpxn
+        )
+
+    def _manifest_device(self, device_id: Eui64) -> Device | None:
+        try:
+            return self._manifest.device(device_id)
+        except KeyError:
+            return None
+
+    def _devices_by_mpxn(self, mpxn: str) -> list[Device]:
+        return [device for device in self._manifest.devices if device.mpxn == mpxn]
 
     # --- the meters running down -----------------------------------------------------------
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, load_config
+from gateway.gbcs.readdress import VectorAnswers
+from gateway.gbcs.rtds import CatalogueError, RtdsCatalogue
 from gateway.manifest import Manifest, load_manifest
 from gateway.parse import Limits
 from gateway.policy.authorise import PolicyConfig
@@ -28,6 +30,8 @@ class World:
     repository: SmkiRepository
     schemas: DocumentSchemas
     official_xsd: Path | None = None
+    vectors: VectorAnswers | None = None
+    """The RTDS vectors the devices answer from (``[simulation] gbcs_vectors``); None: not configured."""
 
     def limits(self) -> Limits:
         limits = self.config.limits
@@ -49,6 +53,8 @@ class World:
                     "gateway.toml); point it at shared/duis/srv-eligibility-matrix.json"
                 )
             eligibility = Eligibility.load(Path(policy.eligibility_matrix), policy.sc_allowed_srvs)
+            if self.vectors is not None:
+                eligibility = eligibility.with_device_types(self.vectors.catalogue.device_types_by_srv())
         return PolicyConfig(
             eligibility=eligibility,
             contingency_max_days=policy.contingency_max_days,
@@ -77,6 +83,11 @@ def open_world(directory: Path) -> World:
     if official is not None and not official.is_file():
         # A configured check must not vanish quietly because of a typo or a moved world.
         raise ValueError(f'[schema] duis_xsd names {official}, which does not exist: fix the path or set it to ""')
+    vectors = config.simulation.gbcs_vectors
+    try:
+        answers = None if vectors is None else VectorAnswers(RtdsCatalogue.load(Path(vectors)))
+    except CatalogueError as exc:
+        raise ValueError(f'[simulation] gbcs_vectors: {exc}: fix the path or set it to ""') from exc
     return World(
         directory=directory,
         config=config,
@@ -84,4 +95,5 @@ def open_world(directory: Path) -> World:
         repository=SmkiRepository.load_world(directory),
         schemas=load_schemas(official),
         official_xsd=official,
+        vectors=answers,
     )

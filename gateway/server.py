@@ -97,6 +97,7 @@ async def start_runtime(
         config=world.policy_config(),
         clock=clock,
         repository=world.repository,
+        vectors=world.vectors,
         stages=metrics.stages,
     )
 
@@ -107,7 +108,9 @@ async def start_runtime(
     if gateway_key.response_key is None:
         raise SystemExit("dcc-gateway: manifest.json names no gateway response_key")
     signer = ResponseSigner(SigningKey.load(gateway_key.response_key, gateway_key.response_cert))
-    fleet = MeterFleet.from_manifest(world.manifest, clock, store=StoreMeterPersistence(store), runs=shard.owns)
+    fleet = MeterFleet.from_manifest(
+        world.manifest, clock, store=StoreMeterPersistence(store), runs=shard.owns, vectors=world.vectors
+    )
     await fleet.load()
     outbox = DeliveryWorker(store, clock)
     executor = ThreadPoolExecutor(max_workers=CRYPTO_THREADS, thread_name_prefix="crypto")

@@ -29,7 +29,8 @@ from gateway.codes import ResponseCode
 from gateway.ingress.fairness import Admission, Busy
 from gateway.metrics import GatewayMetrics
 from gateway.policy import directives as d
-from gateway.policy.access import AccessControl, RegistryContention
+from gateway.policy.access import SIMULATOR_LIMIT, AccessControl, RegistryContention
+from gateway.policy.critical import SimulatorLimit
 from gateway.policy.commands import device_command
 from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
@@ -192,6 +193,8 @@ class GatewayService:
                 return await self._decide_request(path, request, data), request
         except NOT_DECIDED as error:
             return _not_decided(error, str(request.request_id)), request
+        except SimulatorLimit as limit:  # audited by the policy; DUIS has no code for it
+            return problem(501, SIMULATOR_LIMIT, f"{request.request_id}: {limit}"), request
         except Busy as busy:
             return await self._over_share(request, busy), request
 
@@ -371,6 +374,7 @@ _TITLES = {
     408: "Request body too slow",
     413: "Request too large",
     415: "Unsupported media type or encoding",
+    501: "Not something this simulator does",
     503: "Not decided; try again",
 }
 

@@ -167,6 +167,10 @@ class WorldLayout:
 # --- shared third-party data -----------------------------------------------------------
 
 
+RTDS_FOLDER = "rtds-4.5.0"
+"""The GBCS vectors the simulated devices answer from, under ``shared/gbcs``."""
+
+
 def default_shared_dir() -> Path:
     """``$DCC_SHARED_DIR``, else the ``shared`` folder beside the project root."""
     override = os.environ.get("DCC_SHARED_DIR")
@@ -182,7 +186,13 @@ def _config_overrides(shared: Path) -> dict[str, dict[str, object]]:
     return {
         "policy": {"eligibility_matrix": _existing(shared / "duis" / "srv-eligibility-matrix.json")},
         "schema": {"duis_xsd": _existing(shared / "duis" / "xsd" / "DUIS-Schema-V5.4.xsd")},
+        "simulation": {"gbcs_vectors": _existing_folder(shared / "gbcs" / RTDS_FOLDER)},
     }
+
+
+def _existing_folder(path: Path) -> str:
+    """The absolute path when the folder exists, else ``""``."""
+    return str(path.resolve()) if path.is_dir() else ""
 
 
 # --- the directory ---------------------------------------------------------------------

@@ -4,6 +4,7 @@
 ``alerts``      the alerts meters raise, with their GBCS alert codes
 ``content``     SR 1.6 GBCS content read back as the meter acts on it
 ``execute``     SMETS1 from the Service Request body; SMETS2 only from a verified Signed Pre-Command
+``behaviours``  what a device does with an accepted command of an SRV (Instruction in, Outcome out)
 ``anchors``     each meter's trust anchor: its supplier's ``02`` DS certificate at install
 ``persistence`` stored meter states (SQLite), so a restart loses nothing
 ``fleet``       every meter of a world in memory: execute, advance, ``GET /sim/devices/{id}``

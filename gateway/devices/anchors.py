@@ -110,3 +110,9 @@ class FleetAnchors:
 
     def for_device(self, device: Device) -> TrustAnchor:
         return self.by_supply[(device.type, device.supplier_mpid)]
+
+    def for_supplier(self, mpid: str) -> TrustAnchor | None:
+        """A device that is no meter (comms hub, PPMID, load switch, ...) trusts its premises' supplier:
+        the anchor of that supplier MPID's meters (electricity first), None when it has none."""
+        found = [anchor for (device_type, held), anchor in sorted(self.by_supply.items()) if held == mpid]
+        return found[0] if found else None

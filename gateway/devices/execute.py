@@ -45,6 +45,7 @@ from gateway.devices.meter import (
     perform_payment_mode_command,
     remember_request_id,
 )
+from gateway.eui64 import Eui64
 from gateway.gbcs import (
     CREDIT_MODE_CODES,
     ApduError,
@@ -137,6 +138,29 @@ def execute_signed_precommand(
     changed, alerts, detail = perform_payment_mode_command(state, command, now)
     changed = replace(changed, last_gbcs_counter=apdu.counter)
     return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
+
+
+def authenticate_command(
+    apdu_bytes: bytes,
+    *,
+    device_id: Eui64,
+    trust_anchor: TrustAnchor,
+    message_codes: frozenset[int],
+    what: str,
+    last_counter: int | None = None,
+) -> GeneralSigningApdu:
+    """The Signed Pre-Command of any use case, as a device checks it before acting (SR 1.6's checks
+    without its content): signed, verified with ``trust_anchor``, addressed to ``device_id``, one of
+    ``message_codes`` (``what`` names them), and a counter above ``last_counter`` (None: a device
+    whose counter the simulation does not keep)."""
+    apdu = _authenticated(apdu_bytes, trust_anchor.public_key)
+    if apdu.recipient != device_id:
+        raise MeterRefusal(f"addressed to {apdu.recipient}, not to this device {device_id}")
+    if apdu.message_code not in message_codes:
+        raise MeterRefusal(f"message code {apdu.message_code:#06x} is not {what}")
+    if last_counter is not None and apdu.counter <= last_counter:
+        raise MeterRefusal(f"counter {apdu.counter} is not greater than {last_counter} (replay)")
+    return apdu
 
 
 def _authenticated(apdu_bytes: bytes, public_key: ec.EllipticCurvePublicKey) -> GeneralSigningApdu:

@@ -40,12 +40,8 @@ from lxml import etree
 from gateway.clock import Clock
 from gateway.devices.alerts import MeterAlert
 from gateway.devices.anchors import FleetAnchors, TrustAnchor
-from gateway.devices.execute import (
-    Execution,
-    MeterRefusal,
-    execute_signed_precommand,
-    execute_sr_body,
-)
+from gateway.devices.behaviours import Instruction, ResponseVectors, behaviour_for
+from gateway.devices.execute import MeterRefusal
 from gateway.devices.meter import (
     DEFAULTS,
     MeterDefaults,
@@ -59,6 +55,7 @@ from gateway.devices.persistence import MeterPersistence
 from gateway.eui64 import Eui64
 from gateway.manifest import Device, Manifest
 
+UPDATE_PAYMENT_MODE_SRV = "1.6"
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
 _HIDDEN_IN_VIEW = ("consumption_carry",)
@@ -74,6 +71,8 @@ class ExecutionResult:
     detail: str
     changed: bool = False
     """True when ``state`` is a new state to store (False for a refusal: nothing changed)."""
+    gbcs_response: bytes | None = None
+    """The GBCS response the device answers with (the async result's ``sr:GBCSPayload``)."""
 
 
 CommitExecution = Callable[[ExecutionResult], Awaitable[None]]
@@ -103,9 +102,12 @@ class MeterFleet:
         store: MeterPersistence | None = None,
         defaults: MeterDefaults = DEFAULTS,
         runs: Callable[[Eui64], bool] | None = None,
+        vectors: ResponseVectors | None = None,
     ) -> None:
         """``runs``: the meters this fleet runs down and commands (default: all); the others are
-        another worker's, and this fleet only shows them as stored (:meth:`refresh`)."""
+        another worker's, and this fleet only shows them as stored (:meth:`refresh`); ``vectors``:
+        the RTDS responses the devices answer with (None: no GBCS response unless a behaviour builds one)."""
+        self._vectors = vectors
         self._manifest = manifest
         self._runs = runs
         self._anchors = anchors
@@ -127,9 +129,11 @@ class MeterFleet:
         store: MeterPersistence | None = None,
         defaults: MeterDefaults = DEFAULTS,
         runs: Callable[[Eui64], bool] | None = None,
+        vectors: ResponseVectors | None = None,
     ) -> MeterFleet:
         """Reads each supplier's DS certificate (the meters' trust anchors); raises TrustAnchorError."""
-        return cls(manifest, FleetAnchors.from_manifest(manifest), clock, store=store, defaults=defaults, runs=runs)
+        anchors = FleetAnchors.from_manifest(manifest)
+        return cls(manifest, anchors, clock, store=store, defaults=defaults, runs=runs, vectors=vectors)
 
     def runs(self, device_id: Eui64) -> bool:
         """Whether this fleet runs that meter (another worker's fleet runs the others)."""
@@ -156,6 +160,11 @@ class MeterFleet:
         """The meter's state as last computed (no run-down), or None for an unknown device."""
         key = _device_key(device_id)
         return None if key is None else self._current(key)
+
+    def has_device(self, device_id: Eui64 | str) -> bool:
+        """Whether the world has this device (a meter, or a device without simulated state)."""
+        key = _device_key(device_id)
+        return key is not None and self._device(key) is not None
 
     def trust_anchor(self, device_id: Eui64 | str) -> TrustAnchor | None:
         state = self.state(device_id)
@@ -196,31 +205,52 @@ class MeterFleet:
         sr_body: etree._Element | None = None,
         precommand: bytes | None = None,
         request_id: str | None = None,
+        srv: str = UPDATE_PAYMENT_MODE_SRV,
+        requester: Eui64 | None = None,
         commit: CommitExecution | None = None,
     ) -> ExecutionResult:
-        """Delivers one SR 1.6 to a meter: ``sr_body`` (SMETS1) or a Signed Pre-Command's bytes (SMETS2).
+        """Delivers one accepted command of ``srv`` to its device: ``sr_body`` (the signed DUIS body)
+        or a Signed Pre-Command's bytes (CV5), run by :func:`~gateway.devices.behaviours.behaviour_for`.
 
-        ``commit`` stores the result (a refusal too) before the meter takes its next command; if
-        it raises, the meter is as it was before and the error propagates. Without ``commit``
-        a new state goes to the fleet's own store. Returns after that.
+        ``requester`` (default: the RequestID's originator) is who the device answers. ``commit``
+        stores the result (a refusal too) before the meter takes its next command; if it raises,
+        the meter is as it was before and the error propagates. Without ``commit`` a new state goes
+        to the fleet's own store. Returns after that. A device with no simulated state (not a
+        meter) runs its behaviour without a state and changes nothing.
         """
         if (sr_body is None) == (precommand is None):
-            raise ValueError("give exactly one of sr_body (SMETS1) and precommand (SMETS2)")
+            raise ValueError("give exactly one of sr_body and precommand")
         key = _device_key(device_id)
-        if key is None or self._current(key) is None:
-            return ExecutionResult(None, (), False, f"no simulated meter {device_id}")
+        device = None if key is None else self._device(key)
+        if key is None or device is None:
+            return ExecutionResult(None, (), False, f"no simulated device {device_id}")
+        if self._current(key) is None:
+            instruction = self._instruction(device, None, srv, sr_body, precommand, request_id, requester)
+            result = _run_stateless(instruction)
+            if commit is not None:
+                await commit(result)
+            return result
         async with self._serialised(key):
             state = self._current(key)
             if state is None:  # cannot happen (meters are not removed); keeps the type checker informed
                 return ExecutionResult(None, (), False, f"no simulated meter {device_id}")
+            instruction = self._instruction(device, state, srv, sr_body, precommand, request_id, requester)
             try:
-                changed, alerts, response = self._execute(state, self._clock.now(), sr_body, precommand, request_id)
+                outcome = behaviour_for(srv, device.type)(instruction)
             except MeterRefusal as refusal:
                 result = ExecutionResult(state, (), False, refusal.reason)
                 if commit is not None:
                     await commit(result)
                 return result
-            result = ExecutionResult(changed, alerts, response.ok, response.detail, changed=True)
+            if outcome.state is None:
+                result = ExecutionResult(state, outcome.alerts, True, outcome.detail, gbcs_response=outcome.gbcs_response)
+                if commit is not None:
+                    await commit(result)
+                return result
+            changed = outcome.state
+            result = ExecutionResult(
+                changed, outcome.alerts, True, outcome.detail, changed=True, gbcs_response=outcome.gbcs_response
+            )
             held = self._states.get(key)
             self._remember(changed, reschedule=_due_micros(changed) != _due_micros(state))
             try:
@@ -232,6 +262,49 @@ class MeterFleet:
                 self._forget(key, held)
                 raise
         return result
+
+    def _instruction(
+        self,
+        device: Device,
+        state: MeterState | None,
+        srv: str,
+        sr_body: etree._Element | None,
+        precommand: bytes | None,
+        request_id: str | None,
+        requester: Eui64 | None,
+    ) -> Instruction:
+        """What the device receives; the RTDS response is re-addressed to this device and request."""
+        now = self._clock.now()
+        asker = requester or (None if request_id is None else _originator(request_id)) or device.device_id
+        rtds, codes = None, frozenset[int]()
+        if self._vectors is not None:
+            codes = self._vectors.message_codes(srv, device.type)
+        if self._vectors is not None and request_id is not None:
+            rtds = self._vectors.response(
+                srv=srv, device_type=device.type, device_id=device.device_id, requester=asker, request_id=request_id,
+                now=now, body=sr_body, command=precommand,
+            )  # fmt: skip
+        anchor = self._anchor(device, state)
+        return Instruction(
+            srv=srv,
+            device_id=device.device_id,
+            device_type=device.type,
+            requester=asker,
+            request_id=request_id,
+            now=now,
+            state=state,
+            sr_body=sr_body,
+            signed_pre_command=precommand,
+            trust_anchor=anchor,
+            rtds_response=rtds,
+            message_codes=codes,
+        )
+
+    def _anchor(self, device: Device, state: MeterState | None) -> TrustAnchor | None:
+        """A meter's trust anchor as its state holds it; another device's, its supplier's DS certificate."""
+        if state is not None:
+            return self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
+        return self._anchors.for_supplier(device.supplier_mpid)
 
     async def advance(self, now: dt.datetime | None = None, *, commit: CommitRunDown | None = None) -> list[MeterAlert]:
         """Runs down every meter with an event due by ``now`` (default: the clock's); returns their alerts.
@@ -306,21 +379,6 @@ class MeterFleet:
             defaults=self._defaults,
         )
 
-    def _execute(
-        self,
-        state: MeterState,
-        now: dt.datetime,
-        sr_body: etree._Element | None,
-        precommand: bytes | None,
-        request_id: str | None,
-    ) -> Execution:
-        if sr_body is not None:
-            return execute_sr_body(state, sr_body, now, request_id=request_id)
-        anchor = self._anchors.by_fingerprint.get(state.trust_anchor_fingerprint)
-        if anchor is None:
-            raise MeterRefusal("the meter's trust anchor certificate is not known to the simulation")
-        return execute_signed_precommand(state, precommand or b"", anchor, now)
-
     def _remember(self, state: MeterState, *, reschedule: bool) -> None:
         """Holds ``state`` as the meter's current one; ``reschedule`` when its heap entry no longer fits."""
         self._states[state.device_id] = state
@@ -379,6 +437,22 @@ class MeterFleet:
             entry.users -= 1
             if entry.users == 0:
                 del self._locks[device_id]
+
+
+def _run_stateless(instruction: Instruction) -> ExecutionResult:
+    """A device without simulated state: its behaviour answers; nothing is stored."""
+    try:
+        outcome = behaviour_for(instruction.srv, instruction.device_type)(instruction)
+    except MeterRefusal as refusal:
+        return ExecutionResult(None, (), False, refusal.reason)
+    return ExecutionResult(None, outcome.alerts, True, outcome.detail, gbcs_response=outcome.gbcs_response)
+
+
+def _originator(request_id: str) -> Eui64 | None:
+    try:
+        return Eui64.parse(request_id.split(":", 1)[0])
+    except ValueError:
+        return None
 
 
 def _device_key(device_id: Eui64 | str) -> Eui64 | None:

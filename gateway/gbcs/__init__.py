@@ -2,7 +2,10 @@
 
 ``apdu`` parses and encodes the General-Signing APDU (the signed envelope);
 ``ciphering`` the MAC header around it; ``payment_mode`` builds the SR 1.6
-Pre-Command; ``signing`` signs, verifies and matches a Signed Pre-Command.
+Pre-Command; ``signing`` signs, verifies and matches a Signed Pre-Command;
+``reader`` reads any GBCS message's header and content kind; ``rtds`` is the
+RTDS 4.5.0 vectors as a catalogue of use cases; ``readdress`` rewrites a
+vector as one device's message about one request.
 """
 
 from __future__ import annotations

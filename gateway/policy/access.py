@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gateway.clock import Clock
 from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
+from gateway.gbcs.readdress import VectorAnswers
 from gateway.policy import directives as d
 from gateway.policy import solr
 from gateway.policy import critical
@@ -52,6 +53,8 @@ class RegistryContention(RuntimeError):
 
 
 PRECOMMAND_LIFETIME = dt.timedelta(hours=24)
+SIMULATOR_LIMIT = "simulator-limit"
+"""The audit outcome (and problem check) of a valid request the simulator cannot serve."""
 """How long an issued Pre-Command waits for its signed return (CV5)."""
 
 
@@ -88,9 +91,12 @@ class AccessControl:
         config: PolicyConfig,
         clock: Clock,
         repository: SmkiRepository,
+        vectors: VectorAnswers | None = None,
         stages: StageTimers | None = None,
     ) -> None:
-        """``stages``: where the CPU of deciding is counted ("policy")."""
+        """``vectors``: the RTDS vectors CV4 Pre-Commands of SRVs other than 1.6 are made from;
+        ``stages``: where the CPU of deciding is counted ("policy")."""
+        self._vectors = vectors
         self._stages = stages if stages is not None else StageTimers()
         self._state = state
         self._store = store
@@ -103,11 +109,21 @@ class AccessControl:
 
     @classmethod
     async def restore(
-        cls, *, initial: RegistryState, store: Store, config: PolicyConfig, clock: Clock, repository: SmkiRepository,
+        cls,
+        *,
+        initial: RegistryState,
+        store: Store,
+        config: PolicyConfig,
+        clock: Clock,
+        repository: SmkiRepository,
+        vectors: VectorAnswers | None = None,
         stages: StageTimers | None = None,
     ) -> AccessControl:
         """Replays every accepted directive onto ``initial``: the state the store's log implies."""
-        access = cls(state=initial, store=store, config=config, clock=clock, repository=repository, stages=stages)
+        access = cls(
+            state=initial, store=store, config=config, clock=clock, repository=repository, vectors=vectors,
+            stages=stages,
+        )
         await access.refresh()
         return access
 
@@ -153,10 +169,16 @@ class AccessControl:
                 return await self._accept_signed_precommand(request, verdict, now)
             pre_command = None
             if request.command_variant == TRANSFORM and verdict.device is not None:
-                pre_command = critical.issue_precommand(request, verdict.device).encode()
+                pre_command = critical.issue_precommand(request, verdict.device, self._vectors, now).encode()
         except critical.CriticalFlowError as error:
             self._stages.since("policy", started)
             return await self._refuse(request, now, error.code, error.reason, {"step": "critical-flow"})
+        except critical.SimulatorLimit as limit:
+            self._stages.since("policy", started)
+            await self._store.append_audit(
+                _request_audit(request, now, SIMULATOR_LIMIT, str(limit), {"step": "critical-flow"})
+            )
+            raise
         admission = AdmissionRequest(
             originator=request.originator,
             target=request.target,
@@ -334,14 +356,15 @@ class AccessControl:
 
 
 def _request_audit(
-    request: VerifiedRequest, now: dt.datetime, code: ResponseCode, reason: str, detail: dict[str, object]
+    request: VerifiedRequest, now: dt.datetime, code: ResponseCode | str, reason: str, detail: dict[str, object]
 ) -> AuditEntry:
+    """``code``: the DUIS code answered, or :data:`SIMULATOR_LIMIT`."""
     return AuditEntry(
         at=now,
         kind="request",
         actor=str(request.originator),
         subject=str(request.request_id),
-        outcome=code.value,
+        outcome=code.value if isinstance(code, ResponseCode) else code,
         reason=reason,
         detail={
             "srv": request.service_reference_variant,

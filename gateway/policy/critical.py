@@ -1,7 +1,12 @@
-"""The critical-command flow for SMETS2 meters: CV4 issues a Pre-Command, CV5 returns it signed.
+"""The critical-command flow for SMETS2 devices: CV4 issues a Pre-Command, CV5 returns it signed.
 
-CV4: the gateway turns the signed SR 1.6 body into the GBCS general-signing
-APDU (null signature) and remembers it per RequestID. CV5: the user sends
+CV4: the gateway turns the signed request into the GBCS general-signing APDU
+(no signature) and remembers it per RequestID: for SR 1.6 built from the body
+(:mod:`gateway.gbcs.payment_mode`), for every other critical SRV the RTDS
+vector's Pre-Command of its use case, re-addressed to the target device and
+the request (:class:`~gateway.gbcs.readdress.VectorAnswers`; its content is
+the vector's, not the request's values: a README limit). Without the vectors
+the simulator cannot, and says so (:class:`SimulatorLimit`, not a DUIS code). CV5: the user sends
 the same APDU signed with its Supplier DS key; the gateway checks it is
 exactly the Pre-Command it issued plus a signature, and for the SoLR
 Contingency role that the message code sets Credit (ECS02 ``0x001A`` /
@@ -28,6 +33,7 @@ from gateway.gbcs import (
     build_update_payment_mode_precommand,
     match_signed_precommand,
 )
+from gateway.gbcs.readdress import VectorAnswers
 from gateway.namespaces import SR, qname
 from gateway.policy.eligibility import CONTINGENCY_ROLE
 from gateway.policy.state import Device
@@ -35,6 +41,10 @@ from gateway.verify.documents import VerifiedRequest
 
 UPDATE_PAYMENT_MODE_SRV = "1.6"
 _SR = f"{{{SR}}}"
+
+
+class SimulatorLimit(Exception):
+    """What the simulator cannot do for a valid request (answered 501, never as a DUIS code)."""
 
 
 class CriticalFlowError(Exception):
@@ -68,22 +78,34 @@ def read_payment_mode_change(body: etree._Element) -> PaymentModeChange:
     return PaymentModeChange(False, when, settings)
 
 
-def issue_precommand(request: VerifiedRequest, device: Device) -> GeneralSigningApdu:
-    """The CV4 Pre-Command for SR 1.6 (the simulator builds GBCS for Update Payment Mode only)."""
-    if request.service_reference_variant != UPDATE_PAYMENT_MODE_SRV or request.body.tag != qname(SR, "UpdatePaymentMode"):
-        raise CriticalFlowError(
-            ResponseCode.E12, "this simulator builds Pre-Commands for SR 1.6 Update Payment Mode only"
+def issue_precommand(
+    request: VerifiedRequest, device: Device, vectors: VectorAnswers | None, now: dt.datetime
+) -> GeneralSigningApdu:
+    """The CV4 Pre-Command: SR 1.6 built from its body, any other critical SRV from its RTDS vector."""
+    if request.service_reference_variant == UPDATE_PAYMENT_MODE_SRV and request.body.tag == qname(SR, "UpdatePaymentMode"):
+        change = read_payment_mode_change(request.body)
+        return build_update_payment_mode_precommand(
+            counter=request.request_id.counter,
+            originator=request.originator,
+            recipient=request.target,
+            device_type="ESME" if device.device_type == "ESME" else "GSME",
+            to_credit=change.to_credit,
+            execution_date_time=change.execution_date_time,
+            prepayment=change.prepayment,
         )
-    change = read_payment_mode_change(request.body)
-    return build_update_payment_mode_precommand(
-        counter=request.request_id.counter,
-        originator=request.originator,
-        recipient=request.target,
-        device_type="ESME" if device.device_type == "ESME" else "GSME",
-        to_credit=change.to_credit,
-        execution_date_time=change.execution_date_time,
-        prepayment=change.prepayment,
-    )
+    srv = request.service_reference_variant
+    if vectors is None:
+        raise SimulatorLimit(
+            f"no RTDS GBCS vectors are configured ([simulation] gbcs_vectors in gateway.toml): this "
+            f"simulator builds the Pre-Command of SR 1.6 only, not of SRV {srv}"
+        )
+    apdu = vectors.precommand(
+        srv=srv, device_type=device.device_type, device_id=request.target, requester=request.originator,
+        counter=request.request_id.counter, body=request.body, now=now,
+    )  # fmt: skip
+    if apdu is None:
+        raise SimulatorLimit(f"the RTDS vectors hold no Pre-Command for SRV {srv} on a {device.device_type}")
+    return apdu
 
 
 def signed_precommand_payload(request: VerifiedRequest) -> bytes:

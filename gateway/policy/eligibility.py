@@ -9,14 +9,17 @@ in the matrix.
 Device types (convention): DUIS lists each SRV's eligible roles, and the
 roles say which fuel the SRV concerns. An SRV eligible only to electricity
 roles (IS, ES, ED) applies to ESMEs, only to gas roles (GS, GT) to GSMEs,
-otherwise to both; roles with no fuel (OU, RSA) do not decide.
+otherwise to both; roles with no fuel (OU, RSA) do not decide. The RTDS GBCS
+vectors, where configured, add the device types their use cases of the SRV
+address (a comms hub for 8.11, a gas proxy for 4.1.1, a PPMID for 8.7.2, ...):
+``with_device_types``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ELECTRICITY_ROLES = frozenset({"IS", "ES", "ED"})
@@ -35,6 +38,8 @@ class ServiceVariant:
     critical: bool
     non_device: bool
     roles: frozenset[str]
+    vector_device_types: frozenset[str] = frozenset()
+    """The device types the RTDS vectors of the SRV's use cases address."""
 
     @property
     def device_types(self) -> frozenset[str]:
@@ -43,10 +48,12 @@ class ServiceVariant:
         electricity = bool(self.roles & ELECTRICITY_ROLES)
         gas = bool(self.roles & GAS_ROLES)
         if electricity and not gas:
-            return frozenset({"ESME"})
-        if gas and not electricity:
-            return frozenset({"GSME"})
-        return frozenset({"ESME", "GSME"})
+            meters = frozenset({"ESME"})
+        elif gas and not electricity:
+            meters = frozenset({"GSME"})
+        else:
+            meters = frozenset({"ESME", "GSME"})
+        return meters | self.vector_device_types
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,14 @@ class Eligibility:
 
     def variant(self, srv: str) -> ServiceVariant | None:
         return self.variants.get(srv)
+
+    def with_device_types(self, device_types: Mapping[str, frozenset[str]]) -> Eligibility:
+        """The same matrix, each SRV also applying to ``device_types[srv]`` (from the RTDS vectors)."""
+        variants = {
+            srv: replace(variant, vector_device_types=device_types.get(srv, frozenset()))
+            for srv, variant in self.variants.items()
+        }
+        return Eligibility(variants, self.contingency_allowed)
 
     def permits(self, role: str, variant: ServiceVariant) -> bool:
         if role == CONTINGENCY_ROLE:

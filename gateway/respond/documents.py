@@ -133,14 +133,16 @@ def response_message(
     service_reference_variant: str,
     pre_command: PreCommand | None = None,
     gbcs_payload: bytes | None = None,
+    payload: etree._Element | None = None,
 ) -> etree._Element:
     """An ``sr:Response`` with a ``ResponseMessage`` body (acknowledgements, results, errors).
 
-    ``pre_command`` (CV 4) and ``gbcs_payload`` (a device's response) are
-    mutually exclusive: the XSD allows one payload at most.
+    ``pre_command`` (CV 4), ``gbcs_payload`` (a device's response) and ``payload`` (another
+    child the XSD allows there, e.g. a non-device answer's ``sr:DSPInventory``) are mutually
+    exclusive: the XSD allows one payload at most.
     """
-    if pre_command is not None and gbcs_payload is not None:
-        raise ValueError("a ResponseMessage carries a PreCommand or a GBCSPayload, not both")
+    if sum(item is not None for item in (pre_command, gbcs_payload, payload)) > 1:
+        raise ValueError("a ResponseMessage carries one of PreCommand, GBCSPayload or another payload")
     root, body = _response(request_id=request_id, response_id=response_id, code=code, at=at)
     message = _sub(body, "ResponseMessage")
     _sub(message, "ServiceReference", service_reference)
@@ -149,6 +151,8 @@ def response_message(
         _append_pre_command(message, pre_command)
     if gbcs_payload is not None:
         _sub(message, "GBCSPayload", _base64(gbcs_payload))
+    if payload is not None:
+        message.append(payload)
     return root
 
 

@@ -53,8 +53,16 @@ class ResponseSigner:
         )
         return self.sign(root)
 
-    def command_result(self, command: DeviceCommand, code: ResponseCode, at: dt.datetime) -> bytes:
-        """The asynchronous result of a queued command (I0 executed; E20, E21 not), for the originator."""
+    def command_result(
+        self,
+        command: DeviceCommand,
+        code: ResponseCode,
+        at: dt.datetime,
+        gbcs_payload: bytes | None = None,
+        payload: etree._Element | None = None,
+    ) -> bytes:
+        """The asynchronous result of a queued command (I0 executed, with the device's GBCS response
+        or the DCC's non-device ``payload`` when there is one; E20, E21 not), for the originator."""
         if not code.is_success:
             root = documents.error_response(
                 request_id=command.request_id,
@@ -71,6 +79,8 @@ class ResponseSigner:
             at=at,
             service_reference=command.service_reference,
             service_reference_variant=command.service_reference_variant,
+            gbcs_payload=gbcs_payload or None,
+            payload=payload,
         )
         return self.sign(root)
 

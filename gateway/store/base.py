@@ -115,11 +115,13 @@ class CommandForm(enum.StrEnum):
     """How the simulated device receives an accepted command (what ``DeviceCommand.payload`` holds)."""
 
     SR_BODY = "sr-body"
-    """SMETS1 SR 1.6: the signed request's body element, serialised (the device reads the mode from it)."""
+    """A device request (CV1-3): the signed request's body element, serialised (the device's behaviour
+    reads it; SMETS1 SR 1.6 takes its mode from it)."""
     SIGNED_PRE_COMMAND = "signed-pre-command"
     """SMETS2 CV5: the GBCS APDU signed by the supplier's DS key (the meter verifies it)."""
     ACKNOWLEDGE = "acknowledge"
-    """Any other SRV: acknowledged by the simulated device without a state change (payload empty)."""
+    """A non-device request (CV8), answered by the DCC: the signed body (empty in commands queued
+    before the DCC answered with a payload)."""
 
 
 @dataclass(frozen=True, slots=True)

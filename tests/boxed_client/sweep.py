@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
+import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gateway.gbcs import GeneralSigningApdu, sign_apdu
 from gateway.namespaces import DS, SR
 from gateway.runtime import open_world
 from tests.boxed_client import BoxedClient, ToolResult
+from tests.scenario import point_response_urls
 
 _SR = f"{{{SR}}}"
 PATHS = {1: "serviceS", 3: "serviceS", 5: "serviceS", 7: "serviceS", 4: "serviceT", 2: "serviceD", 6: "serviceD", 8: "serviceD"}
@@ -101,7 +104,9 @@ def header(document: bytes) -> tuple[str, int, str]:
 
 
 class Receiver:
-    """The users' Receive Response Service: every signed document the gateway POSTs, by RequestID."""
+    """The users' Receive Response Service: every signed document the gateway POSTs, by RequestID.
+
+    :func:`receiving` runs one on loopback for a world."""
 
     def __init__(self) -> None:
         self.documents: list[bytes] = []
@@ -113,6 +118,25 @@ class Receiver:
     def for_request(self, request_id: str) -> list[bytes]:
         needle = f"<sr:RequestID>{request_id}</sr:RequestID>".encode()
         return [document for document in self.documents if needle in document]
+
+
+@contextlib.asynccontextmanager
+async def receiving(world: Path) -> AsyncIterator[Receiver]:
+    """A Receiver on a free loopback port, with every response_url of ``world`` pointed at it."""
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/receive/{actor}", receiver.accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        point_response_urls(world, port)
+        yield receiver
+    finally:
+        await runner.cleanup()
 
 
 def signed_precommand_request(cv4_request: bytes, precommand: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -148,8 +172,11 @@ async def run_sweep(
     receiver: Receiver,
     supplier_ds_key: ec.EllipticCurvePrivateKey,
     settle_seconds: float = 30.0,
+    ds_keys: Mapping[str, ec.EllipticCurvePrivateKey] | None = None,
 ) -> list[Outcome]:
-    """Signs every template with the tool, sends each in order, then each CV5, and waits for deliveries."""
+    """Signs every template with the tool, sends each in order, then each CV5, and waits for deliveries.
+
+    A CV5 is signed with ``ds_keys[originator]`` when given, else ``supplier_ds_key``."""
     signed = client.sign([path.read_bytes() for path in templates])
     outcomes = []
     for path, result in zip(templates, signed, strict=True):
@@ -171,7 +198,11 @@ async def run_sweep(
         for outcome in critical:
             precommand = precommand_of(outcome.first.answer)  # type: ignore[union-attr]
             cv5_requests.append(
-                signed_precommand_request(outcome.signed.output, precommand, supplier_ds_key) if precommand else None
+                signed_precommand_request(
+                    outcome.signed.output, precommand, (ds_keys or {}).get(outcome.originator, supplier_ds_key)
+                )
+                if precommand
+                else None
             )
         resigned = client.sign([r for r in cv5_requests if r is not None], preserve_counter=True)
         resigned_iter = iter(resigned)
