@@ -273,6 +273,8 @@ class Zaz1User:
     actor: ActorSpec
     xml_sign: KeystoreEntry
     digital_signing: KeystoreEntry | None = None
+    prepayment_key_agreement: KeystoreEntry | None = None
+    """The supplier's prepayment key-agreement key (``Z1-supplierPP-ka``): it vends UTRNs (SR 2.2)."""
 
 
 _ROLES_BY_CERTIFICATE: Mapping[int, tuple[str, ...]] = {
@@ -380,7 +382,8 @@ def _zaz1_user(eui64: Eui64, entries: list[KeystoreEntry], taken: set[str]) -> t
         name, kind, party, roles[0], eui64, digital_signing=digital_signing is not None, roles=roles
     )
     newest = max(xml_sign, key=lambda e: e.certificate.not_after)  # type: ignore[union-attr]
-    return Zaz1User(actor, newest, digital_signing), ""
+    prepayment = _supplier_prepayment_key(entries) if party_role == RoleCode.SUPPLIER else None
+    return Zaz1User(actor, newest, digital_signing, prepayment), ""
 
 
 def _supplier_anchor(entries: list[KeystoreEntry]) -> KeystoreEntry | None:
@@ -390,6 +393,20 @@ def _supplier_anchor(entries: list[KeystoreEntry]) -> KeystoreEntry | None:
     if not candidates:
         return None
     return min(candidates, key=lambda e: (not e.name.startswith("Z1-"), e.name))
+
+
+def _supplier_prepayment_key(entries: list[KeystoreEntry]) -> KeystoreEntry | None:
+    """The supplier's prepayment KA key: the ``Z1-`` ``…PP-ka`` entry with its key, as DCC Boxed's tools pick it."""
+    candidates = [
+        entry
+        for entry in entries
+        if entry.role == RoleCode.SUPPLIER
+        and entry.certificate is not None
+        and entry.certificate.key_usage is KeyUsage.KEY_AGREEMENT
+        and "PP" in entry.name
+        and entry.signing_key() is not None
+    ]
+    return min(candidates, key=lambda e: (not e.name.startswith("Z1-"), e.name)) if candidates else None
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -535,6 +552,8 @@ def init_boxed_world(
         keys: dict[str, object] = {"xml_sign": _write_zaz1_pair(layout, user.xml_sign), "digital_signing": None}
         if user.digital_signing is not None:
             keys["digital_signing"] = _write_zaz1_pair(layout, user.digital_signing)
+        if user.prepayment_key_agreement is not None:
+            keys["prepayment_key_agreement"] = _write_zaz1_pair(layout, user.prepayment_key_agreement)
         actors[user.actor.name] = actor_entry(user.actor, keys, parties)
     replaced = {user.actor.name for user in identities.users} | {"failed_supplier_gs"}
     for actor in ACTORS:  # the test PKI's for what the keystore lacks (SoLR actors; a missing network operator)

@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
+    utrn = commands.add_parser("utrn", help="vend a UTRN (SR 2.2 Top Up) with a supplier's prepayment key")
+    utrn.add_argument("dir", type=Path, help="world directory")
+    utrn.add_argument("--as", dest="actor", required=True, help="the supplier actor whose prepayment key vends it")
+    utrn.add_argument("--device", required=True, help="the meter's device ID")
+    utrn.add_argument("--value", type=int, required=True, help="0 to 8191 (pence, or pounds with --pounds)")
+    utrn.add_argument("--pounds", action="store_true", help="the value is in pounds")
+    utrn.add_argument("--counter", type=int, required=True, help="the UTRN counter (32 bits, above the last one used)")
+    utrn.set_defaults(handler=_utrn)
+
     audit = commands.add_parser("audit", help="audit log maintenance")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     audit_verify = audit_commands.add_parser("verify", help="check the audit log's hash chain")
@@ -242,6 +251,24 @@ def _demo(args: argparse.Namespace) -> int:
 
     story = run_demo(args.dir, plot=args.plot)
     return 0 if all(supply == "Enabled" for supply in story.with_role.values()) else 1
+
+
+def _utrn(args: argparse.Namespace) -> int:
+    """Prints the UTRN and the RequestID counter of the SR 2.2 that carries it."""
+    from gateway.devices.credentials import vend_for_meter
+    from gateway.devices.utrn import ValueClass
+    from gateway.manifest import load_manifest
+
+    try:
+        utrn, counter = vend_for_meter(
+            load_manifest(args.dir), args.actor, args.device, args.value,
+            ValueClass.POUNDS if args.pounds else ValueClass.PENCE, args.counter,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"dcc-gateway utrn: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"utrn": utrn, "request_counter": counter}))
+    return 0
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

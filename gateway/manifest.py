@@ -125,6 +125,8 @@ class Actor:
     """Officers: ``SRO`` or ``ARO``."""
     roles: tuple[str, ...] = ()
     """Every DUIS role of the User ID, ``role`` first; ``(role,)`` unless the manifest lists more."""
+    prepayment_key_agreement: KeyPair | None = None
+    """The Supplier (``02``) prepayment key-agreement key that vends UTRNs (SR 2.2); suppliers only."""
 
     def __post_init__(self) -> None:
         if not self.roles and self.role is not None:
@@ -323,6 +325,7 @@ def _parse_actor(name: str, obj: JsonObject, base: Path) -> Actor:
     if role is not None:
         role = _choice(role, sorted(USER_ROLES), f"{where}.role")
     digital_signing = _nullable(obj, "digital_signing", dict, where)
+    prepayment = _optional(obj, "prepayment_key_agreement", dict, where)
     return Actor(
         name=name,
         kind=_choice(_field(obj, "kind", str, where), sorted(ACTOR_KINDS), f"{where}.kind"),
@@ -338,6 +341,9 @@ def _parse_actor(name: str, obj: JsonObject, base: Path) -> Actor:
         agent_for=_optional(obj, "agent_for", str, where),
         office=_optional(obj, "office", str, where),
         roles=_parse_roles(obj, role, where),
+        prepayment_key_agreement=(
+            _key_pair(prepayment, base, f"{where}.prepayment_key_agreement") if prepayment is not None else None
+        ),
     )
 
 

@@ -257,6 +257,20 @@ def issue_actor_keys(layout: WorldLayout, ca: TestSmkiCa, actor: ActorSpec) -> d
         entries["digital_signing"] = _write_pair(
             layout, ds, layout.actor_file(actor.name, "ds", key=False), layout.actor_file(actor.name, "ds", key=True)
         )
+        # The supplier's prepayment key-agreement key: UTRNs are MACed under it and the meter's KA key (SR 2.2).
+        prepayment = ca.issue(
+            f"actor/{actor.name}/prepayment-ka",
+            eui64=actor.user_id,
+            role=RemotePartyRole.SUPPLIER,
+            key_usage="keyAgreement",
+            common_name=actor.party,
+        )
+        entries["prepayment_key_agreement"] = _write_pair(
+            layout,
+            prepayment,
+            layout.actor_file(actor.name, "prepayment-ka", key=False),
+            layout.actor_file(actor.name, "prepayment-ka", key=True),
+        )
     return entries
 
 

@@ -123,7 +123,8 @@ def test_no_keystore_name_becomes_a_path(boxed: tuple[Path, Manifest, BoxedRepor
     zaz1 = sorted(p.relative_to(directory / "pki" / "zaz1").as_posix() for p in (directory / "pki" / "zaz1").rglob("*.pem"))
     assert zaz1 and all(len(part.split("/")) == 2 and part.split("/")[0] == part.split("/")[0].upper() for part in zaz1)
     keys = [p for p in zaz1 if p.endswith(".key.pem")]
-    assert len(keys) == 5  # the DSP's 89, the supplier's 87 and 02, the network operator's and the other user's 87
+    # the DSP's 89, the supplier's 87, 02 and prepayment key-agreement 02, the network operator's and the other user's 87
+    assert len(keys) == 6
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def test_the_smki_repository_holds_both_pkis(boxed: tuple[Path, Manifest, BoxedR
         assert (manifest.actor(name).user_id, 0x87) in by_subject
     ours = [c for c in repository.certificates() if c.issuer == TEST_PKI_ISSUER]
     zaz1 = [c for c in repository.certificates() if c.issuer != TEST_PKI_ISSUER]
-    assert len(ours) == len(TEST_PKI_ACTORS) + 1  # + solr_is's DS
+    assert len(ours) == len(TEST_PKI_ACTORS) + 2  # + solr_is's DS and prepayment key-agreement certificates
     assert len(zaz1) == 31  # every readable certificate of the keystore
     assert {c.issuer for c in zaz1} == {ZAZ1_ISSUER, NameKey.parse("CN=OB, OU=07")}  # the other user's 7F are OB's
     # Several organisation CAs: the test PKI's is in the repository, so its certificates must chain to it;

@@ -29,10 +29,21 @@ def test_the_solr_story_keeps_every_prepayment_customer_on_supply(tmp_path: Path
     }
     assert story.with_role and set(story.with_role.values()) == {"Enabled"}
     assert any(day is not None for day in story.without_role.values()), "without the role some meter loses supply"
-    # Every switch reached its meter and the SRP got the signed result (I0 in a ResponseMessage).
-    results = [kind for actor, kind in story.deliveries if actor == "srp_sc" and kind == "ResponseMessage"]
-    assert len(results) == len(story.with_role)
+    # Every switch reached its meter and the SRP got the signed result (I0 in a ResponseMessage): one result
+    # per RequestID (delivery is at least once, so a result may arrive twice; it is still one result).
+    assert len(story.results["srp_sc"]) == len(story.with_role)
     assert ("srp_sc", "DCCAlertMessage") in story.deliveries  # AD1 for the request over the ADT
+
+    # MP134A: the SRP, with the failed supplier's keys, read, topped up (and where due granted emergency
+    # credit to) every meter; each of those requests has exactly one result, and the replayed UTRN was refused.
+    assert set(story.prepayment) == set(story.with_role)
+    for steps in story.prepayment.values():
+        assert any(step.startswith("4.18 Read Meter Balance: I99; the meter reports") for step in steps)
+        assert any(step.startswith("2.2 Top Up") and ": I99; credit now" in step for step in steps)
+    assert any("refused by the meter (replay)" in step for steps in story.prepayment.values() for step in steps)
+    as_agent = len(story.results.get("failed_supplier_is", ())) + len(story.results.get("failed_supplier_gs", ()))
+    assert as_agent == sum(len(steps) for steps in story.prepayment.values())
+    assert any("MP134A: the SRP" in line for line in lines)
     assert any("Summary at day 28" in line for line in lines)
 
 

@@ -5,6 +5,10 @@
 ``content``     SR 1.6 GBCS content read back as the meter acts on it
 ``execute``     SMETS1 from the Service Request body; SMETS2 only from a verified Signed Pre-Command
 ``behaviours``  what a device does with an accepted command of an SRV (Instruction in, Outcome out)
+``prepayment``  top-ups, emergency credit and the balance on a meter's state (pure)
+``utrn``        GBCS §14 UTRNs: vended by a supplier's prepayment key, checked by the meter
+``prepayment_commands``  SR 2.2, 2.5, 4.18 as the meter executes and answers them (GBCS)
+``credentials`` a meter's own KA and DS keys and its supplier's prepayment KA certificate
 ``anchors``     each meter's trust anchor: its supplier's ``02`` DS certificate at install
 ``persistence`` stored meter states (SQLite), so a restart loses nothing
 ``fleet``       every meter of a world in memory: execute, advance, ``GET /sim/devices/{id}``

@@ -39,7 +39,9 @@ from typing import Protocol
 from lxml import etree
 
 from gateway.devices.alerts import MeterAlert
+from gateway.devices import prepayment_commands as prepayment
 from gateway.devices.anchors import TrustAnchor
+from gateway.devices.credentials import MeterKeys
 from gateway.devices.execute import (
     MeterRefusal,
     authenticate_command,
@@ -49,6 +51,7 @@ from gateway.devices.execute import (
 from gateway.devices.meter import MeterState
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu
+from gateway.gbcs.prepayment import EMERGENCY_CREDIT_CODES
 
 ANY_DEVICE = "*"
 """The device type of a registration that serves the SRV on every device type."""
@@ -81,6 +84,8 @@ class Instruction:
     message_codes: frozenset[int] = frozenset()
     """The GBCS message codes of the SRV's use cases for this device type (from the RTDS vectors):
     the commands a device accepts for this SRV."""
+    keys: MeterKeys | None = None
+    """The meter's own keys and its supplier's prepayment key (top-ups, signed answers); None: unknown."""
 
     @property
     def counter(self) -> int | None:
@@ -190,6 +195,58 @@ def update_payment_mode(instruction: Instruction) -> Outcome:
     return Outcome(response.detail, changed, instruction.rtds_response, alerts)
 
 
+def top_up_device(instruction: Instruction) -> Outcome:
+    """SR 2.2: the meter checks the UTRN against its supplier's prepayment key and credits it (CS01a/CS01b)."""
+    state, body = _meter(instruction), _body(instruction)
+    return _outcome(prepayment.top_up(state, body, instruction.now, _asked(instruction), _keys(instruction)))
+
+
+def activate_emergency_credit(instruction: Instruction) -> Outcome:
+    """SR 2.5: SMETS1 from the signed body; SMETS2 only from a verified Signed Pre-Command, ECS09/GCS06."""
+    state = _meter(instruction)
+    if instruction.signed_pre_command is None:
+        answered = prepayment.emergency_credit_from_body(
+            state, _body(instruction), instruction.now, _asked(instruction), _keys(instruction)
+        )
+        return _outcome(answered)
+    code = EMERGENCY_CREDIT_CODES.get(state.device_type)
+    apdu = verified_command(replace(instruction, message_codes=frozenset({code} if code else ())))
+    return _outcome(prepayment.emergency_credit_from_command(state, apdu, instruction.now, _keys(instruction)))
+
+
+def read_meter_balance(instruction: Instruction) -> Outcome:
+    """SR 4.18: the meter's own balance in ECS82/GCS60 (not the vector's)."""
+    state, body = _meter(instruction), _body(instruction)
+    return _outcome(prepayment.read_meter_balance(state, body, instruction.now, _asked(instruction)))
+
+
+def read_prepayment_configuration(instruction: Instruction) -> Outcome:
+    """SR 4.13: the meter's thresholds and emergency credit in ECS26a/GCS21b."""
+    state, body = _meter(instruction), _body(instruction)
+    answered = prepayment.read_prepayment_configuration(state, body, instruction.now, instruction.rtds_response)
+    return _outcome(answered)
+
+
+def _outcome(answer: prepayment.PrepaymentAnswer) -> Outcome:
+    return Outcome(answer.detail, answer.state, answer.gbcs_response, answer.alerts)
+
+
+def _asked(instruction: Instruction) -> prepayment.Asked:
+    return prepayment.Asked.of(instruction.request_id, instruction.requester)
+
+
+def _keys(instruction: Instruction) -> MeterKeys:
+    if instruction.keys is None:
+        raise MeterRefusal("the meter's keys are not known to the simulation")
+    return instruction.keys
+
+
+def _body(instruction: Instruction) -> etree._Element:
+    if instruction.sr_body is None:
+        raise MeterRefusal(f"SRV {instruction.srv} reaches a meter as its signed body")
+    return instruction.sr_body
+
+
 def _meter(instruction: Instruction) -> MeterState:
     if instruction.state is None:
         raise MeterRefusal(f"SRV {instruction.srv} needs a simulated meter; {instruction.device_type} has none")
@@ -200,6 +257,10 @@ def _meter(instruction: Instruction) -> MeterState:
 
 _REGISTRATIONS: tuple[tuple[str, tuple[str, ...], Behaviour], ...] = (
     ("1.6", ("ESME", "GSME"), update_payment_mode),
+    ("2.2", ("ESME", "GSME"), top_up_device),
+    ("2.5", ("ESME", "GSME"), activate_emergency_credit),
+    ("4.18", ("ESME", "GSME"), read_meter_balance),
+    ("4.13", ("ESME", "GSME"), read_prepayment_configuration),
 )
 """(SRV, device types, behaviour): one row per behaviour; the types ``(ANY_DEVICE,)`` for every device."""
 

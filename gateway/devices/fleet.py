@@ -40,6 +40,7 @@ from lxml import etree
 from gateway.clock import Clock
 from gateway.devices.alerts import MeterAlert
 from gateway.devices.anchors import FleetAnchors, TrustAnchor
+from gateway.devices.credentials import CredentialsError, MeterCredentials, MeterKeys, public_key_hex
 from gateway.devices.behaviours import Instruction, ResponseVectors, behaviour_for
 from gateway.devices.execute import MeterRefusal
 from gateway.devices.meter import (
@@ -52,6 +53,7 @@ from gateway.devices.meter import (
     state_to_json,
 )
 from gateway.devices.persistence import MeterPersistence
+from gateway.devices.prepayment import meter_balance_pence
 from gateway.eui64 import Eui64
 from gateway.manifest import Device, Manifest
 
@@ -119,6 +121,7 @@ class MeterFleet:
         self._schedule: list[tuple[int, int]] | None = None
         self._locks: dict[Eui64, _LockEntry] = {}
         self._persist_lock = asyncio.Lock()
+        self._credentials = MeterCredentials(manifest)
 
     @classmethod
     def from_manifest(
@@ -184,11 +187,28 @@ class MeterFleet:
         upcoming = next_event_at(view)
         return {
             **shown,
+            "meter_balance_pence": meter_balance_pence(view),
             "mpxn": device.mpxn,
             "supplier_mpid": device.supplier_mpid,
             "trust_anchor": anchor.to_json() if anchor else {"fingerprint_sha256": view.trust_anchor_fingerprint},
+            **self._prepayment_keys(device),
             "next_event_at": None if upcoming is None else upcoming.astimezone(dt.UTC).isoformat(),
             "as_of": now.astimezone(dt.UTC).isoformat(),
+        }
+
+    def _prepayment_keys(self, device: Device) -> dict[str, object]:
+        """What a harness needs to vend this meter UTRNs (the meter's KA public key, whose prepayment
+        key it trusts) and to check its signed answers (its DS public key): public halves only."""
+        try:
+            supplier = self._credentials.supplier_prepayment_key(device)
+            key = public_key_hex(self._credentials.key(device.device_id, "ka"))
+            signing = public_key_hex(self._credentials.key(device.device_id, "ds"))
+        except CredentialsError:
+            return {"key_agreement_public_key": None, "device_signing_public_key": None, "prepayment_anchor": None}
+        return {
+            "key_agreement_public_key": key,
+            "device_signing_public_key": signing,
+            "prepayment_anchor": {"eui64": str(supplier.eui64), "actor": supplier.actor},
         }
 
     def next_event_at(self) -> dt.datetime | None:
@@ -298,6 +318,7 @@ class MeterFleet:
             trust_anchor=anchor,
             rtds_response=rtds,
             message_codes=codes,
+            keys=MeterKeys(self._credentials, device) if device.is_meter else None,
         )
 
     def _anchor(self, device: Device, state: MeterState | None) -> TrustAnchor | None:

@@ -120,6 +120,8 @@ class MeterState:
     """A future-dated payment mode change waiting for its execution date-time."""
     executed_request_ids: tuple[str, ...] = ()
     """SMETS1: the last few DUIS RequestIDs executed, so a re-delivery is not executed twice."""
+    utrn_counters: tuple[int, ...] = ()
+    """The UTRN counter cache (GBCS §14): counters of the UTRNs accepted, oldest first, bounded."""
 
     def __post_init__(self) -> None:
         if self.consumption_pence_per_hour <= 0:
@@ -226,9 +228,13 @@ def micros_to_consume(pence: int, pence_per_hour: int, carry: int) -> int:
 
 
 def _drawing_from(state: MeterState) -> Literal["credit", "emergency"] | None:
+    """Credit first, down to the threshold; emergency credit (once active) only after that.
+
+    Emergency credit activated before the threshold (SR 2.5) is held until credit runs out."""
     if state.payment_mode != "Prepayment" or state.supply != "Enabled":
         return None
-    return "emergency" if state.emergency_credit_active else "credit"
+    in_emergency = state.emergency_credit_active and state.credit_pence <= state.disablement_threshold_pence
+    return "emergency" if in_emergency else "credit"
 
 
 def _pence_to_next_boundary(state: MeterState) -> int | None:
@@ -405,6 +411,7 @@ def state_to_json(state: MeterState) -> dict[str, object]:
         "updated_at": _time_text(state.updated_at),
         "pending": None if state.pending is None else _command_to_json(state.pending),
         "executed_request_ids": list(state.executed_request_ids),
+        "utrn_counters": list(state.utrn_counters),
     }
 
 
@@ -431,9 +438,17 @@ def state_from_json(obj: dict[str, object]) -> MeterState:
             updated_at=_parse_time(_typed(obj, "updated_at", str)),
             pending=None if pending is None else _command_from_json(pending),
             executed_request_ids=tuple(str(item) for item in _typed(obj, "executed_request_ids", list)),
+            utrn_counters=_counters(obj.get("utrn_counters", [])),
         )
     except KeyError as exc:
         raise ValueError(f"stored meter state lacks {exc}") from None
+
+
+def _counters(value: object) -> tuple[int, ...]:
+    """Stored UTRN counters (absent in states stored before top-ups existed: none)."""
+    if not isinstance(value, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        raise ValueError("stored 'utrn_counters' must be a list of integers")
+    return tuple(value)
 
 
 def _command_to_json(command: PaymentModeCommand) -> dict[str, object]:
