@@ -99,7 +99,8 @@ def snapshot(gateway_pid: int | None) -> CpuSnapshot:
 
 
 def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: int) -> dict[str, float]:
-    """CPU milliseconds per request by party, and the machine's utilisation over the window."""
+    """CPU milliseconds per request by party, and the machine's utilisation over the window (all
+    of it, and what none of the parties used: other programs sharing the cores)."""
     if requests <= 0:
         return {}
 
@@ -108,10 +109,13 @@ def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: int) -> dict[
 
     window = after.machine_total - before.machine_total
     busy = after.machine_busy - before.machine_busy
+    gateway, database = after.gateway - before.gateway, after.database - before.database
+    load_generator = after.load_generator - before.load_generator
     return {
         "gateway_cpu_ms": ms("gateway"),
         "database_cpu_ms": ms("database"),
         "load_generator_cpu_ms": ms("load_generator"),
         "machine_cpu_ms": ms("machine_busy"),
         "machine_busy_percent": round(100 * busy / window, 1) if window > 0 else 0.0,
+        "others_busy_percent": round(100 * (busy - gateway - database - load_generator) / window, 1) if window > 0 else 0.0,
     }

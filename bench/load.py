@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import ipaddress
 import itertools
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from bench import cpu  # noqa: E402
 from bench._common import (  # noqa: E402
@@ -62,6 +65,8 @@ class Prepared:
     kind: str
     path: str
     body: bytes
+    signer: ec.EllipticCurvePublicKey | None = None
+    """The public key of the request's signer (the crypto floor verifies with it)."""
 
 
 def loopback_only(url: str) -> None:
@@ -88,16 +93,26 @@ def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int
     raise SystemExit("the gateway did not start")
 
 
-def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
-    """Signed requests, before timing. Mix: 60 % supplier, 30 % SoLR Contingency, 10 % tampered."""
+WORKLOADS = ("mixed", "cv4")
+"""mixed: 60 % supplier, 30 % SoLR Contingency, 10 % tampered SR 1.6 to SMETS1 meters (CV1, serviceS);
+cv4: SR 1.6 CV4 to SMETS2 ESMEs (serviceT), the SoLR's own and the failed supplier's through the SoLR
+Contingency role, each answered I0 with a Pre-Command (verify, authorise, build the Pre-Command,
+store it, sign the answer, audit)."""
+
+
+def prepare(manifest: Manifest, count: int, seed: int, workload: str = "mixed") -> list[Prepared]:
+    """Signed requests, before timing, of ``workload`` (see :data:`WORKLOADS`)."""
+    if workload not in WORKLOADS:
+        raise SystemExit(f"--workload is one of {', '.join(WORKLOADS)}, not {workload!r}")
     rng = random.Random(seed)
     keys = {name: SigningKey.load(manifest.actor(name).xml_sign.key, manifest.actor(name).xml_sign.cert)
             for name in ("solr_is", "srp_sc", "failed_supplier_is")}
+    smets = 2 if workload == "cv4" else 1
     solr_mpids = set(manifest.actor("solr_is").mpids)
-    solr_meters = [x for x in manifest.devices if x.supplier_mpid in solr_mpids and x.type == "ESME" and x.smets == 1]
-    failed_meters = [x for x in manifest.devices if x.supplier_mpid == "FAIL" and x.smets == 1]
+    solr_meters = [x for x in manifest.devices if x.supplier_mpid in solr_mpids and x.type == "ESME" and x.smets == smets]
+    failed_meters = [x for x in manifest.devices if x.supplier_mpid == "FAIL" and x.smets == smets]
     if not solr_meters or not failed_meters:
-        raise SystemExit("the world needs SMETS1 ESMEs of the SoLR and of the failed supplier (use more --devices)")
+        raise SystemExit(f"the world needs SMETS{smets} ESMEs of the SoLR and meters of the failed supplier (use more --devices)")
     counter = itertools.count(int(time.time() * 1000))
     prepared = []
     for _ in range(count):
@@ -106,11 +121,15 @@ def prepare(manifest: Manifest, count: int, seed: int) -> list[Prepared]:
             kind, actor, meter = "supplier", "solr_is", rng.choice(solr_meters)
         else:
             kind, actor, meter = "solr-contingency", "srp_sc", rng.choice(failed_meters)
-        tree = factories.request_tree(originator=manifest.actor(actor).user_id, target=meter.device_id, counter=next(counter))
+        variant = 4 if workload == "cv4" else 1
+        tree = factories.request_tree(
+            originator=manifest.actor(actor).user_id, target=meter.device_id, counter=next(counter),
+            command_variant=variant,
+        )
         body = to_bytes(sign_tree(tree, keys[actor]))
-        if roll >= 0.9:
+        if workload == "mixed" and roll >= 0.9:
             kind, body = "invalid", body.replace(b"<sr:Credit/>", b"<sr:Credit></sr:Credit> ")
-        prepared.append(Prepared(kind, "serviceS", body))
+        prepared.append(Prepared(kind, "serviceT" if variant == 4 else "serviceS", body, keys[actor].private_key.public_key()))
     return prepared
 
 
@@ -129,14 +148,80 @@ async def drive(
     much CPU each party used per request while the load ran (Linux)."""
     runner = await start_receiver(receiver_port) if receiver_port is not None else None
     try:
+        stages_before = await stage_seconds(url)
         before = cpu.snapshot(gateway_pid) if cpu.available() else None
         result = await _drive(url, requests, connections, seconds, progress)
         if before is not None:
             result["cpu"] = cpu.per_request(before, cpu.snapshot(gateway_pid), int(result["requests"]))  # type: ignore[call-overload]
+        stages_after = await stage_seconds(url)
+        if stages_before and stages_after:
+            result["stages_ms"] = stages_per_request(stages_before, stages_after, result)
+        if any(item.signer is not None for item in requests):
+            result["crypto_floor_ms"] = crypto_floor_ms(requests)
+        if "cpu" in result and "crypto_floor_ms" in result:
+            gateway_ms = result["cpu"]["gateway_cpu_ms"]  # type: ignore[index]
+            result["gateway_over_crypto_floor"] = round(gateway_ms / result["crypto_floor_ms"]["total"], 1)  # type: ignore[index]
         return result
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+_STAGE_LINE = re.compile(r'^dcc_gateway_stage_cpu_seconds_total\{stage="([a-z]+)"\} (\S+)$', re.MULTILINE)
+
+
+async def stage_seconds(url: str) -> dict[str, float]:
+    """The gateway's stage timers (``/metrics``): stage -> CPU seconds so far ({} when it has none)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return {stage: float(value) for stage, value in _STAGE_LINE.findall(text)}
+
+
+def stages_per_request(before: dict[str, float], after: dict[str, float], result: dict[str, object]) -> dict[str, float]:
+    """CPU ms per request of each stage over the run, their sum, and what the process used beyond
+    them (the event loop, task switches, aiohttp's request handling outside the socket: no stage's)."""
+    requests = int(result["requests"])  # type: ignore[call-overload]
+    if requests <= 0:
+        return {}
+    stages = {stage: round((after[stage] - before.get(stage, 0.0)) * 1000 / requests, 3) for stage in after}
+    stages["sum"] = round(sum(stages.values()), 3)
+    if "cpu" in result:
+        stages["unattributed"] = round(result["cpu"]["gateway_cpu_ms"] - stages["sum"], 3)  # type: ignore[index]
+    return stages
+
+
+FLOOR_ROUNDS = 2000
+
+
+def crypto_floor_ms(requests: list[Prepared]) -> dict[str, float]:
+    """The bare cryptography of one request, measured here (CPU time, so other load does not blur it):
+    ECDSA verify of a request's SignedInfo (as the gateway canonicalises it) with its signer's key,
+    and ECDSA sign of a message of the size of an answer's SignedInfo with a P-256 key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from lxml import etree
+
+    from gateway.namespaces import DS
+
+    sample = next(item for item in requests if item.kind != "invalid" and item.signer is not None)
+    body, signer_key = sample.body, sample.signer
+    root = etree.fromstring(body)
+    signed_info = root.find(f"{{{DS}}}Signature/{{{DS}}}SignedInfo")
+    canonical = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
+    raw = base64.b64decode(root.findtext(f"{{{DS}}}Signature/{{{DS}}}SignatureValue") or "")
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    algorithm = ec.ECDSA(hashes.SHA256())
+    signer_key.verify(der, canonical, algorithm)  # the same bytes the gateway checks
+    started = time.process_time()
+    for _ in range(FLOOR_ROUNDS):
+        signer_key.verify(der, canonical, algorithm)
+    verify = (time.process_time() - started) / FLOOR_ROUNDS
+    started = time.process_time()
+    for _ in range(FLOOR_ROUNDS):
+        key.sign(canonical, algorithm)
+    sign = (time.process_time() - started) / FLOOR_ROUNDS
+    return {"verify": round(verify * 1000, 4), "sign": round(sign * 1000, 4), "total": round((verify + sign) * 1000, 4)}
 
 
 async def _drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
@@ -199,6 +284,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="upper bound on requests sent")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
+                        help="mixed (SR 1.6 CV1: valid, SoLR, tampered) or cv4 (SR 1.6 CV4 to SMETS2: Pre-Commands)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.compare:
@@ -211,7 +298,7 @@ def main() -> int:
         manifest = load_manifest(args.dir)
         url = (args.url or manifest.gateway.url).rstrip("/")
         loopback_only(url)
-        prepared = prepare(manifest, args.requests, args.seed)
+        prepared = prepare(manifest, args.requests, args.seed, args.workload)
         result = asyncio.run(drive(url, prepared, args.connections, args.seconds, progress=not args.json, receiver_port=None))
     if args.json:
         print(json.dumps(result))
@@ -242,7 +329,7 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
             url = f"http://127.0.0.1:{port}"
             manifest = load_manifest(world)
             enable_contingency(manifest, url)
-            prepared = prepare(manifest, args.requests, args.seed)
+            prepared = prepare(manifest, args.requests, args.seed, args.workload)
             result = asyncio.run(
                 drive(
                     url,

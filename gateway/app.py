@@ -29,6 +29,7 @@ from gateway.ingress.connections import CONNECTION_GUARD, ConnectionGuard, track
 from gateway.metrics import GatewayMetrics
 from gateway.runtime import World
 from gateway.service import GatewayService, Reply, problem
+from gateway.stages import now_ns
 from gateway.store.base import ALL_DEVICES, Shard
 
 SERVICE = web.AppKey("service", GatewayService)
@@ -69,7 +70,12 @@ def service_handler(path: str):  # type: ignore[no-untyped-def]
         body = await _body(request)
         if isinstance(body, Reply):
             return to_response(body)
-        return to_response(await request.app[SERVICE].service_request(path, body, peer=request.remote or ""))
+        service = request.app[SERVICE]
+        reply = await service.service_request(path, body, peer=request.remote or "")
+        started = now_ns()
+        response = to_response(reply)
+        service.metrics.stages.since("http", started)
+        return response
 
     return handle
 

@@ -34,6 +34,10 @@ shard left behind.
   mark in one transaction. Any worker queues due alerts when told of a
   quarantine, at start and once every executor poll interval, so a crash
   between the E43 answer and the alert delays the alert but does not lose it.
+  One alert loop per worker does it in batches (each due alert read once, a
+  batch signed in one hand-off and queued in one transaction), so a flood of
+  quarantines costs one read, one hand-off and one commit per batch of alerts,
+  not per alert, and the backlog drains faster than a flood can fill it.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
-from typing import Final
+from typing import Final, TypeVar
 
 from lxml import etree
 
@@ -60,6 +64,7 @@ from gateway.policy.access import AccessControl
 from gateway.respond import documents
 from gateway.respond.nondevice import non_device_payload
 from gateway.respond.signer import ResponseSigner
+from gateway.stages import StageTimers, now_ns
 from gateway.store.base import (
     ALL_DEVICES,
     AuditEntry,
@@ -69,6 +74,7 @@ from gateway.store.base import (
     Delivery,
     DeviceCommand,
     DeliveryKind,
+    QuarantineAlert,
     QuarantinedRequest,
     Shard,
     Store,
@@ -77,6 +83,10 @@ from gateway.store.rules import with_event_ref
 from gateway.verify.documents import MessageId
 
 LOG = logging.getLogger("dcc_gateway.forward")
+T = TypeVar("T")
+
+ALERT_BATCH: Final = 128
+"""Due AD1 alerts read, signed and queued together (one read, one hand-off, one transaction)."""
 
 COMMAND_LEASE: Final = dt.timedelta(hours=1)
 """How long a claim hides a command. The executor is the only one, and it ends stale claims when
@@ -105,11 +115,14 @@ class Forwarder:
         poll_interval: float = 0.2,
         crypto: Executor | None = None,
         shard: Shard = ALL_DEVICES,
+        stages: StageTimers | None = None,
     ) -> None:
         """``batch``: commands claimed at once; ``poll_interval``: real seconds between looks at the
         queue when nothing woke the executor (commands queued by other workers); ``crypto``: where
-        results are signed (the service's crypto threads), so the event loop keeps serving; ``shard``:
-        the devices whose commands this executor runs (each worker runs its own share)."""
+        batches of AD1 alerts are signed (the service's crypto threads), so the event loop keeps its
+        turns while a batch is signed; ``shard``:
+        the devices whose commands this executor runs (each worker runs its own share); ``stages``:
+        where the signing of results is counted ("sign")."""
         self._fleet = fleet
         self._store = store
         self._outbox = outbox
@@ -122,10 +135,12 @@ class Forwarder:
         self._poll_interval = poll_interval
         self._crypto = crypto
         self._shard = shard
+        self._stages = stages if stages is not None else StageTimers()
         self._parser = HardenedParser()
         self._wake = asyncio.Event()
+        self._alerts_due = asyncio.Event()
+        self._alerts_lock = asyncio.Lock()
         self._executing = 0
-        self._tasks: set[asyncio.Task[None]] = set()
         self._alert_counter = itertools.count(int(clock.now().timestamp() * 1000))
 
     # --- what the service calls -------------------------------------------------------------
@@ -135,21 +150,33 @@ class Forwarder:
         self._wake.set()
 
     def quarantined(self) -> None:
-        """Queues the AD1 alert the quarantine marked due, in the background (the E43 answer does not wait)."""
-        self._spawn(self.queue_quarantine_alerts())
+        """A quarantine marked an AD1 alert due: the alert loop queues it (with every other due one)
+        soon; the E43 answer does not wait, and no task is started per quarantine."""
+        self._alerts_due.set()
 
     async def queue_quarantine_alerts(self) -> int:
-        """Signs and queues every AD1 alert marked due (this worker's or a dead one's); returns how many
-        this call queued. Two workers may sign the same alert; only one of them queues it."""
-        queued = 0
-        for held in await self._store.quarantine_alerts_due():
-            deliveries, audits = self._quarantine_alert(held)
-            delivery = deliveries[0] if deliveries else None
-            if await self._store.record_quarantine_alert(held.event_ref, delivery, audits[0] if audits else None):
-                queued += 1
-                if delivery is not None:
+        """Signs and queues every AD1 alert marked due (this worker's or a dead one's), a batch at a
+        time: each due alert read once, the batch signed in one hand-off to the crypto threads and
+        queued in one transaction; returns how many this call queued. One call at a time per worker;
+        two workers may sign the same alert, and only one of them queues it."""
+        async with self._alerts_lock:
+            queued = 0
+            while True:
+                due = await self._store.quarantine_alerts_due(ALERT_BATCH)
+                if not due:
+                    return queued
+                alerts = await self._in_crypto(lambda: [self._quarantine_alert(held) for held in due])
+                recorded = await self._store.record_quarantine_alerts(alerts)
+                queued += recorded
+                if recorded and any(alert.delivery is not None for alert in alerts):
                     self._outbox.notify()
-        return queued
+                if len(due) < ALERT_BATCH or not recorded:
+                    return queued  # all read; or another worker is queuing the same ones (it will go on)
+
+    async def run_alerts(self, stop: asyncio.Event) -> None:
+        """The alert loop: queues the due AD1 alerts when a quarantine is reported and, for alerts a
+        worker that died after answering E43 left due, once every poll interval (event loop time)."""
+        await self._each_wake(stop, self._alerts_due, lambda: self.queue_quarantine_alerts(), "queuing due AD1 alerts")
 
     # --- the executor -------------------------------------------------------------------------
 
@@ -180,28 +207,22 @@ class Forwarder:
             total += len(claimed)
 
     async def run_commands(self, stop: asyncio.Event) -> None:
-        """The executor's loop: runs what is queued, then waits to be woken (or polls).
+        """The executor's loop: runs what is queued, then waits to be woken (or polls)."""
+        await self._each_wake(stop, self._wake, self.execute_due, "executing queued commands")
 
-        Once a poll interval it also queues AD1 alerts left due (by a worker that died after
-        answering E43): at most once an interval, not on every wake, which under load is every
-        accepted request. The interval is scheduling, so it is the event loop's time.
-        """
-        loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
+    async def _each_wake(
+        self, stop: asyncio.Event, wake: asyncio.Event, work: Callable[[], Awaitable[int]], what: str
+    ) -> None:
+        """Runs ``work`` until ``stop``: at once, then whenever ``wake`` is set or a poll interval has
+        passed (event loop time); a failure is logged and the loop goes on."""
         while not stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                await self.execute_due()
+                await work()
             except Exception:
-                LOG.exception("executing queued commands failed")
-            if loop.time() >= next_sweep:
-                next_sweep = loop.time() + self._poll_interval
-                try:
-                    await self.queue_quarantine_alerts()
-                except Exception:
-                    LOG.exception("queuing due AD1 alerts failed")
+                LOG.exception("%s failed", what)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(self._wake, stop), timeout=self._poll_interval)
+                await asyncio.wait_for(_first(wake, stop), timeout=self._poll_interval)
 
     async def _execute_logged(self, claimed: ClaimedCommand) -> None:
         try:
@@ -257,9 +278,11 @@ class Forwarder:
             now, "device-result", str(command.device_id), command.request_id, code.value, detail,
             {"command_id": claimed.command_id, "form": command.form.value, "claims": claimed.claims},
         )
-        body = await asyncio.get_running_loop().run_in_executor(
-            self._crypto, self._signer.command_result, command, code, now, gbcs_response, payload
-        )
+        # Signed on the event loop, as the service signs its answers: the signing holds the GIL, so
+        # handing it to a crypto thread cost more than it freed.
+        started = now_ns()
+        body = self._signer.command_result(command, code, now, gbcs_response, payload)
+        self._stages.since("sign", started)
         deliveries, audits = self._addressed(command.originator, body, DeliveryKind.RESPONSE, command.request_id, audit)
         alert_deliveries, alert_audits = self._alerts(alerts)
         completion = CommandCompletion(
@@ -354,8 +377,8 @@ class Forwarder:
         wanted = ("IS", "ES") if device.device_type == "ESME" else ("GS",)
         return [user.user_id for user in state.users.values() if user.party == owner and set(user.roles) & set(wanted)]
 
-    def _quarantine_alert(self, held: QuarantinedRequest) -> tuple[list[Delivery], list[AuditEntry]]:
-        """The signed AD1 alert for a quarantined request, addressed to its user."""
+    def _quarantine_alert(self, held: QuarantinedRequest) -> QuarantineAlert:
+        """The signed AD1 alert for a quarantined request, addressed to its user (any thread)."""
         now = self._clock.now()
         response_id = f"{self._dsp}:{held.user_id}:{next(self._alert_counter)}"
         root = documents.dcc_alert_quarantined(
@@ -366,7 +389,8 @@ class Forwarder:
             "AD1",
             held.event_ref,
         )
-        return self._addressed(held.user_id, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
+        deliveries, audits = self._addressed(held.user_id, self._signer.sign(root), DeliveryKind.DCC_ALERT, response_id, audit)
+        return QuarantineAlert(held.event_ref, deliveries[0] if deliveries else None, audits[0] if audits else None)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -386,27 +410,22 @@ class Forwarder:
         except KeyError:
             return None
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.get_running_loop().create_task(self._guard(work))  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _guard(self, work: object) -> None:
-        try:
-            await work  # type: ignore[misc]
-        except Exception:
-            LOG.exception("forwarding failed")
+    async def _in_crypto(self, work: Callable[[], T]) -> T:
+        """``work()`` in a crypto thread (the event loop keeps its turns while a batch is signed)."""
+        if self._crypto is None:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self._crypto, work)
 
     @property
     def in_flight(self) -> int:
-        """Commands being executed and alerts on their way to the outbox."""
-        return self._executing + len(self._tasks)
+        """Commands being executed, and 1 while due alerts are on their way to the outbox."""
+        return self._executing + (1 if self._alerts_due.is_set() or self._alerts_lock.locked() else 0)
 
     async def drain(self) -> None:
-        """Runs every queued command and waits for the alerts in flight (clean shutdown, the demo)."""
+        """Runs every queued command and queues every due alert (clean shutdown, the demo)."""
         await self.execute_due()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._alerts_due.is_set() or self._alerts_lock.locked():
+            await self.queue_quarantine_alerts()
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from gateway.stages import StageTimers
+
+
+class _StageCollector(Collector):
+    """``dcc_gateway_stage_cpu_seconds_total{stage}``, read from the stage timers when scraped."""
+
+    def __init__(self, stages: StageTimers) -> None:
+        self._stages = stages
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "dcc_gateway_stage_cpu_seconds", "CPU seconds spent in each stage of the request path", labels=["stage"]
+        )
+        for stage, seconds in self._stages.seconds().items():
+            family.add_metric([stage], seconds)
+        yield family
 
 
 class GatewayMetrics:
@@ -11,6 +32,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.stages = StageTimers()
+        self.registry.register(_StageCollector(self.stages))
         self.requests = Counter(
             "dcc_gateway_requests", "Requests by path and outcome (DUIS code or HTTP status)",
             ["path", "outcome"], registry=self.registry,

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from gateway.devices.persistence import StoreMeterPersistence
 from gateway.forward import Forwarder
 from gateway.ingress.connections import run_until_signalled, start_guarded
 from gateway.ingress.fairness import Admission
+from gateway.logs import BatchedStreamHandler, flush_all
 from gateway.metrics import GatewayMetrics
 from gateway.policy.access import AccessControl
 from gateway.policy.state import initial_state
@@ -86,7 +88,8 @@ async def start_runtime(
     """Opens the store and builds the pipeline. ``shard``: the meters this worker simulates and whose
     queued commands it executes (each meter belongs to exactly one worker); ``metrics``: where the
     service counts (the connection guard's too; default: a registry of its own)."""
-    store = open_store(store_url or world.config.store.url, world_dir=world.directory)
+    metrics = metrics or GatewayMetrics()
+    store = open_store(store_url or world.config.store.url, world_dir=world.directory, stages=metrics.stages)
     await store.open()
     access = await AccessControl.restore(
         initial=initial_state(world.manifest),
@@ -95,6 +98,7 @@ async def start_runtime(
         clock=clock,
         repository=world.repository,
         vectors=world.vectors,
+        stages=metrics.stages,
     )
 
     def new_verifier() -> Verifier:
@@ -112,14 +116,14 @@ async def start_runtime(
     executor = ThreadPoolExecutor(max_workers=CRYPTO_THREADS, thread_name_prefix="crypto")
     forwarder = Forwarder(
         fleet=fleet, store=store, outbox=outbox, signer=signer, access=access, manifest=world.manifest, clock=clock,
-        dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard,
+        dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard, stages=metrics.stages,
     )
     service = GatewayService(
-        verifiers=ThreadLocalVerifiers(new_verifier),
+        verifiers=ThreadLocalVerifiers(new_verifier, prebuilt=CRYPTO_THREADS),
         access=access,
         signer=signer,
         clock=clock,
-        metrics=metrics or GatewayMetrics(),
+        metrics=metrics,
         executor=executor,
         admission=Admission(world.config.ingress, verify_slots=CRYPTO_THREADS),
         audit=store.append_audit,
@@ -132,8 +136,18 @@ async def start_runtime(
         asyncio.create_task(_follow_registry(access, stop)),
         asyncio.create_task(forwarder.run_commands(stop)),
         asyncio.create_task(forwarder.run_meters(stop)),
+        asyncio.create_task(forwarder.run_alerts(stop)),
+        asyncio.create_task(_flush_logs(stop)),
     ]
     return Runtime(service, store, executor, fleet, outbox, forwarder, stop, background)
+
+
+async def _flush_logs(stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Writes out the log lines a batched handler holds, so an idle gateway's last lines are not held back."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        flush_all()
 
 
 async def _follow_registry(access: AccessControl, stop: asyncio.Event, interval: float = 1.0) -> None:
@@ -178,7 +192,7 @@ def serve(directory: Path, *, host: str | None, port: int | None, store_url: str
             directory, host=host or server.host, port=port or server.port, store_url=url, workers=workers,
             target=run_worker,
         )
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[BatchedStreamHandler(sys.stderr)])
     run_until_signalled(
         create_app(world, store_url=store_url),
         host or server.host,

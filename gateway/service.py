@@ -6,15 +6,14 @@
 
 Pre-authentication failures become RFC 9457 problems naming the failed
 check; everything after authentication becomes a signed ``sr:Response``
-with a ``DUIS-Reason`` header. CPU-bound work (XML signature verification
-and response signing) runs in a thread pool so the event loop keeps serving
-other connections.
+with a ``DUIS-Reason`` header. XML signature verification runs in a thread
+pool (its ECDSA and XML schema checks release the GIL); the answer is signed on
+the event loop, where handing it to a thread would cost more than it frees.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import threading
@@ -35,6 +34,7 @@ from gateway.policy.critical import SimulatorLimit
 from gateway.policy.commands import device_command
 from gateway.recent import Exchange, ExchangeKind, RecentExchanges
 from gateway.respond.signer import ResponseSigner
+from gateway.stages import now_ns
 from gateway.store.base import AuditEntry, DeviceCommand, StoreUnavailable
 from gateway.verify.documents import VerifiedDirective, VerifiedRequest
 from gateway.verify.verifier import Verifier
@@ -77,16 +77,25 @@ class Reply:
 
 
 class ThreadLocalVerifiers:
-    """One Verifier per worker thread: lxml parsers must not be shared between threads."""
+    """One Verifier per worker thread: lxml parsers must not be shared between threads.
 
-    def __init__(self, factory: Callable[[], Verifier]) -> None:
+    ``prebuilt`` of them are built at once (compiling their schemas), so that the threads
+    the executor starts under load take a built one and no schema is compiled after
+    start-up; a thread beyond those builds its own."""
+
+    def __init__(self, factory: Callable[[], Verifier], *, prebuilt: int = 0) -> None:
         self._factory = factory
         self._local = threading.local()
+        self._spare = [factory() for _ in range(prebuilt)]
+        self._taking = threading.Lock()
 
     def get(self) -> Verifier:
         verifier: Verifier | None = getattr(self._local, "verifier", None)
         if verifier is None:
-            verifier = self._factory()
+            with self._taking:
+                verifier = self._spare.pop() if self._spare else None
+            if verifier is None:
+                verifier = self._factory()
             self._local.verifier = verifier
         return verifier
 
@@ -143,8 +152,21 @@ class GatewayService:
     def clock(self) -> Clock:
         return self._clock
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def _in_thread(self, stage: str, function: Callable[[], T]) -> T:
+        """``function()`` in a crypto thread, its CPU counted to ``stage``, the submission to "handoff"."""
+        stages = self.metrics.stages
+
+        def timed() -> T:
+            started = now_ns()
+            try:
+                return function()
+            finally:
+                stages.since(stage, started)
+
+        submitted = now_ns()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        stages.since("handoff", submitted)
+        return await future
 
     # --- DUIS Service Requests -------------------------------------------------------------
 
@@ -153,13 +175,15 @@ class GatewayService:
         started = time.perf_counter()
         reply, request = await self._service_request(path, data, peer)
         self._observe(path, reply, started)
+        remembered = now_ns()
         self._remember("request", path, reply, data, request)
+        self.metrics.stages.since("console", remembered)
         return reply
 
     async def _service_request(self, path: str, data: bytes, peer: str) -> tuple[Reply, VerifiedRequest | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                request = await self._in_thread(lambda: self._verifiers.get().verify_request(data))
+                request = await self._in_thread("verify", lambda: self._verifiers.get().verify_request(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -191,8 +215,11 @@ class GatewayService:
     async def _answer(
         self, request: VerifiedRequest, code: ResponseCode, reason: str, *, pre_command: bytes | None = None
     ) -> Reply:
-        at = self._clock.now()
-        body = await self._in_thread(lambda: self._signer.answer(request, code, at, pre_command=pre_command))
+        # Signed here, on the event loop: ECDSA signing and lxml's tree building hold the GIL, so a
+        # crypto thread would not sign in parallel, and handing it over cost more than the signing.
+        started = now_ns()
+        body = self._signer.answer(request, code, self._clock.now(), pre_command=pre_command)
+        self.metrics.stages.since("sign", started)
         headers = {"DUIS-Reason": _header_text(reason)}
         return Reply(200, "application/xml", body, headers, code.value)
 
@@ -202,13 +229,15 @@ class GatewayService:
         started = time.perf_counter()
         reply, verified = await self._admin(data, peer)
         self._observe("admin", reply, started)
+        remembered = now_ns()
         self._remember("directive", "admin", reply, data, verified)
+        self.metrics.stages.since("console", remembered)
         return reply
 
     async def _admin(self, data: bytes, peer: str) -> tuple[Reply, VerifiedDirective | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                verified = await self._in_thread(lambda: self._verifiers.get().verify_directive(data))
+                verified = await self._in_thread("verify", lambda: self._verifiers.get().verify_directive(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -240,7 +269,7 @@ class GatewayService:
             return None
         raw = held.raw_request
         try:
-            request = await self._in_thread(lambda: self._verifiers.get().verify_request(raw))
+            request = await self._in_thread("verify", lambda: self._verifiers.get().verify_request(raw))
         except VerificationError as error:
             LOG.warning("released request %s no longer verifies (%s): not forwarded", held.request_id, error)
             return None
@@ -278,7 +307,26 @@ class GatewayService:
         data: bytes,
         verified: VerifiedRequest | VerifiedDirective | None,
     ) -> None:
-        """Keeps the exchange for the console; the bytes only of a document that authenticated."""
+        """Keeps the exchange for the console; the bytes only of a document that authenticated.
+        The exchange is built once, with what the verified document adds."""
+        about: dict[str, Any] = {}
+        if isinstance(verified, VerifiedRequest):
+            about = {
+                "subject": str(verified.request_id),
+                "originator": str(verified.originator),
+                "target": str(verified.target),
+                "service_reference_variant": verified.service_reference_variant,
+                "command_variant": verified.command_variant,
+                "request_xml": data,
+            }
+        elif isinstance(verified, VerifiedDirective):
+            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
+            about = {
+                "subject": str(verified.directive_id),
+                "originator": str(verified.signer.eui64),
+                "directive": commands[0] if len(commands) == 1 else None,
+                "request_xml": data,
+            }
         exchange = Exchange(
             sequence=self.recent.next_sequence(),
             at=self._clock.now(),
@@ -287,38 +335,23 @@ class GatewayService:
             outcome=reply.outcome,
             reason=_reason_of(reply),
             response_xml=reply.body if reply.content_type == "application/xml" else None,
+            **about,
         )
-        if isinstance(verified, VerifiedRequest):
-            exchange = dataclasses.replace(
-                exchange,
-                subject=str(verified.request_id),
-                originator=str(verified.originator),
-                target=str(verified.target),
-                service_reference_variant=verified.service_reference_variant,
-                command_variant=verified.command_variant,
-                request_xml=data,
-            )
-        elif isinstance(verified, VerifiedDirective):
-            commands = [element.get("name") for element in verified.content if element.tag == d.COMMAND]
-            exchange = dataclasses.replace(
-                exchange,
-                subject=str(verified.directive_id),
-                originator=str(verified.signer.eui64),
-                directive=commands[0] if len(commands) == 1 else None,
-                request_xml=data,
-            )
         self.recent.add(exchange)
 
     def _observe(self, path: str, reply: Reply, started: float) -> None:
+        counted = now_ns()
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(path, reply.outcome).inc()
         self.metrics.latency.labels(path).observe(elapsed)
+        logged = self.metrics.stages.since("metrics", counted)
         LOG.info(
             json.dumps(
                 {"path": path, "status": reply.status, "outcome": reply.outcome, "ms": round(elapsed * 1000, 2)},
                 separators=(",", ":"),
             )
         )
+        self.metrics.stages.since("log", logged)
 
 
 def problem(status: int, check: str, detail: str, headers: dict[str, str] | None = None) -> Reply:

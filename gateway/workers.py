@@ -21,6 +21,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from gateway.logs import BatchedStreamHandler
 from gateway.store.base import MAX_SHARDS, Shard
 
 LOG = logging.getLogger("dcc_gateway.workers")
@@ -54,7 +56,8 @@ class WorkerSpec:
 
 def prepare_worker(spec: WorkerSpec) -> None:
     """In a new worker process, before it serves: its log lines, its signals, its supervisor watched."""
-    logging.basicConfig(level=logging.INFO, format=f"[worker {spec.index}] %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"[worker {spec.index}] %(message)s",
+                        handlers=[BatchedStreamHandler(sys.stderr)])
     # ^C reaches the whole process group; the supervisor turns it into one SIGTERM per worker.
     # A second signal in the middle of a clean stop would cut that stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

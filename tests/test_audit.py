@@ -25,6 +25,7 @@ from gateway.store.audit import (
     ChainReport,
     canonical_json,
     chain_hash,
+    chain_hash_of_stored,
     parse_utc_text,
     utc_text,
     verify_chain,
@@ -499,3 +500,24 @@ async def test_an_in_memory_store_works_for_throwaway_use(tmp_path: Path) -> Non
         assert (await store.append_audit(entry(1))).sequence == 1
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        AuditEntry(dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC), "request", "90-B3-D5-1F-30-01-00-00", "a:b:1", "I99", "", {}),
+        AuditEntry(
+            dt.datetime(2026, 6, 1, 13, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "dcc-alert", 'quote " and \\ back', "subject\nline", "AD1", "raison d’être ✓ \u2028",
+            {"z": [1, 2.5, None, True], "a": {"nested": "é", "when": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+             "eui": Eui64.parse("00-DB-12-34-56-78-90-A0"), "big": 2**63 + 1},
+        ),
+    ],
+    ids=["plain", "escapes-nesting-and-types"],
+)
+def test_hashing_the_stored_texts_gives_the_hash_of_the_decoded_entry(entry: AuditEntry) -> None:
+    """The store hashes the texts it writes; a verifier hashes the entry it decodes: the same digest."""
+    at, detail = utc_text(entry.at), canonical_json(entry.detail)
+    decoded = dataclasses.replace(entry, at=parse_utc_text(at), detail=json.loads(detail))
+    stored = chain_hash_of_stored(GENESIS_HASH, at, entry.kind, entry.actor, entry.subject, entry.outcome, entry.reason, detail)
+    assert stored == chain_hash(GENESIS_HASH, decoded)

@@ -24,7 +24,15 @@ import pytest
 from gateway.eui64 import Eui64
 from gateway.gbcs.payment_mode import build_update_payment_mode_precommand
 from gateway.store.audit import verify_chain
-from gateway.store.base import AuditEntry, PendingPreCommand, PreCommandConflict, Store
+from gateway.store.base import (
+    Admission,
+    AdmissionRequest,
+    AuditEntry,
+    IssuedPreCommand,
+    PendingPreCommand,
+    PreCommandConflict,
+    Store,
+)
 from gateway.store.sqlite import SqliteStore
 from tests.store_backends import StoreOpener
 
@@ -245,3 +253,32 @@ async def test_a_version_1_file_from_before_gets_the_new_tables_on_open(path: Pa
         assert (await verify_chain(store.audit_records())).ok
     with raw_sqlite(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def cv4_admission(counter: int, *, expires_at: dt.datetime = T0 + LIFETIME) -> AdmissionRequest:
+    """A CV4 admission (no command to queue) carrying the Pre-Command it issues."""
+    request_id = f"{SUPPLIER}:{ESME}:{counter}"
+    return AdmissionRequest(
+        originator=SUPPLIER, target=ESME, counter=counter, request_id=request_id, user_id=SUPPLIER,
+        service_reference_variant="1.6", at=T0, adt_window_seconds=None, adt_threshold=None, raw_request=b"<x/>",
+        audit=AuditEntry(T0, "request", str(SUPPLIER), request_id, "I99", ""),
+        precommand=IssuedPreCommand(ESME, APDU, expires_at, issued_audit(request_id)),
+    )
+
+
+async def test_an_admitted_cv4_remembers_its_pre_command_in_the_same_transaction(store: Store) -> None:
+    first = await store.admit(cv4_admission(1002))
+    replayed = await store.admit(cv4_admission(1002))
+    assert (first.admission, replayed.admission) == (Admission.ACCEPTED, Admission.REPLAY)
+    taken = await store.take_precommand(REQUEST_ID, SUPPLIER, T0 + SECOND)
+    assert taken is not None and (taken.apdu, taken.device_id, taken.expires_at) == (APDU, ESME, T0 + LIFETIME)
+    # the admission's record, then the Pre-Command's, then the replay's; nothing remembered for the replay
+    assert await audit_outcomes(store) == [(REQUEST_ID, "I99"), (REQUEST_ID, "I0"), (REQUEST_ID, "E40")]
+    assert (await verify_chain(store.audit_records())).ok
+
+
+async def test_a_pre_command_that_expires_before_its_admission_is_refused_before_anything_is_stored(store: Store) -> None:
+    with pytest.raises(ValueError, match="expires after it is issued"):
+        await store.admit(cv4_admission(1002, expires_at=T0))
+    assert await audit_outcomes(store) == []
+    assert await store.last_counter(SUPPLIER, ESME) is None

@@ -35,6 +35,7 @@ from gateway.store.base import (
     Delivery,
     DeliveryKind,
     DirectiveRecord,
+    QuarantineAlert,
     QuarantineStatus,
     Store,
 )
@@ -335,6 +336,26 @@ async def test_window_edge_is_exclusive(store: Store, offset: int, expected: Adm
     assert (await store.admit(admission(3, threshold=2, at=later))).admission is expected
 
 
+async def test_admissions_decided_together_count_their_window_as_if_one_by_one(stores: StoreOpener) -> None:
+    """Admissions sent at once share one transaction; their ADT counts, as the window slides past
+    earlier admissions (some leaving it exactly at its edge), are those of the same admissions
+    decided one transaction each."""
+    steps = [0, 100, 900, 1000, 1700, 3600, 3601, 4500, 4600, 5000, 7300, 7300, 7301, 9000, 10800, 10900]
+
+    def requests(user: Eui64) -> list[AdmissionRequest]:  # each run its own user: its own window and counters
+        return [
+            admission(counter, at=T0 + dt.timedelta(seconds=step), threshold=3, user=user, originator=user,
+                      target=METER if counter % 2 else OTHER_METER)
+            for counter, step in enumerate(steps, start=2)
+        ]
+
+    store = await stores.open()
+    at_once = await asyncio.gather(*(store.admit(request) for request in requests(SUPPLIER)))
+    one_by_one = [await store.admit(request) for request in requests(OTHER_USER)]
+    assert [r.admission for r in at_once] == [r.admission for r in one_by_one]
+    assert {Admission.ACCEPTED, Admission.QUARANTINED} <= {r.admission for r in one_by_one}  # the window matters
+
+
 async def test_window_counts_accepted_requests_only(store: Store) -> None:
     for n in (1, 2):
         await store.admit(admission(n, threshold=2))
@@ -465,6 +486,30 @@ async def test_a_quarantined_requests_alert_is_due_until_one_worker_queues_it(st
     assert await store.quarantine_alerts_due() == []
     assert [r.entry.subject async for r in store.audit_records()].count("AD1-2") == 1
     assert len(await store.due_deliveries(T0, 10)) == 1
+
+
+async def test_due_alerts_are_queued_as_a_batch_in_one_transaction(stores: StoreOpener, store: Store) -> None:
+    """A batch of AD1 alerts: every mark cleared and every alert queued (or, without a URL, audited)
+    together; an alert another worker queued meanwhile is skipped and not counted."""
+    refs = [(await store.admit(admission(counter, threshold=0))).quarantine_event_ref for counter in (2, 3, 4)]
+    assert None not in refs and [q.event_ref for q in await store.quarantine_alerts_due()] == refs
+    other_worker = await stores.open()
+
+    def alert(ref: int, *, url: bool = True) -> QuarantineAlert:
+        audit = audit_entry(kind="dcc-alert", subject=f"AD1-{ref}", outcome="AD1")
+        if not url:
+            return QuarantineAlert(ref, None, audit)
+        return QuarantineAlert(ref, Delivery(SUPPLIER, "http://127.0.0.1:9/receive", b"<AD1/>",
+                                             DeliveryKind.DCC_ALERT, f"AD1-{ref}", T0, audit), None)
+
+    assert await other_worker.record_quarantine_alert(refs[1], None, alert(refs[1], url=False).audit)
+    assert await store.record_quarantine_alerts([alert(refs[0]), alert(refs[1]), alert(refs[2], url=False)]) == 2
+    assert await store.record_quarantine_alerts([]) == 0
+    assert await store.quarantine_alerts_due() == []
+    assert [d.subject for d in await store.due_deliveries(T0, 10)] == [f"AD1-{refs[0]}"]
+    subjects = [r.entry.subject async for r in store.audit_records() if r.entry.outcome == "AD1"]
+    assert sorted(subjects) == sorted(f"AD1-{ref}" for ref in refs)  # each once
+    assert (await verify_chain(store.audit_records())).ok
 
 
 async def test_settling_as_held_is_refused(store: Store) -> None:

@@ -21,7 +21,7 @@ import asyncio
 import json
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, cast
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway.config import IngressConfig
 from gateway.ingress.body import CLOSE_AFTER_ANSWER
 from gateway.metrics import GatewayMetrics
+from gateway.stages import StageTimers, now_ns
 
 PER_PEER_LIMIT: Final = "per-peer-limit"
 OVERALL_LIMIT: Final = "connection-limit"
@@ -165,7 +166,9 @@ class GuardedConnection(asyncio.Protocol):
         if self._idle:
             self._idle = False
             self._expect(self._guard.settings.header_timeout_seconds, HEADER_TIMEOUT)
+        started = now_ns()
         self._inner.data_received(data)
+        self._guard.metrics.stages.since("http", started)
 
     def eof_received(self) -> bool | None:
         if self._inner is None or self._draining:
@@ -220,6 +223,10 @@ class GuardedConnection(asyncio.Protocol):
         self._expect_close(ANSWERED_LINGER_SECONDS)
 
     @property
+    def stages(self) -> StageTimers:
+        return self._guard.metrics.stages
+
+    @property
     def draining(self) -> bool:
         return self._draining
 
@@ -258,6 +265,16 @@ class _HandlerTransport:
     def __init__(self, transport: asyncio.Transport, connection: GuardedConnection) -> None:
         self._transport = transport
         self._connection = connection
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        started = now_ns()
+        self._transport.write(data)
+        self._connection.stages.since("http", started)
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        started = now_ns()
+        self._transport.writelines(chunks)
+        self._connection.stages.since("http", started)
 
     def close(self) -> None:
         if not self._connection.draining:

@@ -24,12 +24,14 @@ from gateway.policy.authorise import SIGNED_PRE_COMMAND_FORMS, TRANSFORM, Admiss
 from gateway.policy.state import RegistryState, User
 from gateway.smki.certificate import SmkiCertificate
 from gateway.smki.repository import SmkiRepository
+from gateway.stages import StageTimers, now_ns
 from gateway.store.base import (
     Admission,
     AdmissionRequest,
     AuditEntry,
     DeviceCommand,
     DirectiveRecord,
+    IssuedPreCommand,
     QuarantinedRequest,
     QuarantineStatus,
     Store,
@@ -90,9 +92,12 @@ class AccessControl:
         clock: Clock,
         repository: SmkiRepository,
         vectors: VectorAnswers | None = None,
+        stages: StageTimers | None = None,
     ) -> None:
-        """``vectors``: the RTDS vectors CV4 Pre-Commands of SRVs other than 1.6 are made from."""
+        """``vectors``: the RTDS vectors CV4 Pre-Commands of SRVs other than 1.6 are made from;
+        ``stages``: where the CPU of deciding is counted ("policy")."""
         self._vectors = vectors
+        self._stages = stages if stages is not None else StageTimers()
         self._state = state
         self._store = store
         self._config = config
@@ -112,9 +117,13 @@ class AccessControl:
         clock: Clock,
         repository: SmkiRepository,
         vectors: VectorAnswers | None = None,
+        stages: StageTimers | None = None,
     ) -> AccessControl:
         """Replays every accepted directive onto ``initial``: the state the store's log implies."""
-        access = cls(state=initial, store=store, config=config, clock=clock, repository=repository, vectors=vectors)
+        access = cls(
+            state=initial, store=store, config=config, clock=clock, repository=repository, vectors=vectors,
+            stages=stages,
+        )
         await access.refresh()
         return access
 
@@ -148,60 +157,62 @@ class AccessControl:
         raise RegistryContention(f"the registry changed under {_STALE_RETRIES} decisions of {request.request_id}")
 
     async def _decide_request(self, request: VerifiedRequest, raw: bytes) -> RequestDecision | None:
+        started = now_ns()
         now = self._clock.now()
         verdict = authorise(self._state, request, self._config, now)
         if isinstance(verdict, Refusal):
+            self._stages.since("policy", started)
             return await self._refuse(request, now, verdict.code, verdict.reason, {"step": verdict.step})
         try:
             if request.command_variant in SIGNED_PRE_COMMAND_FORMS:
+                self._stages.since("policy", started)
                 return await self._accept_signed_precommand(request, verdict, now)
             pre_command = None
             if request.command_variant == TRANSFORM and verdict.device is not None:
                 pre_command = critical.issue_precommand(request, verdict.device, self._vectors, now).encode()
         except critical.CriticalFlowError as error:
+            self._stages.since("policy", started)
             return await self._refuse(request, now, error.code, error.reason, {"step": "critical-flow"})
         except critical.SimulatorLimit as limit:
+            self._stages.since("policy", started)
             await self._store.append_audit(
                 _request_audit(request, now, SIMULATOR_LIMIT, str(limit), {"step": "critical-flow"})
             )
             raise
-        return await self._admit(request, raw, verdict, now, pre_command)
-
-    async def _admit(
-        self, request: VerifiedRequest, raw: bytes, verdict: Admissible, now: dt.datetime, pre_command: bytes | None
-    ) -> RequestDecision | None:
-        result = await self._store.admit(
-            AdmissionRequest(
-                originator=request.originator,
-                target=request.target,
-                counter=request.request_id.counter,
-                request_id=str(request.request_id),
-                user_id=verdict.user.user_id,
-                service_reference_variant=verdict.variant.variant,
-                at=now,
-                adt_window_seconds=verdict.adt_window_seconds,
-                adt_threshold=verdict.adt_threshold,
-                raw_request=raw,
-                audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
-                command=None if pre_command is not None else device_command(request, now),
-                registry_version=self._version,
-            )
+        admission = AdmissionRequest(
+            originator=request.originator,
+            target=request.target,
+            counter=request.request_id.counter,
+            request_id=str(request.request_id),
+            user_id=verdict.user.user_id,
+            service_reference_variant=verdict.variant.variant,
+            at=now,
+            adt_window_seconds=verdict.adt_window_seconds,
+            adt_threshold=verdict.adt_threshold,
+            raw_request=raw,
+            audit=_request_audit(request, now, ResponseCode.I99, "", _admissible_detail(verdict)),
+            command=None if pre_command is not None else device_command(request, now),
+            registry_version=self._version,
+            precommand=None if pre_command is None or verdict.device is None else IssuedPreCommand(
+                device_id=verdict.device.device_id,
+                apdu=pre_command,
+                expires_at=now + PRECOMMAND_LIFETIME,
+                audit=_request_audit(request, now, ResponseCode.I0, "Pre-Command issued", {"apdu": pre_command.hex()}),
+            ),
         )
+        self._stages.since("policy", started)
+        return await self._admit(request, admission, verdict)
+
+    async def _admit(self, request: VerifiedRequest, admission: AdmissionRequest, verdict: Admissible) -> RequestDecision | None:
+        """The store's decision; a CV4's Pre-Command is remembered in the admission's transaction."""
+        result = await self._store.admit(admission)
         if result.admission is Admission.STALE_REGISTRY:
             return None
         code = _ADMISSION_CODES[result.admission]
         reason = _admission_reason(result.admission, request, result.last_counter, verdict)
-        if result.admission is not Admission.ACCEPTED or pre_command is None or verdict.device is None:
+        if result.admission is not Admission.ACCEPTED or admission.precommand is None:
             return RequestDecision(code, reason, verdict, result.quarantine_event_ref)
-        await self._store.remember_precommand(
-            str(request.request_id),
-            verdict.user.user_id,
-            verdict.device.device_id,
-            pre_command,
-            now,
-            now + PRECOMMAND_LIFETIME,
-            _request_audit(request, now, ResponseCode.I0, "Pre-Command issued", {"apdu": pre_command.hex()}),
-        )
+        pre_command = admission.precommand.apdu
         return RequestDecision(ResponseCode.I0, "Pre-Command issued: sign it and return it with CV5", verdict, pre_command=pre_command)
 
     async def _accept_signed_precommand(

@@ -8,7 +8,7 @@ from lxml import etree
 
 from gateway.codes import ResponseCode
 from gateway.respond import documents
-from gateway.signing import SigningKey, sign_tree, to_bytes
+from gateway.signing import SigningKey, sign_tree, signature_template, to_bytes
 from gateway.store.base import DeviceCommand
 from gateway.verify.documents import MessageId, VerifiedRequest
 
@@ -22,9 +22,11 @@ class ResponseSigner:
 
     def __init__(self, key: SigningKey) -> None:
         self._key = key
+        self._template = signature_template(key)
+        """Copied for each signature, never changed itself: shared by threads safely."""
 
     def sign(self, root: etree._Element) -> bytes:
-        return to_bytes(sign_tree(root, self._key))
+        return to_bytes(sign_tree(root, self._key, template=self._template))
 
     def answer(
         self, request: VerifiedRequest, code: ResponseCode, at: dt.datetime, *, pre_command: bytes | None = None

@@ -170,6 +170,30 @@ def anchor_hash(previous_hash: str, lane: int, position: int, lane_hash: str, at
     return hashlib.sha256(payload).hexdigest()
 
 
+_STORED_FIELDS: Final = ("at", "kind", "actor", "subject", "outcome", "reason", "detail")
+if frozenset(_ENTRY_FIELDS) != frozenset(_STORED_FIELDS):  # a new field must be hashed here too
+    raise RuntimeError(f"chain_hash_of_stored does not cover the audit entry's fields {_ENTRY_FIELDS}")
+_json_string = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def chain_hash_of_stored(
+    previous_hash: str, at: str, kind: str, actor: str, subject: str, outcome: str, reason: str, detail: str
+) -> str:
+    """:func:`chain_hash` of the entry that these stored texts decode to, without decoding them.
+
+    ``at`` is :func:`utc_text` and ``detail`` :func:`canonical_json` text, as a store writes them:
+    the canonical JSON of the decoded entry is then exactly this text with its keys in order, so
+    a record is serialised once and hashed once when it is written, and a reader re-hashing the
+    decoded record (:func:`verify_chain`) gets the same digest.
+    """
+    document = (
+        '{"actor":' + _json_string(actor) + ',"at":"' + at + '","detail":' + detail + ',"kind":' + _json_string(kind)
+        + ',"outcome":' + _json_string(outcome) + ',"reason":' + _json_string(reason)
+        + ',"subject":' + _json_string(subject) + "}"
+    )
+    return hashlib.sha256(previous_hash.encode("ascii") + document.encode("utf-8")).hexdigest()
+
+
 def _link_fault(record: AuditRecord, expected_previous: str) -> str | None:
     if record.previous_hash == expected_previous:
         return None

@@ -238,6 +238,20 @@ class CommandCompletion:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedPreCommand:
+    """A CV4 Pre-Command remembered by :meth:`Store.admit` in the admission's own transaction,
+    as :meth:`Store.remember_precommand` would (its RequestID, user and issue time are the
+    admission's): one commit for the decision and what it issued."""
+
+    device_id: Eui64
+    apdu: bytes
+    """The GBCS general-signing APDU as issued (unsigned)."""
+    expires_at: dt.datetime
+    audit: AuditEntry
+    """Its own record ("Pre-Command issued"), chained after the admission's."""
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionRequest:
     """What :meth:`Store.admit` decides atomically for a request that passed every static check."""
 
@@ -260,6 +274,9 @@ class AdmissionRequest:
     registry_version: int | None = None
     """The directive sequence the decision was taken on; when set and the stored log has a
     later directive, the admission is STALE_REGISTRY and changes nothing (several workers)."""
+    precommand: IssuedPreCommand | None = None
+    """Remembered in the same transaction when ACCEPTED (CV4); a PreCommandConflict then rolls
+    the whole admission back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +302,16 @@ class QuarantinedRequest:
     raw_request: bytes
     quarantined_at: dt.datetime
     status: QuarantineStatus
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineAlert:
+    """The AD1 alert of one quarantined request, signed, as :meth:`Store.record_quarantine_alerts` queues it."""
+
+    event_ref: int
+    delivery: Delivery | None
+    """To the user's response_url; None for a user without one (then only ``audit`` is recorded)."""
+    audit: AuditEntry | None
 
 
 # --- pending Pre-Commands ---------------------------------------------------------------
@@ -419,7 +446,8 @@ class Store(Protocol):
         already had ``adt_threshold`` admissions for that SRV within the window
         ending at ``at``, the request is QUARANTINED (kept with its bytes, a new
         event reference). Otherwise ACCEPTED and counted in the window. The
-        counter is consumed in both the ACCEPTED and the QUARANTINED case.
+        counter is consumed in both the ACCEPTED and the QUARANTINED case. ACCEPTED also
+        queues ``request.command`` and remembers ``request.precommand``, in that transaction.
         """
         ...
 
@@ -454,6 +482,12 @@ class Store(Protocol):
         """In one transaction: clears the mark, queues ``delivery`` (as :meth:`enqueue_delivery`) or,
         for a user without a response URL, appends ``audit``. False, changing nothing, when the mark
         was already cleared (another worker queued that alert)."""
+        ...
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        """:meth:`record_quarantine_alert` for each of ``alerts``, all in one transaction (one commit
+        for a batch of alerts); returns how many were queued (an alert whose mark another worker
+        cleared meanwhile is skipped, changing nothing)."""
         ...
 
     # --- audit --------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.config import CONFIG_FILE_NAME, load_config
+from gateway.stages import StageTimers
 from gateway.store.audit import ChainAnchor, ChainReport, verify_chain
 from gateway.store.base import Store
 from gateway.store.postgresql import POSTGRES_SCHEMES, PostgresStore
@@ -47,15 +48,17 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 
 
-def open_store(url: str, *, world_dir: Path, read_only: bool = False) -> Store:
+def open_store(url: str, *, world_dir: Path, read_only: bool = False, stages: StageTimers | None = None) -> Store:
     """The store a URL names, not yet opened: the caller owns ``await store.open()`` / ``close()``.
 
     ``read_only`` opens an existing store without creating, migrating or changing anything.
+    ``stages``: where the SQLite store counts the CPU of its transactions (PostgreSQL's run on
+    the server and in the event loop, and are not split out).
     """
     if is_postgres_url(url):
         return PostgresStore(url, read_only=read_only)
     path = sqlite_path(url, world_dir=world_dir)
-    return SqliteStore(":memory:" if path is None else path, read_only=read_only)
+    return SqliteStore(":memory:" if path is None else path, read_only=read_only, stages=stages)
 
 
 def _configured_url(world_dir: Path) -> str:

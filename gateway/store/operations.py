@@ -14,11 +14,12 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
-from gateway.store.audit import chain_hash
+from gateway.stages import now_ns
+from gateway.store.audit import chain_hash_of_stored, utc_text
 from gateway.store.base import (
     Admission,
     AdmissionRequest,
@@ -34,6 +35,7 @@ from gateway.store.base import (
     PendingDelivery,
     PendingPreCommand,
     PreCommandConflict,
+    QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
     Shard,
@@ -64,6 +66,8 @@ OUTCOME_CODES: Final[Mapping[Admission, str]] = MappingProxyType(
 def check_admission(request: AdmissionRequest) -> None:
     check_counter(request.counter)
     adt_limit(request)
+    if request.precommand is not None:
+        check_precommand(request.at, request.precommand.expires_at)
 
 
 def check_settlement(status: QuarantineStatus, command: DeviceCommand | None) -> None:
@@ -90,12 +94,29 @@ def check_claim(limit: int, lease: dt.timedelta | None) -> None:
 
 async def append_audit(tx: Transaction, entry: AuditEntry) -> AuditRecord:
     """Chains ``entry`` onto the head of the transaction's lane (only its writer appends to it, so
-reading the head and appending are one step)."""
-    columns = audit_columns(entry, tx.encoding)
-    stored_entry = audit_entry(columns, tx.encoding)  # what a reader will decode, so the hash matches it
+    reading the head and appending are one step). Answers the record as a reader will decode it
+    (the rules use :func:`chain_audit`, which does not decode it back)."""
+    record, columns = await _chain(tx, entry)
+    return dataclasses.replace(record, entry=audit_entry(columns, tx.encoding))
+
+
+async def chain_audit(tx: Transaction, entry: AuditEntry) -> int:
+    """:func:`append_audit` for the rules: the record's sequence, without decoding it back."""
+    return (await _chain(tx, entry))[0].sequence
+
+
+async def _chain(tx: Transaction, entry: AuditEntry) -> tuple[AuditRecord, tuple[Any, ...]]:
+    """Serialises the entry once and hashes it once: the hash is taken over the stored texts
+    (:func:`~gateway.store.audit.chain_hash_of_stored`), which is the hash of the entry a reader
+    decodes from them."""
     last_position, previous_hash = await tx.chain_head()
-    digest = chain_hash(previous_hash, stored_entry)
-    return await tx.insert_audit(last_position + 1, stored_entry, columns, previous_hash, digest)
+    started = now_ns()
+    columns = audit_columns(entry, tx.encoding)
+    at = columns[0] if isinstance(columns[0], str) else utc_text(entry.at)
+    digest = chain_hash_of_stored(previous_hash, at, *columns[1:])
+    tx.count_audit_cpu(now_ns() - started)
+    record = await tx.insert_audit(last_position + 1, entry, columns, previous_hash, digest)
+    return record, columns
 
 
 # --- directives ----------------------------------------------------------------------------------
@@ -107,8 +128,8 @@ async def store_directive(tx: Transaction, record: DirectiveRecord, audit: Audit
     if existing is not None:
         return existing
     columns = directive_columns(record, tx.encoding)
-    audit_record = await append_audit(tx, audit)
-    sequence = await tx.insert_directive(columns, audit_record.sequence)
+    audit_sequence = await chain_audit(tx, audit)
+    sequence = await tx.insert_directive(columns, audit_sequence)
     return directive_record((sequence, *columns), tx.encoding)
 
 
@@ -133,14 +154,21 @@ async def admit(tx: Transaction, request: AdmissionRequest, retention: dt.timede
             return await _decided(tx, request, Admission.QUARANTINED, request.counter, await tx.hold(request))
     if request.command is not None:
         await insert_command(tx, request.command)
-    return await _decided(tx, request, Admission.ACCEPTED, request.counter, None)
+    decided = await _decided(tx, request, Admission.ACCEPTED, request.counter, None)
+    if request.precommand is not None:  # CV4: what it issued, in the same transaction as the decision
+        issued = request.precommand
+        precommand = PendingPreCommand(
+            request.request_id, request.user_id, issued.device_id, bytes(issued.apdu), request.at, issued.expires_at
+        )
+        await remember_precommand(tx, precommand, issued.audit)
+    return decided
 
 
 async def _decided(
     tx: Transaction, request: AdmissionRequest, admission: Admission, last: int, event_ref: int | None
 ) -> AdmissionResult:
-    audit = await append_audit(tx, with_event_ref(request.audit, OUTCOME_CODES[admission], event_ref))
-    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit.sequence)
+    audit_sequence = await chain_audit(tx, with_event_ref(request.audit, OUTCOME_CODES[admission], event_ref))
+    return AdmissionResult(admission, quarantine_event_ref=event_ref, last_counter=last, audit_sequence=audit_sequence)
 
 
 async def settle_quarantine(
@@ -159,7 +187,7 @@ async def settle_quarantine(
     await tx.settle(event_ref, status, audit.at)
     if command is not None:
         await insert_command(tx, command)
-    await append_audit(tx, with_event_ref(audit, audit.outcome, event_ref))
+    await chain_audit(tx, with_event_ref(audit, audit.outcome, event_ref))
     return dataclasses.replace(held, status=status)
 
 
@@ -172,8 +200,16 @@ async def record_quarantine_alert(
     if delivery is not None:
         await enqueue(tx, delivery)
     if audit is not None:
-        await append_audit(tx, audit)
+        await chain_audit(tx, audit)
     return True
+
+
+async def record_quarantine_alerts(tx: Transaction, alerts: Sequence[QuarantineAlert]) -> int:
+    """:func:`record_quarantine_alert` for a batch, in one transaction; how many were queued."""
+    queued = 0
+    for alert in alerts:
+        queued += await record_quarantine_alert(tx, alert.event_ref, alert.delivery, alert.audit)
+    return queued
 
 
 # --- Pre-Commands ---------------------------------------------------------------------------------
@@ -189,8 +225,8 @@ async def remember_precommand(tx: Transaction, precommand: PendingPreCommand, au
                 f"another Pre-Command is already remembered for RequestID {precommand.request_id!r}"
             )
         return
-    audit_record = await append_audit(tx, audit)
-    await tx.insert_precommand(precommand, audit_record.sequence)
+    audit_sequence = await chain_audit(tx, audit)
+    await tx.insert_precommand(precommand, audit_sequence)
 
 
 # --- device commands and meter states ---------------------------------------------------------------
@@ -210,7 +246,7 @@ async def insert_command(tx: Transaction, command: DeviceCommand) -> tuple[int, 
 async def queue_command(tx: Transaction, command: DeviceCommand, audit: AuditEntry) -> int:
     command_id, new = await insert_command(tx, command)
     if new:  # queued before: nothing is queued or recorded again
-        await append_audit(tx, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
+        await chain_audit(tx, dataclasses.replace(audit, detail={**audit.detail, "command_id": command_id}))
     return command_id
 
 
@@ -229,7 +265,7 @@ async def store_meters(
     for delivery in deliveries:
         await enqueue(tx, delivery)
     for entry in audits:
-        await append_audit(tx, entry)
+        await chain_audit(tx, entry)
 
 
 async def complete_command(tx: Transaction, claimed: ClaimedCommand, completion: CommandCompletion) -> bool:
@@ -250,10 +286,10 @@ async def enqueue(tx: Transaction, delivery: Delivery) -> int:
     if delivery.audit is not None:
         decision = delivery.audit
         detail = {**decision.detail, "delivery_id": stored.delivery_id}
-        await append_audit(tx, dataclasses.replace(decision, detail=detail))
+        await chain_audit(tx, dataclasses.replace(decision, detail=detail))
     digest = hashlib.sha256(stored.body).hexdigest()
     entry = delivery_audit(stored, delivery.created_at, "enqueued", "queued for delivery", body_sha256=digest)
-    await append_audit(tx, entry)
+    await chain_audit(tx, entry)
     return stored.delivery_id
 
 
@@ -275,21 +311,21 @@ async def record_attempt(
     if error is None:
         if before.status is not DeliveryStatus.DELIVERED:
             await tx.mark_delivered(delivery_id, at)
-        await append_audit(tx, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
+        await chain_audit(tx, delivery_audit(before, at, "delivered", "the receiver answered 2xx", **attempt))
         return DeliveryStatus.DELIVERED
     if before.status is not DeliveryStatus.PENDING:
         reason = f"attempt failed ({error}); the delivery stays {before.status.value}"
-        await append_audit(tx, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
+        await chain_audit(tx, delivery_audit(before, at, "attempt-failed", reason, error=error, **attempt))
         return before.status
     if next_attempt_at is None:
         await tx.mark_failed(delivery_id, at)
         reason = f"attempt failed ({error}); no further attempt: moved to the failed queue"
-        await append_audit(tx, delivery_audit(before, at, "failed", reason, error=error, **attempt))
+        await chain_audit(tx, delivery_audit(before, at, "failed", reason, error=error, **attempt))
         return DeliveryStatus.FAILED
     await tx.set_next_attempt(delivery_id, next_attempt_at)
     reason = f"attempt failed ({error}); retry scheduled"
     schedule = {"error": error, "next_attempt_at": next_attempt_at, **attempt}
-    await append_audit(tx, delivery_audit(before, at, "retry-scheduled", reason, **schedule))
+    await chain_audit(tx, delivery_audit(before, at, "retry-scheduled", reason, **schedule))
     return DeliveryStatus.PENDING
 
 
@@ -299,7 +335,7 @@ async def fail_overdue(tx: Transaction, now: dt.datetime, max_age: dt.timedelta)
         await tx.mark_failed(delivery.delivery_id, now)
         reason = f"not delivered within {max_age.total_seconds():g} s: moved to the failed queue"
         entry = delivery_audit(delivery, now, "failed", reason, attempts=delivery.attempts, error=delivery.last_error)
-        await append_audit(tx, entry)
+        await chain_audit(tx, entry)
     return len(overdue)
 
 
@@ -308,14 +344,14 @@ async def purge_failed(tx: Transaction, now: dt.datetime, keep: dt.timedelta) ->
     for delivery in expired:
         await tx.delete_delivery(delivery.delivery_id)
         reason = f"held in the failed queue for {keep}: deleted"
-        await append_audit(tx, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
+        await chain_audit(tx, delivery_audit(delivery, now, "purged", reason, failed_at=delivery.failed_at))
     return len(expired)
 
 
 async def purge_delivered(tx: Transaction, now: dt.datetime, keep: dt.timedelta, limit: int) -> int:
     deleted = await tx.delete_delivered(now - keep, limit)
     if deleted:
-        await append_audit(tx, delivered_purge_audit(now, keep, deleted))
+        await chain_audit(tx, delivered_purge_audit(now, keep, deleted))
     return len(deleted)
 
 
@@ -324,7 +360,7 @@ async def redeliver_failed(tx: Transaction, user_id: Eui64, now: dt.datetime) ->
     for delivery in failed:
         await tx.start_round(delivery.delivery_id, now)
         reason = "taken from the failed queue for another round of delivery"
-        await append_audit(tx, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
+        await chain_audit(tx, delivery_audit(delivery, now, "redelivery", reason, failed_at=delivery.failed_at))
     return len(failed)
 
 
@@ -333,5 +369,5 @@ async def reschedule_deliveries(
 ) -> int:
     moved = await tx.reschedule_receiver(user_id, url, due_at, spared)
     if moved:
-        await append_audit(tx, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
+        await chain_audit(tx, deliveries_rescheduled_audit(at, user_id, url, due_at, moved, reason))
     return len(moved)

@@ -107,6 +107,7 @@ from gateway.store.base import (
     LaneAnchor,
     PendingDelivery,
     PendingPreCommand,
+    QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
     Shard,
@@ -421,12 +422,15 @@ class _Sql:
 
     adt_count_in: Final = """WITH
             pruned AS (DELETE FROM adt_events WHERE user_id = $1 AND srv = $2 AND at <= $3),
-            seen AS (SELECT count(*) AS admissions FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $4)
+            seen AS (SELECT count(*) AS admissions FROM
+                (SELECT 1 FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $4 LIMIT $6) AS bounded)
         INSERT INTO adt_events (user_id, srv, at) SELECT $1, $2, $5 FROM seen WHERE admissions < $6
         RETURNING at"""
     """Prune, count and (below the threshold) count this admission in, in one statement. The pruned
     rows (``at <= $3``, at least a window old) and the counted ones (``at > $4``, inside the window)
-    never overlap, so the count is the same whether or not it sees the deletion."""
+    never overlap, so the count is the same whether or not it sees the deletion. The count stops at
+    the threshold, all the decision needs (a flooding user would otherwise cost a walk over its
+    whole window per request)."""
     adt_count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = $1 AND srv = $2 AND at > $3"
 
     quarantine_columns: Final = "event_ref, request_id, user_id, srv, raw_request, quarantined_at, status"
@@ -657,6 +661,9 @@ class _GroupTransaction:
         self.pending_audit.append((sequence, *columns, previous_hash, digest, self.lane, position))
         self.head = (position, digest, entry.at)
         return AuditRecord(sequence, entry, previous_hash, digest, lane=self.lane, position=position)
+
+    def count_audit_cpu(self, nanoseconds: int) -> None:
+        """Not split out here: the transaction runs on the event loop, between the server's answers."""
 
     # --- directives --------------------------------------------------------------------------
 
@@ -1089,6 +1096,12 @@ class PostgresStore:
             ((self._key("quarantine", str(event_ref)), True),),
             audits=_delivery_audits((delivery,) if delivery else ()) + (audit is not None),
         )
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        batch = tuple(alerts)
+        if not batch:
+            return 0
+        return await self._write(lambda tx: operations.record_quarantine_alerts(tx, batch))
 
     # --- audit --------------------------------------------------------------------------
 

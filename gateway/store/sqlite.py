@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from gateway.eui64 import Eui64
+from gateway.stages import StageTimers, now_ns
 from gateway.store import operations
 from gateway.store.audit import utc_text
 from gateway.store.base import (
@@ -75,6 +76,7 @@ from gateway.store.base import (
     DirectiveRecord,
     PendingDelivery,
     PendingPreCommand,
+    QuarantineAlert,
     QuarantinedRequest,
     QuarantineStatus,
     Shard,
@@ -186,8 +188,11 @@ class _ReplayCountersSql:
         ) WITHOUT ROWID""",
     )
     select: Final = "SELECT last_counter FROM replay_counters WHERE originator = ? AND target = ?"
-    upsert: Final = """INSERT INTO replay_counters (originator, target, last_counter) VALUES (?, ?, ?)
-        ON CONFLICT (originator, target) DO UPDATE SET last_counter = excluded.last_counter"""
+    consume: Final = """INSERT INTO replay_counters (originator, target, last_counter) VALUES (?, ?, ?)
+        ON CONFLICT (originator, target) DO UPDATE SET last_counter = excluded.last_counter
+        WHERE excluded.last_counter > replay_counters.last_counter RETURNING last_counter"""
+    """Check-and-set in one statement: a row comes back only when the counter was greater than the
+    stored one (or the first), and was stored; fixed-width digits compare as numbers do."""
 
 
 class _AdtEventsSql:
@@ -197,6 +202,12 @@ class _AdtEventsSql:
     )
     prune: Final = "DELETE FROM adt_events WHERE user_id = ? AND srv = ? AND at <= ?"
     count_after: Final = "SELECT count(*) FROM adt_events WHERE user_id = ? AND srv = ? AND at > ?"
+    count_after_up_to: Final = """SELECT count(*) FROM
+        (SELECT 1 FROM adt_events WHERE user_id = ? AND srv = ? AND at > ? LIMIT ?)"""
+    """The count, but no further than the threshold: a decision needs only whether it is reached, and
+    a user past it (a flood) would otherwise cost a walk over its whole window per request."""
+    count_between: Final = "SELECT count(*) FROM adt_events WHERE user_id = ? AND srv = ? AND at > ? AND at <= ?"
+    """The admissions that left a window whose start moved from the first time to the second."""
     insert: Final = "INSERT INTO adt_events (user_id, srv, at) VALUES (?, ?, ?)"
 
 
@@ -443,13 +454,19 @@ class _SqliteTransaction:
     """
 
     encoding: Final = TEXT_TIMES
-    __slots__ = ("db", "_head", "_directives_head", "_adt_pruned")
+    __slots__ = ("db", "_head", "_directives_head", "_adt_pruned", "_adt_counts", "audit_ns")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self._head: tuple[int, str] | None = None
         self._directives_head: int | None = None
         self._adt_pruned: set[tuple[str, str]] = set()
+        self._adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
+        """(user, SRV) -> (window start, admissions after it) as this transaction last counted them,
+        kept up to date with the rows it adds: the next admission of that user in the transaction
+        subtracts what left the window instead of counting the whole window again."""
+        self.audit_ns = 0
+        """CPU nanoseconds this transaction spent serialising and hashing audit records."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         """One statement of a unit that is plain SQL (no rule of the store's)."""
@@ -471,6 +488,9 @@ class _SqliteTransaction:
         self._head = (position, digest)
         return AuditRecord(position, entry, previous_hash, digest)
 
+    def count_audit_cpu(self, nanoseconds: int) -> None:
+        self.audit_ns += nanoseconds
+
     # --- directives --------------------------------------------------------------------------
 
     async def registry_version(self) -> int:
@@ -491,11 +511,12 @@ class _SqliteTransaction:
 
     async def consume_counter(self, originator: Eui64, target: Eui64, counter: int) -> int | None:
         key = (str(originator), str(target))
+        if _fetch_one(self.db, _ReplayCountersSql.consume, (*key, _counter_text(counter))) is not None:
+            return None
         row = _fetch_one(self.db, _ReplayCountersSql.select, key)
-        if row is not None and counter <= int(row[0]):
-            return int(row[0])
-        self.db.execute(_ReplayCountersSql.upsert, (*key, _counter_text(counter)))
-        return None
+        if row is None:
+            raise RuntimeError("a counter was refused with none stored")
+        return int(row[0])
 
     async def count_in_window(
         self, request: AdmissionRequest, window: dt.timedelta, threshold: int, retention: dt.timedelta
@@ -506,10 +527,21 @@ class _SqliteTransaction:
         if key not in self._adt_pruned:
             self.db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
             self._adt_pruned.add(key)
-        row = _fetch_one(self.db, _AdtEventsSql.count_after, (*key, utc_text(request.at - window)))
-        if (0 if row is None else int(row[0])) >= threshold:
+        start = utc_text(request.at - window)
+        known = self._adt_counts.get(key)
+        if known is not None and known[0] <= start:
+            # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
+            # added: what was counted then, less what has left the window since, is the count now.
+            row = _fetch_one(self.db, _AdtEventsSql.count_between, (*key, known[0], start))
+            count = known[1] - (0 if row is None else int(row[0]))
+        else:  # counted no further than the threshold, all the decision needs
+            row = _fetch_one(self.db, _AdtEventsSql.count_after_up_to, (*key, start, threshold))
+            count = 0 if row is None else int(row[0])
+        if count >= threshold:
+            self._adt_counts.pop(key, None)  # perhaps cut at the threshold: not a count to carry on
             return False
         self.db.execute(_AdtEventsSql.insert, (*key, utc_text(request.at)))
+        self._adt_counts[key] = (start, count + 1)  # this admission is inside the window just counted
         return True
 
     async def hold(self, request: AdmissionRequest) -> int:
@@ -653,15 +685,20 @@ def _append_audit(tx: _SqliteTransaction, entry: AuditEntry) -> AuditRecord:
 
 
 @contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[_SqliteTransaction]:
-    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises."""
+def _immediate(db: sqlite3.Connection, audit_ns: list[int] | None = None) -> Iterator[_SqliteTransaction]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises.
+    ``audit_ns[0]``: where the transaction's audit CPU is added when it ends."""
     db.execute("BEGIN IMMEDIATE")
+    tx = _SqliteTransaction(db)
     try:
-        yield _SqliteTransaction(db)
+        yield tx
         db.execute("COMMIT")
     except BaseException:
         _rollback(db)
         raise
+    finally:
+        if audit_ns is not None:
+            audit_ns[0] += tx.audit_ns
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -780,6 +817,7 @@ class SqliteStore:
         adt_retention: dt.timedelta = dt.timedelta(days=1),
         read_only: bool = False,
         max_group: int = 256,
+        stages: StageTimers | None = None,
     ) -> None:
         """``busy_timeout``: seconds to wait for another connection's write transaction.
 
@@ -788,6 +826,8 @@ class SqliteStore:
         ``read_only``: for ``audit verify``; no schema is created and nothing is
         written, so evidence in a tampered file is left as found.
         ``max_group``: the most calls one transaction takes.
+        ``stages``: where the CPU of transactions ("store", "audit") and of handing groups to the
+        store's thread ("handoff") is counted.
         """
         if max_group < 1:
             raise ValueError(f"max_group must be positive: {max_group}")
@@ -801,6 +841,7 @@ class SqliteStore:
         self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._groups_committed = 0
+        self._stages = stages if stages is not None else StageTimers()
 
     def __repr__(self) -> str:
         return f"SqliteStore({self._path!r})"
@@ -918,6 +959,12 @@ class SqliteStore:
 
     async def record_quarantine_alert(self, event_ref: int, delivery: Delivery | None, audit: AuditEntry | None) -> bool:
         return await self._write(lambda tx: operations.record_quarantine_alert(tx, event_ref, delivery, audit))
+
+    async def record_quarantine_alerts(self, alerts: Sequence[QuarantineAlert]) -> int:
+        batch = tuple(alerts)
+        if not batch:
+            return 0
+        return await self._write(lambda tx: operations.record_quarantine_alerts(tx, batch))
 
     # --- pending Pre-Commands -----------------------------------------------------------
 
@@ -1128,14 +1175,16 @@ class SqliteStore:
         """The writer: hands the queue to the thread a group at a time until it is empty."""
         try:
             while self._queued:
+                started = now_ns()
                 group = [entry for entry in self._queued[: self._max_group] if not entry[1].cancelled()]
                 del self._queued[: self._max_group]
                 if not group:
                     continue  # every caller gave up before its unit ran: nothing to do
                 units = [unit for unit, _ in group]
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self._run_group, units
-                )
+                running = asyncio.get_running_loop().run_in_executor(self._thread, self._run_group, units)
+                self._stages.since("handoff", started)
+                outcomes = await running
+                answered = now_ns()
                 for (_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():
                         continue  # its caller was cancelled while the group ran (it is committed all the same)
@@ -1143,25 +1192,35 @@ class SqliteStore:
                         future.set_exception(outcome.error)
                     else:
                         future.set_result(outcome.value)
+                self._stages.since("handoff", answered)
         finally:
             self._writer = None
 
     def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
         """On the store's thread: all units in one transaction, or, if one raises, each in its own."""
+        started = now_ns()
+        audit_ns = [0]
+        try:
+            return self._run_units(units, audit_ns)
+        finally:
+            self._stages.add("audit", audit_ns[0])
+            self._stages.add("store", now_ns() - started - audit_ns[0])
+
+    def _run_units(self, units: list[Unit[Any]], audit_ns: list[int]) -> list[_Outcome]:
         db = self._connection()
         try:
-            with _immediate(db) as tx:
+            with _immediate(db, audit_ns) as tx:
                 values = [_run_unit(unit, tx) for unit in units]
         except Exception as error:
             if len(units) == 1:
                 return [_outcome_of_failure(error)]
-            return [self._run_alone(db, unit) for unit in units]
+            return [self._run_alone(db, unit, audit_ns) for unit in units]
         self._groups_committed += 1
         return [_Outcome(value) for value in values]
 
-    def _run_alone(self, db: sqlite3.Connection, unit: Unit[Any]) -> _Outcome:
+    def _run_alone(self, db: sqlite3.Connection, unit: Unit[Any], audit_ns: list[int]) -> _Outcome:
         try:
-            with _immediate(db) as tx:
+            with _immediate(db, audit_ns) as tx:
                 value = _run_unit(unit, tx)
         except Exception as error:
             return _outcome_of_failure(error)

@@ -56,6 +56,11 @@ class Transaction(Protocol):
         commits, but not past either."""
         ...
 
+    def count_audit_cpu(self, nanoseconds: int) -> None:
+        """Where the dialect counts the CPU of serialising and hashing its audit records (the
+        "audit" stage of :mod:`gateway.stages`); a dialect that does not split it out ignores it."""
+        ...
+
     # --- directives --------------------------------------------------------------------------
     async def registry_version(self) -> int: ...
 
