@@ -29,6 +29,9 @@ class CpuSnapshot:
     machine_busy: float
     machine_total: float
     """Busy plus idle over all cores, so busy/total is the machine's utilisation."""
+    gateway_switches: int = 0
+    """Context switches of the gateway's threads so far, voluntary and not (a thread that hands
+    the GIL to another and waits to win it back switches twice)."""
 
 
 def available() -> bool:
@@ -87,15 +90,36 @@ def _machine() -> tuple[float, float]:
     return busy / ticks, (busy + idle + iowait) / ticks
 
 
+def _context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of every thread of ``pid`` (0 once it has ended)."""
+    total = 0
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended while we looked
+        for line in status.splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+    return total
+
+
 def snapshot(gateway_pid: int | None) -> CpuSnapshot:
     table = _process_table()
     gateway = 0.0
+    switches = 0
     if gateway_pid is not None and gateway_pid in table:
-        gateway = sum(table[pid][2] for pid in _descendants(table, gateway_pid) if pid in table)
+        processes = [pid for pid in _descendants(table, gateway_pid) if pid in table]
+        gateway = sum(table[pid][2] for pid in processes)
+        switches = sum(_context_switches(pid) for pid in processes)
     database = sum(cpu for _, name, cpu in table.values() if name in DATABASE_COMMANDS)
     times = os.times()
     busy, total = _machine()
-    return CpuSnapshot(gateway, database, times.user + times.system, busy, total)
+    return CpuSnapshot(gateway, database, times.user + times.system, busy, total, switches)
 
 
 def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: int) -> dict[str, float]:
@@ -113,6 +137,7 @@ def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: int) -> dict[
     load_generator = after.load_generator - before.load_generator
     return {
         "gateway_cpu_ms": ms("gateway"),
+        "gateway_context_switches": round((after.gateway_switches - before.gateway_switches) / requests, 1),
         "database_cpu_ms": ms("database"),
         "load_generator_cpu_ms": ms("load_generator"),
         "machine_cpu_ms": ms("machine_busy"),
