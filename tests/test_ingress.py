@@ -393,6 +393,27 @@ async def test_connections_past_the_per_peer_and_overall_limits_get_503_and_are_
         await runner.cleanup()
 
 
+async def test_a_503_refusal_survives_a_client_that_keeps_sending_and_reads_late(
+    live_world: Path, tmp_path: Path
+) -> None:
+    # As for the 408: the refused connection is half-closed after its 503 and what the client sends
+    # is dropped; closed while the client still sends, the reset would destroy the unread 503.
+    gateway, runner = await start_live(live_world, tmp_path, max_connections=4, max_connections_per_peer=1)
+    try:
+        held = await gateway.connect(PEER_A)
+        reader, writer = await gateway.connect(PEER_A)  # a second from one address: refused
+        slow = asyncio.create_task(trickle(writer, b"POST /api/v1/serviceS HTTP/1.1\r\n" * 100, every=0.01))
+        await asyncio.sleep(0.5)  # the client keeps sending and does not read
+        refused = await asyncio.wait_for(reader.read(), timeout=SLACK)
+        slow.cancel()
+        writer.close()
+        held[1].close()
+        assert refused.startswith(b"HTTP/1.1 503 ")
+        assert json.loads(refused.partition(b"\r\n\r\n")[2])["check"] == "per-peer-limit"
+    finally:
+        await runner.cleanup()
+
+
 # --- shares of the verifier and of decisions ------------------------------------------------
 
 

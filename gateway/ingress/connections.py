@@ -36,8 +36,8 @@ OVERALL_LIMIT: Final = "connection-limit"
 HEADER_TIMEOUT: Final = "header-timeout"
 IDLE_TIMEOUT: Final = "idle-timeout"
 REFUSAL_LINGER_SECONDS: Final = 1.0
-"""How long a refused connection that sends nothing stays open after its 503 (it is closed as
-soon as its request arrives); at most ``max_connections`` of them at once, the rest closed at once."""
+"""How long a refused connection stays open after its 503 for the client to close its side (see
+:meth:`GuardedConnection._drain`); at most ``max_connections`` of them at once, the rest closed at once."""
 ANSWERED_LINGER_SECONDS: Final = 5.0
 """How long a connection closed after its answer (a 408) waits for the client to close its side
 before it is closed anyway; what the client still sends meanwhile is read and dropped."""
@@ -147,7 +147,7 @@ class GuardedConnection(asyncio.Protocol):
         if refusal is not None:
             self._lingering = self._guard._refuse(refusal, transport)
             if self._lingering:
-                self._deadline = asyncio.get_running_loop().call_later(REFUSAL_LINGER_SECONDS, transport.close)
+                self._drain(REFUSAL_LINGER_SECONDS)
             return
         self._inner = self._make_handler()
         self._guard._register(self._inner, self)
@@ -155,14 +155,8 @@ class GuardedConnection(asyncio.Protocol):
         self._expect(self._guard.settings.header_timeout_seconds, HEADER_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
-        if self._inner is None:
-            # Refused: the request is not read. Closing with it unread in the socket would send a
-            # reset, which can destroy the 503 before the client reads it; now it has arrived.
-            if self._transport is not None:
-                self._transport.close()
-            return
-        if self._draining:
-            return
+        if self._inner is None or self._draining:
+            return  # refused, or answered for the last time: read and dropped (see _drain)
         if self._idle:
             self._idle = False
             self._expect(self._guard.settings.header_timeout_seconds, HEADER_TIMEOUT)
@@ -211,16 +205,10 @@ class GuardedConnection(asyncio.Protocol):
             self._expect(self._guard.settings.idle_timeout_seconds, IDLE_TIMEOUT)
 
     def close_after_answer(self) -> None:
-        """The answer is written: the connection ends, gracefully. A FIN follows the answer, what
-        the client still sends is dropped, and the socket closes when the client closes its side
-        (or after :data:`ANSWERED_LINGER_SECONDS`). Closing at once, with the client's unread
-        bytes in the socket, would send a reset, which can destroy the answer before it is read."""
-        if self._transport is None or self._draining:
-            return
-        self._draining = True
-        if self._transport.can_write_eof():
-            self._transport.write_eof()  # after what is buffered, i.e. after the answer
-        self._expect_close(ANSWERED_LINGER_SECONDS)
+        """The answer is written: the connection ends, gracefully (:meth:`_drain`, for up to
+        :data:`ANSWERED_LINGER_SECONDS`)."""
+        if self._transport is not None and not self._draining:
+            self._drain(ANSWERED_LINGER_SECONDS)
 
     @property
     def stages(self) -> StageTimers:
@@ -236,11 +224,19 @@ class GuardedConnection(asyncio.Protocol):
         self._stop_deadline()
         self._deadline = asyncio.get_running_loop().call_later(seconds, self._expired, reason)
 
-    def _expect_close(self, seconds: float) -> None:
-        self._stop_deadline()
+    def _drain(self, seconds: float) -> None:
+        """Ends the connection after what was last written (a 503 refusal, a 408), gracefully: a
+        FIN follows it, what the client still sends is dropped, and the socket closes when the
+        client closes its side, or after ``seconds``. Closing at once, with the client's unread
+        bytes in the socket, would send a reset, which can destroy the answer before it is read."""
         transport = self._transport
-        if transport is not None:
-            self._deadline = asyncio.get_running_loop().call_later(seconds, transport.close)
+        if transport is None:
+            return
+        self._draining = True
+        if transport.can_write_eof():
+            transport.write_eof()  # after what is buffered, i.e. after the answer
+        self._stop_deadline()
+        self._deadline = asyncio.get_running_loop().call_later(seconds, transport.close)
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None:
