@@ -51,6 +51,7 @@ from gateway.devices.execute import (
 from gateway.devices.meter import MeterState
 from gateway.eui64 import Eui64
 from gateway.gbcs import GeneralSigningApdu
+from gateway.verify.documents import MessageId
 from gateway.gbcs.prepayment import EMERGENCY_CREDIT_CODES
 
 ANY_DEVICE = "*"
@@ -90,7 +91,7 @@ class Instruction:
     @property
     def counter(self) -> int | None:
         """The RequestID's counter: the GBCS transaction id the response echoes."""
-        return None if self.request_id is None else int(self.request_id.rsplit(":", 1)[1])
+        return None if self.request_id is None else MessageId.parse(self.request_id).counter
 
 
 @dataclass(frozen=True, slots=True)

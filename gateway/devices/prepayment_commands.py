@@ -55,6 +55,7 @@ from gateway.gbcs.prepayment import (
     top_up_response,
 )
 from gateway.namespaces import SR, qname
+from gateway.verify.documents import MessageId
 
 _TOP_UP_DEVICE = qname(SR, "TopUpDevice")
 _ACTIVATE_EMERGENCY_CREDIT = qname(SR, "ActivateEmergencyCredit")
@@ -86,8 +87,8 @@ class Asked:
         if request_id is None:
             raise MeterRefusal("a prepayment command reaches the meter with its DUIS RequestID")
         try:
-            counter = int(request_id.rsplit(":", 1)[1])
-        except (IndexError, ValueError) as exc:
+            counter = MessageId.parse(request_id).counter
+        except ValueError as exc:
             raise MeterRefusal(f"not a DUIS RequestID: {request_id!r}") from exc
         return cls(request_id, requester, counter)
 

@@ -33,6 +33,7 @@ from gateway.gbcs.ciphering import MAC_SIZE
 from gateway.gbcs.errors import ApduError
 from gateway.gbcs.reader import LONG_INVOKE_ID_SIZE, GbcsMessage, read_message
 from gateway.gbcs.rtds import RtdsCatalogue, UseCase, VectorKind
+from gateway.verify.documents import MessageId
 
 _ZERO_MAC = bytes(MAC_SIZE)
 _NULL_SIGNATURE = b""
@@ -104,7 +105,7 @@ class VectorAnswers:
         vector = None if use_case is None else self.catalogue.vector(use_case, VectorKind.RESPONSE, device_type, body)
         if vector is None:
             return None
-        return readdress(vector.message, originator=device_id, recipient=requester, counter=_counter(request_id), at=now)
+        return readdress(vector.message, originator=device_id, recipient=requester, counter=MessageId.parse(request_id).counter, at=now)
 
     def precommand(
         self,
@@ -130,7 +131,3 @@ class VectorAnswers:
         use_cases = self.catalogue.use_cases(srv)
         for_type = [u for u in use_cases if device_type in u.device_types] or list(use_cases)
         return frozenset(u.message_code for u in for_type if u.message_code is not None)
-
-
-def _counter(request_id: str) -> int:
-    return int(request_id.rsplit(":", 1)[1])
