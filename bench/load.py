@@ -141,19 +141,23 @@ async def drive(
     progress: bool,
     receiver_port: int | None,
     gateway_pid: int | None = None,
+    workers: int = 1,
 ) -> dict[str, object]:
     """Sends the prepared requests; with ``receiver_port``, also plays the users' Receive Response Service.
 
     With ``gateway_pid`` (the spawned gateway, workers included), the result also says how
-    much CPU each party used per request while the load ran (Linux)."""
+    much CPU each party used per request while the load ran (Linux). The stage breakdown is
+    given for one worker only: each worker keeps its own timers, and a ``/metrics`` call reaches
+    whichever worker the kernel picks (SO_REUSEPORT), so with several the two readings would not
+    be of one process."""
     runner = await start_receiver(receiver_port) if receiver_port is not None else None
     try:
-        stages_before = await stage_seconds(url)
+        stages_before = await stage_seconds(url) if workers == 1 else None
         before = cpu.snapshot(gateway_pid) if cpu.available() else None
         result = await _drive(url, requests, connections, seconds, progress)
         if before is not None:
             result["cpu"] = cpu.per_request(before, cpu.snapshot(gateway_pid), int(result["requests"]))  # type: ignore[call-overload]
-        stages_after = await stage_seconds(url)
+        stages_after = await stage_seconds(url) if workers == 1 else None
         if stages_before and stages_after:
             result["stages_ms"] = stages_per_request(stages_before, stages_after, result)
         if any(item.signer is not None for item in requests):
@@ -339,6 +343,7 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
                     progress=not args.json,
                     receiver_port=receiver_port,
                     gateway_pid=process.pid,
+                    workers=workers,
                 )
             )
         finally:

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
 import secrets
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +53,8 @@ from gateway.store.postgresql import PostgresLocation, PostgresStore  # noqa: E4
 DEFAULT_POSTGRES: Final = "postgresql://postgres@127.0.0.1:5432/test"
 T0: Final = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DUPLICATE_ROUNDS: Final = 50
+STARTUP_TIMEOUT_SECONDS: Final = 600.0
+"""How long the workers may take to open the store and warm up before the run is given up."""
 ADT_THRESHOLD: Final = 10_000_000
 """High enough that the bench itself is never quarantined (the window is still counted)."""
 
@@ -170,6 +174,8 @@ def _worker(url: str, index: int, clients: int, seconds: float, start: Any, dupl
         report = asyncio.run(_work(url, index, clients, seconds, start, duplicate, directives))
         results.put((index, asdict(report)))
     except BaseException as exc:  # the parent reports it rather than waiting for ever
+        start.abort()  # a parent or sibling still waiting at a barrier gets BrokenBarrierError
+        duplicate.abort()
         results.put((index, repr(exc)))
         raise
 
@@ -199,7 +205,8 @@ def run(server_url: str, workers: int, clients: int, seconds: float, directives:
         asyncio.run(_migrate(url))
         for process in processes:
             process.start()
-        start.wait()
+        with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: its report says why
+            start.wait(timeout=STARTUP_TIMEOUT_SECONDS)
         reports: dict[int, WorkerReport] = {}
         for _ in processes:
             index, report = results.get(timeout=seconds + 600)

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ from gateway.workers import LOG as WORKERS_LOG
 from gateway.workers import WorkerSpec, prepare_worker, serve_workers
 
 CRYPTO_THREADS = 2
-"""Threads for XML signature verification and signing (the crypto releases the GIL)."""
+"""Threads for XML signature verification (its ECDSA and schema checks release the GIL; answers
+are signed on the event loop, where the hop to a thread cost more than the signing)."""
 
 
 @dataclass
@@ -133,33 +135,34 @@ async def start_runtime(
     await forwarder.start_executing()
     background = [
         asyncio.create_task(outbox.run(stop)),
-        asyncio.create_task(_follow_registry(access, stop)),
+        # Directives other workers stored are folded in (an admission checks this anyway; refusals and
+        # alert routing read the registry too, so it is not left to go stale).
+        asyncio.create_task(_every(stop, access.refresh, "reading the directive log")),
         asyncio.create_task(forwarder.run_commands(stop)),
         asyncio.create_task(forwarder.run_meters(stop)),
         asyncio.create_task(forwarder.run_alerts(stop)),
-        asyncio.create_task(_flush_logs(stop)),
+        asyncio.create_task(_every(stop, _flush_logs, "writing out batched log lines")),
     ]
     return Runtime(service, store, executor, fleet, outbox, forwarder, stop, background)
 
 
-async def _flush_logs(stop: asyncio.Event, interval: float = 1.0) -> None:
-    """Writes out the log lines a batched handler holds, so an idle gateway's last lines are not held back."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        flush_all()
-
-
-async def _follow_registry(access: AccessControl, stop: asyncio.Event, interval: float = 1.0) -> None:
-    """Folds in directives other workers stored (an admission checks this anyway; refusals and
-    alert routing read the registry too, so it is not left to go stale)."""
+async def _every(
+    stop: asyncio.Event, action: Callable[[], Awaitable[object]], what: str, interval: float = 1.0
+) -> None:
+    """Runs ``action`` once every ``interval`` seconds and once more when ``stop`` is set; a
+    failure is logged (as ``what`` failing) and the next interval tries again."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         try:
-            await access.refresh()
+            await action()
         except Exception:
-            logging.getLogger("dcc_gateway").exception("reading the directive log failed")
+            logging.getLogger("dcc_gateway").exception("%s failed", what)
+
+
+async def _flush_logs() -> None:
+    """Writes out the log lines a batched handler holds, so an idle gateway's last lines are not held back."""
+    flush_all()
 
 
 def create_app(

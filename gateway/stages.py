@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Final
 
 STAGES: Final = (
@@ -79,6 +78,3 @@ class StageTimers:
         with self._register:
             self._tables.append(table)
         return table
-
-    def __iter__(self) -> Iterator[tuple[str, float]]:
-        return iter(self.seconds().items())

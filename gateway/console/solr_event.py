@@ -15,7 +15,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
-from gateway.eui64 import Eui64
 from gateway.manifest import Manifest
 from gateway.policy import directives as d
 from gateway.policy import solr
