@@ -45,6 +45,7 @@ from gateway.devices.credentials import MeterKeys
 from gateway.devices.execute import (
     MeterRefusal,
     authenticate_command,
+    check_trust_anchor,
     execute_signed_precommand,
     execute_sr_body,
 )
@@ -162,10 +163,7 @@ def verified_command(instruction: Instruction) -> GeneralSigningApdu:
         raise MeterRefusal("the device's trust anchor certificate is not known to the simulation")
     state = instruction.state
     if state is not None:
-        if state.smets != 2:
-            raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
-        if anchor.fingerprint != state.trust_anchor_fingerprint:
-            raise MeterRefusal(f"certificate {anchor.fingerprint[:16]}… is not this meter's trust anchor")
+        check_trust_anchor(state, anchor)
     codes = ", ".join(f"{code:#06x}" for code in sorted(instruction.message_codes)) or "none"
     return authenticate_command(
         instruction.signed_pre_command or b"",

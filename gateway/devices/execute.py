@@ -128,16 +128,21 @@ def execute_signed_precommand(
     ``trust_anchor`` must be the certificate whose fingerprint the meter holds (the
     caller looks it up; any other is refused): the meter trusts nothing in the message.
     """
-    if state.smets != 2:
-        raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
-    if trust_anchor.fingerprint != state.trust_anchor_fingerprint:
-        raise MeterRefusal(f"certificate {trust_anchor.fingerprint[:16]}… is not this meter's trust anchor")
+    check_trust_anchor(state, trust_anchor)
     apdu = _authenticated(apdu_bytes, trust_anchor.public_key)
     code = _addressed_to(state, apdu)
     command = _content(state, apdu, code)
     changed, alerts, detail = perform_payment_mode_command(state, command, now)
     changed = replace(changed, last_gbcs_counter=apdu.counter)
     return changed, alerts, DeviceResponse(True, f"{code.name} counter {apdu.counter}: {detail}")
+
+
+def check_trust_anchor(state: MeterState, trust_anchor: TrustAnchor) -> None:
+    """A meter acts on GBCS only if it is SMETS2 and ``trust_anchor`` is the certificate it holds."""
+    if state.smets != 2:
+        raise MeterRefusal("a SMETS1 meter does not execute GBCS commands; send the Service Request")
+    if trust_anchor.fingerprint != state.trust_anchor_fingerprint:
+        raise MeterRefusal(f"certificate {trust_anchor.fingerprint[:16]}… is not this meter's trust anchor")
 
 
 def authenticate_command(

@@ -56,8 +56,8 @@ from gateway.devices.persistence import MeterPersistence
 from gateway.devices.prepayment import meter_balance_pence
 from gateway.eui64 import Eui64
 from gateway.manifest import Device, Manifest
+from gateway.policy.critical import UPDATE_PAYMENT_MODE_SRV
 
-UPDATE_PAYMENT_MODE_SRV = "1.6"
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
 _HIDDEN_IN_VIEW = ("consumption_carry",)

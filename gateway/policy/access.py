@@ -53,9 +53,9 @@ class RegistryContention(RuntimeError):
 
 
 PRECOMMAND_LIFETIME = dt.timedelta(hours=24)
+"""How long an issued Pre-Command waits for its signed return (CV5)."""
 SIMULATOR_LIMIT = "simulator-limit"
 """The audit outcome (and problem check) of a valid request the simulator cannot serve."""
-"""How long an issued Pre-Command waits for its signed return (CV5)."""
 
 
 @dataclass(frozen=True, slots=True)
