@@ -1060,7 +1060,11 @@ class PostgresStore:
         ]
         if request.adt_threshold is not None:
             locks.append((self._key("adt", str(request.user_id), request.service_reference_variant), True))
-        return await self._write(lambda tx: operations.admit(tx, request, retention), tuple(locks), audits=1)
+        audits = 1
+        if request.precommand is not None:  # remembered in the same transaction, under its own key (as alone)
+            locks.append((self._key("precommand", request.request_id), True))
+            audits = 2
+        return await self._write(lambda tx: operations.admit(tx, request, retention), tuple(locks), audits=audits)
 
     async def last_counter(self, originator: Eui64, target: Eui64) -> int | None:
         stored = await self._fetchval(_Sql.counter_select, str(originator), str(target))
@@ -1101,7 +1105,10 @@ class PostgresStore:
         batch = tuple(alerts)
         if not batch:
             return 0
-        return await self._write(lambda tx: operations.record_quarantine_alerts(tx, batch))
+        return await self._write(
+            lambda tx: operations.record_quarantine_alerts(tx, batch),
+            audits=sum(_delivery_audits((a.delivery,) if a.delivery else ()) + (a.audit is not None) for a in batch),
+        )
 
     # --- audit --------------------------------------------------------------------------
 

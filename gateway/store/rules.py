@@ -29,12 +29,6 @@ def check_read_limit(limit: int) -> int:
     return limit
 
 
-def check_precommand_lifetime(request: AdmissionRequest) -> None:
-    """A Pre-Command admitted with its request expires after it is issued (at the admission)."""
-    if request.precommand is not None and request.precommand.expires_at <= request.at:
-        raise ValueError(f"a Pre-Command expires after it is issued ({request.at} .. {request.precommand.expires_at})")
-
-
 def adt_limit(request: AdmissionRequest) -> tuple[dt.timedelta, int] | None:
     """(window, threshold) when a threshold applies; both or neither must be set."""
     window, threshold = request.adt_window_seconds, request.adt_threshold
