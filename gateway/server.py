@@ -45,8 +45,9 @@ from gateway.workers import LOG as WORKERS_LOG
 from gateway.workers import WorkerSpec, prepare_worker, serve_workers
 
 CRYPTO_THREADS = 2
-"""Threads for XML signature verification (its ECDSA and schema checks release the GIL; answers
-are signed on the event loop, where the hop to a thread cost more than the signing)."""
+"""Threads for the work too long for the event loop: verifying documents larger than
+:data:`gateway.service.VERIFY_ON_LOOP_BYTES`, signing batches of AD1 alerts. A DUIS request of a
+few kB is verified, decided and answered on the loop (see :mod:`gateway.service`)."""
 
 
 @dataclass
@@ -121,7 +122,7 @@ async def start_runtime(
         dsp_user_id=gateway_key.dsp_user_id, crypto=executor, shard=shard, stages=metrics.stages,
     )
     service = GatewayService(
-        verifiers=ThreadLocalVerifiers(new_verifier, prebuilt=CRYPTO_THREADS),
+        verifiers=ThreadLocalVerifiers(new_verifier, prebuilt=CRYPTO_THREADS + 1),  # and the loop's
         access=access,
         signer=signer,
         clock=clock,

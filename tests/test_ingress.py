@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -28,11 +28,14 @@ from gateway.ingress.connections import CONNECTION_GUARD, start_guarded
 from gateway.ingress.fairness import Busy, FairGate
 from gateway.policy.access import AccessControl
 from gateway.runtime import open_world
+from gateway.service import GatewayService
 from gateway.store.sqlite import SqliteStore
 from gateway.verify.documents import VerifiedRequest
 from gateway.verify.verifier import Verifier
 from gateway.world import init_world
 from tests.scenario import Scenario, make_scenario
+
+T = TypeVar("T")
 
 TIMEOUT = 0.5
 """The header, body and idle timeouts of the live gateway here."""
@@ -418,16 +421,16 @@ async def test_a_503_refusal_survives_a_client_that_keeps_sending_and_reads_late
 
 
 @pytest.fixture
-def verifies_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """Every verification waits (in its crypto thread) until the event is set."""
-    release = threading.Event()
-    original = Verifier.verify_request
+def verifies_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.Event]:
+    """Every verification waits, holding its verifier turn, until the event is set."""
+    release = asyncio.Event()
+    original = GatewayService._verified
 
-    def held(self: Verifier, data: bytes) -> VerifiedRequest:
-        release.wait(30)
-        return original(self, data)
+    async def held(self: GatewayService, data: bytes, verify: Callable[[Verifier, bytes], T]) -> T:
+        await release.wait()
+        return await original(self, data, verify)
 
-    monkeypatch.setattr(Verifier, "verify_request", held)
+    monkeypatch.setattr(GatewayService, "_verified", held)
     yield release
     release.set()
 
@@ -447,7 +450,7 @@ async def eventually(condition: object, timeout: float = SLACK) -> None:
 
 
 async def test_a_peer_past_its_share_of_the_verifier_gets_503_while_another_peer_waits_its_turn(
-    live_world: Path, tmp_path: Path, verifies_held: threading.Event
+    live_world: Path, tmp_path: Path, verifies_held: asyncio.Event
 ) -> None:
     gateway, runner = await start_live(live_world, tmp_path, verify_queue=8, verify_queue_per_peer=3)
     scenario = gateway.scenario

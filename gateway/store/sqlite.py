@@ -840,6 +840,9 @@ class SqliteStore:
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._using = asyncio.Lock()
+        """Held by whoever uses the connection (a group from BEGIN to COMMIT, a read on the thread):
+        the loop and the thread never use it at once."""
         self._groups_committed = 0
         self._stages = stages if stages is not None else StageTimers()
 
@@ -1121,8 +1124,9 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         """On the store's thread: connect, configure and prepare the schema (closing again on failure)."""
+        # Used on the loop and on this thread, never at once (self._using).
         db = sqlite3.connect(
-            self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout
+            self._location(), uri=True, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
         )
         try:
             in_memory = self._path == ":memory:"
@@ -1153,7 +1157,8 @@ class SqliteStore:
             raise StoreNotOpenError(f"{self!r} is not open")
         if function == self._connect:
             return await asyncio.get_running_loop().run_in_executor(thread, self._connect)  # type: ignore[arg-type]
-        return await asyncio.get_running_loop().run_in_executor(thread, lambda: function(self._connection()))
+        async with self._using:
+            return await asyncio.get_running_loop().run_in_executor(thread, lambda: function(self._connection()))
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -1172,18 +1177,15 @@ class SqliteStore:
         return await future
 
     async def _write_groups(self) -> None:
-        """The writer: hands the queue to the thread a group at a time until it is empty."""
+        """The writer: runs the queue a group at a time until it is empty."""
         try:
             while self._queued:
-                started = now_ns()
                 group = [entry for entry in self._queued[: self._max_group] if not entry[1].cancelled()]
                 del self._queued[: self._max_group]
                 if not group:
                     continue  # every caller gave up before its unit ran: nothing to do
-                units = [unit for unit, _ in group]
-                running = asyncio.get_running_loop().run_in_executor(self._thread, self._run_group, units)
-                self._stages.since("handoff", started)
-                outcomes = await running
+                async with self._using:
+                    outcomes = await self._run_group([unit for unit, _ in group])
                 answered = now_ns()
                 for (_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():
@@ -1196,36 +1198,64 @@ class SqliteStore:
         finally:
             self._writer = None
 
-    def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
-        """On the store's thread: all units in one transaction, or, if one raises, each in its own."""
-        started = now_ns()
-        audit_ns = [0]
-        try:
-            return self._run_units(units, audit_ns)
-        finally:
-            self._stages.add("audit", audit_ns[0])
-            self._stages.add("store", now_ns() - started - audit_ns[0])
+    async def _run_group(self, units: list[Unit[Any]]) -> list[_Outcome]:
+        """All units in one transaction, or, if one raises (or the COMMIT fails), each in its own.
 
-    def _run_units(self, units: list[Unit[Any]], audit_ns: list[int]) -> list[_Outcome]:
+        The statements run here, on the event loop, and only the COMMIT on the store's thread: a
+        group's statements cost less than handing them to the thread (and than the GIL hand-overs
+        at each statement while the loop runs), while the COMMIT's fsync is a wait, during which
+        the loop goes on. The loop never waits for another connection's write lock: BEGIN
+        IMMEDIATE is tried without SQLite's busy wait, and again every few ms until it passes."""
         db = self._connection()
         try:
-            with _immediate(db, audit_ns) as tx:
-                values = [_run_unit(unit, tx) for unit in units]
+            await self._begin_immediate(db)
+        except sqlite3.Error as error:  # the lock stayed another connection's: no unit ran
+            return [_outcome_of_failure(error)] * len(units)
+        started = now_ns()
+        tx = _SqliteTransaction(db)
+        failure: Exception | None = None
+        try:
+            values = [_run_unit(unit, tx) for unit in units]
         except Exception as error:
-            if len(units) == 1:
-                return [_outcome_of_failure(error)]
-            return [self._run_alone(db, unit, audit_ns) for unit in units]
+            _rollback(db)
+            failure = error
+        self._stages.add("audit", tx.audit_ns)
+        committing = self._stages.since("store", started)
+        self._stages.add("store", -tx.audit_ns)
+        if failure is not None:
+            return await self._each_alone(units, failure)
+        try:
+            commit = asyncio.get_running_loop().run_in_executor(self._thread, db.execute, "COMMIT")
+            self._stages.since("handoff", committing)
+            await commit
+        except Exception as error:
+            _rollback(db)
+            return await self._each_alone(units, error)
         self._groups_committed += 1
         return [_Outcome(value) for value in values]
 
-    def _run_alone(self, db: sqlite3.Connection, unit: Unit[Any], audit_ns: list[int]) -> _Outcome:
-        try:
-            with _immediate(db, audit_ns) as tx:
-                value = _run_unit(unit, tx)
-        except Exception as error:
-            return _outcome_of_failure(error)
-        self._groups_committed += 1
-        return _Outcome(value)
+    async def _each_alone(self, units: list[Unit[Any]], error: Exception) -> list[_Outcome]:
+        """After a group failed with ``error``: one unit's failure is its own; several run again one
+        transaction each, so that a failing call fails alone."""
+        if len(units) == 1:
+            return [_outcome_of_failure(error)]
+        return [(await self._run_group([unit]))[0] for unit in units]
+
+    async def _begin_immediate(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` without blocking the loop: while another connection holds the write
+        lock, tried again every few ms, up to the store's busy timeout (then "database is locked")."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            await asyncio.sleep(_LOCKED_RETRY_SECONDS)
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Row]:
         return await self._on_thread(lambda db: _fetch_all(db, sql, parameters))
