@@ -177,18 +177,18 @@ class GatewayService:
         stages.since("handoff", submitted)
         return await future
 
-    async def _verified(self, data: bytes, verify: Callable[[Verifier, bytes], T]) -> T:
-        """``verify(verifier, data)``, on the event loop for a document of up to
+    async def _verified(self, data: bytes, verify: Callable[[Verifier], T]) -> T:
+        """``verify(verifier)`` of the document ``data``: on the event loop for one of up to
         :data:`VERIFY_ON_LOOP_BYTES`, else in a crypto thread. Called inside a verifier turn."""
         if len(data) > VERIFY_ON_LOOP_BYTES:
-            return await self._in_thread("verify", lambda: verify(self._verifiers.get(), data))
+            return await self._in_thread("verify", lambda: verify(self._verifiers.get()))
         # The turn is held across one pass of the loop: requests read in that pass then find the
         # turns taken and queue at the gate, whose rotation across peers picks who is verified
         # next. Verifying at once would serve them in the order their bytes arrived instead.
         await asyncio.sleep(0)
         started = now_ns()
         try:
-            return verify(self._verifiers.get(), data)
+            return verify(self._verifiers.get())
         finally:
             self.metrics.stages.since("verify", started)
 
@@ -207,7 +207,7 @@ class GatewayService:
     async def _service_request(self, path: str, data: bytes, peer: str) -> tuple[Reply, VerifiedRequest | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                request = await self._verified(data, Verifier.verify_request)
+                request = await self._verified(data, lambda verifier: verifier.verify_request(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -261,7 +261,7 @@ class GatewayService:
     async def _admin(self, data: bytes, peer: str) -> tuple[Reply, VerifiedDirective | None]:
         try:
             async with self.admission.verifier.turn(peer):
-                verified = await self._verified(data, Verifier.verify_directive)
+                verified = await self._verified(data, lambda verifier: verifier.verify_directive(data))
         except VerificationError as error:
             return problem(error.http_status, error.check_id, error.detail), None
         except Busy as busy:
@@ -293,7 +293,7 @@ class GatewayService:
             return None
         raw = held.raw_request
         try:
-            request = await self._verified(raw, Verifier.verify_request)
+            request = await self._verified(raw, lambda verifier: verifier.verify_request(raw))
         except VerificationError as error:
             LOG.warning("released request %s no longer verifies (%s): not forwarded", held.request_id, error)
             return None

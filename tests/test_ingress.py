@@ -426,7 +426,7 @@ def verifies_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.Event]:
     release = asyncio.Event()
     original = GatewayService._verified
 
-    async def held(self: GatewayService, data: bytes, verify: Callable[[Verifier, bytes], T]) -> T:
+    async def held(self: GatewayService, data: bytes, verify: Callable[[Verifier], T]) -> T:
         await release.wait()
         return await original(self, data, verify)
 
