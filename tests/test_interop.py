@@ -34,7 +34,7 @@ from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
 from gateway.namespaces import SR
 from gateway.schema import DocumentSchemas, compile_xsd, load_schemas
-from gateway.signing import SigningKey, sign_bytes, sign_tree, to_bytes
+from gateway.signing import EnvelopedSigner, SigningKey, sign_bytes, sign_tree, to_bytes
 from gateway.smki.names import NameKey
 from gateway.smki.repository import SmkiRepository
 from gateway.verify.verifier import Verifier
@@ -643,6 +643,33 @@ def test_signed_response_documents_are_valid_under_the_official_xsd_and_verify(
         )
         verdict = project_verdict(verifier, signed)
         assert verdict == Verdict(True, f"ok: signed by {DSP}"), label
+
+
+def test_the_enveloped_signer_writes_the_bytes_sign_tree_writes_and_they_verify(
+    response_documents: ModuleType,
+    gateway_key: SigningKey,
+    interop_ca: TestSmkiCa,
+    official_xsd: etree.XMLSchema,
+    gateway_schemas: DocumentSchemas,
+) -> None:
+    """The gateway signs its answers by splicing precomputed signature bytes (EnvelopedSigner):
+    byte for byte what sign_tree and to_bytes write, but for the ECDSA value (randomised), and
+    the answers verify and validate as those do."""
+    repository = factories.repository_with(interop_ca)
+    repository.add_certificate(gateway_key.certificate)
+    verifier = Verifier(repository, FixedClock(factories.NOW), schemas=gateway_schemas, dsp_user_id=Eui64.parse(DSP))
+    signer = EnvelopedSigner(gateway_key)
+    value = re.compile(rb"<ds:SignatureValue>[A-Za-z0-9+/=]{88}</ds:SignatureValue>")
+    for label, root in _responses(response_documents):
+        spliced = signer.sign(root)
+        assert b"ds:Signature" not in etree.tostring(root), f"{label}: the signer changed the document it was given"
+        built = to_bytes(sign_tree(root, gateway_key))
+        masked = b"<ds:SignatureValue>-</ds:SignatureValue>"
+        assert value.sub(masked, spliced) == value.sub(masked, built), label
+        assert official_xsd.validate(etree.fromstring(spliced)), (label, official_xsd.error_log.last_error)
+        assert project_verdict(verifier, spliced) == Verdict(True, f"ok: signed by {DSP}"), label
+        tampered = spliced.replace(b"<sr:ResponseCode>", b"<sr:ResponseCode>\n", 1)
+        assert not project_verdict(verifier, tampered).accepted, label
 
 
 # --- 5. negative interop: content tampering --------------------------------------------

@@ -34,6 +34,7 @@ from lxml import etree
 from gateway.codes import ResponseCode
 from gateway.eui64 import Eui64
 from gateway.namespaces import SR, qname
+from gateway.verify.documents import MessageId
 
 SCHEMA_VERSION = "5.4"
 """The DUIS schema version the gateway writes."""
@@ -93,10 +94,12 @@ def _counter(value: int) -> int:
     return value
 
 
-def _checked_id(text: str | None) -> str | None:
-    if text is not None:
-        _parse_message_id(text)
-    return text
+def _checked_id(value: str | MessageId | None) -> str | None:
+    """The ID's text; a string is checked first (a MessageId was checked when it was parsed)."""
+    if value is None or isinstance(value, MessageId):
+        return None if value is None else str(value)
+    _parse_message_id(value)
+    return value
 
 
 # --- values --------------------------------------------------------------------
@@ -125,8 +128,8 @@ def _base64(payload: bytes) -> str:
 
 def response_message(
     *,
-    request_id: str | None,
-    response_id: str | None,
+    request_id: str | MessageId | None,
+    response_id: str | MessageId | None,
     code: ResponseCode,
     at: dt.datetime,
     service_reference: str,
@@ -158,7 +161,7 @@ def response_message(
 
 def error_response(
     *,
-    request_id: str,
+    request_id: str | MessageId,
     code: ResponseCode,
     at: dt.datetime,
     service_reference: str,
@@ -173,7 +176,7 @@ def error_response(
         raise ValueError(f"{code} is not an error code")
     return response_message(
         request_id=request_id,
-        response_id=response_id_for(request_id),
+        response_id=request_id.swapped() if isinstance(request_id, MessageId) else response_id_for(request_id),
         code=code,
         at=at,
         service_reference=service_reference,
@@ -237,16 +240,17 @@ def to_bytes(root: etree._Element) -> bytes:
 
 
 def _response(
-    *, request_id: str | None, response_id: str | None, code: ResponseCode, at: dt.datetime
+    *, request_id: str | MessageId | None, response_id: str | MessageId | None, code: ResponseCode, at: dt.datetime
 ) -> tuple[etree._Element, etree._Element]:
     """A new ``sr:Response`` with its Header filled in; returns (root, empty Body)."""
     root = etree.Element(qname(SR, "Response"), nsmap={"sr": SR})
     root.set("schemaVersion", SCHEMA_VERSION)
     header = _sub(root, "Header")
-    if _checked_id(request_id) is not None:
-        _sub(header, "RequestID", request_id)
-    if _checked_id(response_id) is not None:
-        _sub(header, "ResponseID", response_id)
+    request_text, response_text = _checked_id(request_id), _checked_id(response_id)
+    if request_text is not None:
+        _sub(header, "RequestID", request_text)
+    if response_text is not None:
+        _sub(header, "ResponseID", response_text)
     _sub(header, "ResponseCode", code.value)
     _sub(header, "ResponseDateTime", format_response_datetime(at))
     return root, _sub(root, "Body")

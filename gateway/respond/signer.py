@@ -8,7 +8,7 @@ from lxml import etree
 
 from gateway.codes import ResponseCode
 from gateway.respond import documents
-from gateway.signing import SigningKey, sign_tree, signature_template, to_bytes
+from gateway.signing import EnvelopedSigner, SigningKey
 from gateway.store.base import DeviceCommand
 from gateway.verify.documents import MessageId, VerifiedRequest
 
@@ -22,17 +22,16 @@ class ResponseSigner:
 
     def __init__(self, key: SigningKey) -> None:
         self._key = key
-        self._template = signature_template(key)
-        """Copied for each signature, never changed itself: shared by threads safely."""
+        self._signer = EnvelopedSigner(key)
 
     def sign(self, root: etree._Element) -> bytes:
-        return to_bytes(sign_tree(root, self._key, template=self._template))
+        return self._signer.sign(root)
 
     def answer(
         self, request: VerifiedRequest, code: ResponseCode, at: dt.datetime, *, pre_command: bytes | None = None
     ) -> bytes:
         """The synchronous answer to an authenticated request."""
-        request_id = str(request.request_id)
+        request_id = request.request_id
         if not code.is_success:
             root = documents.error_response(
                 request_id=request_id,
@@ -44,7 +43,7 @@ class ResponseSigner:
             return self.sign(root)
         root = documents.response_message(
             request_id=request_id,
-            response_id=str(request.request_id.swapped()),
+            response_id=request_id.swapped(),
             code=code,
             at=at,
             service_reference=request.service_reference,
