@@ -401,6 +401,31 @@ async def test_a_short_retention_never_prunes_inside_the_window(stores: StoreOpe
     assert (await store.admit(admission(3, threshold=2, at=later))).admission is Admission.QUARANTINED
 
 
+async def test_admissions_another_worker_made_count_in_the_window(stores: StoreOpener) -> None:
+    """A store carries its ADT counts from one transaction to the next (SQLite), but not past a
+    commit of another connection: the other worker's admission is counted."""
+    store, other_worker = await stores.open(), await stores.open()
+    for n in (1, 2):
+        assert (await store.admit(admission(n, threshold=4))).admission is Admission.ACCEPTED
+    assert (await other_worker.admit(admission(3, threshold=4))).admission is Admission.ACCEPTED
+    assert (await store.admit(admission(4, threshold=4))).admission is Admission.ACCEPTED
+    assert (await store.admit(admission(5, threshold=4))).admission is Admission.QUARANTINED
+
+
+async def test_a_rolled_back_group_leaves_no_admission_counted(sqlite_stores: SqliteOpener) -> None:
+    """A group that fails is rolled back and its calls run again one by one: the admission the
+    rolled-back group counted is counted once, by the transaction that committed it."""
+    store = await sqlite_stores.open()
+    unserialisable = dataclasses.replace(audit_entry(), detail={"not json": object()})
+    admitted, failed = await asyncio.gather(
+        store.admit(admission(1, threshold=2)), store.append_audit(unserialisable), return_exceptions=True
+    )
+    assert isinstance(failed, TypeError) and not isinstance(admitted, BaseException)
+    assert admitted.admission is Admission.ACCEPTED
+    assert (await store.admit(admission(2, threshold=2))).admission is Admission.ACCEPTED
+    assert (await store.admit(admission(3, threshold=2))).admission is Admission.QUARANTINED
+
+
 @pytest.mark.parametrize(
     "request_",
     [

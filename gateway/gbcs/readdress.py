@@ -72,6 +72,8 @@ class VectorAnswers:
 
     def __init__(self, catalogue: RtdsCatalogue) -> None:
         self.catalogue = catalogue
+        self._message_codes: dict[tuple[str, str], frozenset[int]] = {}
+        """A memo of :meth:`message_codes` (each entry the same whichever thread adds it)."""
 
     def use_case(
         self, srv: str, device_type: str, body: etree._Element | None, command: bytes | None = None
@@ -128,6 +130,10 @@ class VectorAnswers:
 
     def message_codes(self, srv: str, device_type: str) -> frozenset[int]:
         """Every command message code of ``srv``'s use cases for ``device_type`` (what a device accepts)."""
-        use_cases = self.catalogue.use_cases(srv)
-        for_type = [u for u in use_cases if device_type in u.device_types] or list(use_cases)
-        return frozenset(u.message_code for u in for_type if u.message_code is not None)
+        codes = self._message_codes.get((srv, device_type))
+        if codes is None:
+            use_cases = self.catalogue.use_cases(srv)
+            for_type = [u for u in use_cases if device_type in u.device_types] or list(use_cases)
+            codes = frozenset(u.message_code for u in for_type if u.message_code is not None)
+            self._message_codes[(srv, device_type)] = codes
+        return codes

@@ -29,7 +29,7 @@ import enum
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
@@ -75,13 +75,14 @@ class Vector:
     kind: VectorKind
     name: str
     message: GbcsMessage
+    device_type: str | None = field(init=False, compare=False, repr=False)
+    """The type of the DCC Boxed device it addresses (a command's recipient, else its originator)."""
 
-    @property
-    def device_type(self) -> str | None:
-        """The type of the DCC Boxed device it addresses (a command's recipient, else its originator)."""
+    def __post_init__(self) -> None:
+        # Worked out once, at load: every command a meter runs looks its use case up by these.
         apdu = self.message.apdu
         device = apdu.recipient if apdu.cra_flag is CraFlag.COMMAND else apdu.originator
-        return RTDS_DEVICE_TYPES.get(device)
+        object.__setattr__(self, "device_type", RTDS_DEVICE_TYPES.get(device))
 
     @property
     def is_error(self) -> bool:
@@ -95,19 +96,23 @@ class UseCase:
     name: str
     srv: str
     vectors: tuple[Vector, ...]
+    device_types: frozenset[str] = field(init=False, compare=False, repr=False)
+    """The device types its commands and responses address."""
+    message_code: int | None = field(init=False, compare=False, repr=False)
+    """The message code of its commands and responses (alerts have their own)."""
+    _by_kind: Mapping[VectorKind, tuple[Vector, ...]] = field(init=False, compare=False, repr=False)
 
-    @property
-    def device_types(self) -> frozenset[str]:
-        return frozenset(v.device_type for v in self.vectors if v.device_type is not None and v.kind is not VectorKind.ALERT)
-
-    @property
-    def message_code(self) -> int | None:
-        """The message code of its commands and responses (alerts have their own)."""
-        codes = {v.message.message_code for v in self.vectors if v.kind is not VectorKind.ALERT}
-        return min(codes) if codes else None
+    def __post_init__(self) -> None:
+        # Worked out once, at load, not at each lookup: a meter's every command looks them up.
+        answers = [v for v in self.vectors if v.kind is not VectorKind.ALERT]
+        codes = {v.message.message_code for v in answers}
+        by_kind = {kind: tuple(v for v in self.vectors if v.kind is kind) for kind in VectorKind}
+        object.__setattr__(self, "device_types", frozenset(v.device_type for v in answers if v.device_type is not None))
+        object.__setattr__(self, "message_code", min(codes) if codes else None)
+        object.__setattr__(self, "_by_kind", types.MappingProxyType(by_kind))
 
     def of(self, kind: VectorKind) -> tuple[Vector, ...]:
-        return tuple(v for v in self.vectors if v.kind is kind)
+        return self._by_kind[kind]
 
 
 # --- which use case ---------------------------------------------------------------------------
@@ -194,6 +199,8 @@ class RtdsCatalogue:
             by_srv.setdefault(use_case.srv, []).append(use_case)
         self._by_srv: Mapping[str, tuple[UseCase, ...]] = types.MappingProxyType({k: tuple(v) for k, v in by_srv.items()})
         self.source = source
+        self._answering: dict[tuple[str, str], tuple[UseCase, ...]] = {}
+        """A memo of :meth:`_answering_use_cases` (each entry the same whichever thread adds it)."""
 
     @classmethod
     def load(cls, directory: Path) -> RtdsCatalogue:
@@ -225,12 +232,20 @@ class RtdsCatalogue:
 
     def use_case_for(self, srv: str, device_type: str, body: etree._Element | None) -> UseCase | None:
         """The use case answering ``srv`` on a ``device_type`` with this request ``body`` (None: none has vectors)."""
-        candidates = [u for u in self.use_cases(srv) if u.of(VectorKind.RESPONSE) or u.of(VectorKind.PRECOMMAND)]
-        for_type = [u for u in candidates if device_type in u.device_types] or candidates
+        for_type = self._answering_use_cases(srv, device_type)
         if len(for_type) <= 1 or body is None:
             return for_type[0] if for_type else None
         chosen = [u for u in for_type if u.name in DISCRIMINATORS and DISCRIMINATORS[u.name](body)]
         return (chosen or for_type)[0]
+
+    def _answering_use_cases(self, srv: str, device_type: str) -> tuple[UseCase, ...]:
+        """``srv``'s use cases with a response or Pre-Command: those for ``device_type``, or all of them."""
+        found = self._answering.get((srv, device_type))
+        if found is None:
+            candidates = [u for u in self.use_cases(srv) if u.of(VectorKind.RESPONSE) or u.of(VectorKind.PRECOMMAND)]
+            found = tuple([u for u in candidates if device_type in u.device_types] or candidates)
+            self._answering[(srv, device_type)] = found
+        return found
 
     def vector(
         self, use_case: UseCase, kind: VectorKind, device_type: str, body: etree._Element | None

@@ -456,15 +456,18 @@ class _SqliteTransaction:
     encoding: Final = TEXT_TIMES
     __slots__ = ("db", "_head", "_directives_head", "_adt_pruned", "_adt_counts", "audit_ns")
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, adt_counts: dict[tuple[str, str], tuple[str, int]] | None = None) -> None:
+        """``adt_counts``: the counts earlier transactions of this connection left (see
+        :attr:`SqliteStore._adt_counts` for when they may be carried on); default: none."""
         self.db = db
         self._head: tuple[int, str] | None = None
         self._directives_head: int | None = None
         self._adt_pruned: set[tuple[str, str]] = set()
-        self._adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
-        """(user, SRV) -> (window start, admissions after it) as this transaction last counted them,
-        kept up to date with the rows it adds: the next admission of that user in the transaction
-        subtracts what left the window instead of counting the whole window again."""
+        self._adt_counts = adt_counts if adt_counts is not None else {}
+        """(user, SRV) -> (window start, admissions after it) as last counted, kept up to date with
+        the rows added: the next admission of that user subtracts what left the window instead of
+        counting the whole window again (which, for a user with a high threshold, is a walk over
+        every admission of the last hour)."""
         self.audit_ns = 0
         """CPU nanoseconds this transaction spent serialising and hashing audit records."""
 
@@ -524,11 +527,16 @@ class _SqliteTransaction:
         # Pruning is once per transaction and key: the count does not need it (it bounds ``at``
         # itself), it only keeps the table small.
         key = (str(request.user_id), request.service_reference_variant)
+        known = self._adt_counts.get(key)
         if key not in self._adt_pruned:
-            self.db.execute(_AdtEventsSql.prune, (*key, utc_text(request.at - max(window, retention))))
+            cutoff = utc_text(request.at - max(window, retention))
+            if known is not None and known[0] < cutoff:  # the rows about to go leave the count first
+                row = _fetch_one(self.db, _AdtEventsSql.count_between, (*key, known[0], cutoff))
+                known = (cutoff, known[1] - (0 if row is None else int(row[0])))
+                self._adt_counts[key] = known
+            self.db.execute(_AdtEventsSql.prune, (*key, cutoff))
             self._adt_pruned.add(key)
         start = utc_text(request.at - window)
-        known = self._adt_counts.get(key)
         if known is not None and known[0] <= start:
             # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
             # added: what was counted then, less what has left the window since, is the count now.
@@ -840,6 +848,11 @@ class SqliteStore:
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._adt_counts: dict[tuple[str, str], tuple[str, int]] = {}
+        """The ADT counts of :class:`_SqliteTransaction`, carried from one group to the next while
+        they are true: dropped when a group rolls back, and when ``PRAGMA data_version`` says
+        another connection committed since this one's last group (it may have added admissions)."""
+        self._data_version: int | None = None
         self._using = asyncio.Lock()
         """Held by whoever uses the connection (a group from BEGIN to COMMIT, a read on the thread):
         the loop and the thread never use it at once."""
@@ -1212,12 +1225,17 @@ class SqliteStore:
         except sqlite3.Error as error:  # the lock stayed another connection's: no unit ran
             return [_outcome_of_failure(error)] * len(units)
         started = now_ns()
-        tx = _SqliteTransaction(db)
         failure: Exception | None = None
+        tx = _SqliteTransaction(db, self._adt_counts)
         try:
+            version = _fetch_one(db, "PRAGMA data_version", ())
+            if version != self._data_version:
+                self._adt_counts.clear()  # another connection committed: its admissions are not counted
+                self._data_version = version
             values = [_run_unit(unit, tx) for unit in units]
         except Exception as error:
             _rollback(db)
+            self._adt_counts.clear()  # they counted rows the rollback took away
             failure = error
         self._stages.add("audit", tx.audit_ns)
         committing = self._stages.since("store", started)
@@ -1230,6 +1248,7 @@ class SqliteStore:
             await commit
         except Exception as error:
             _rollback(db)
+            self._adt_counts.clear()
             return await self._each_alone(units, error)
         self._groups_committed += 1
         return [_Outcome(value) for value in values]
