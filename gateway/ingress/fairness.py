@@ -3,8 +3,9 @@
 Two gates on the request path (``gateway.service``):
 
 * before the verifier, keyed by **peer address** (the TCP peer, which the sender cannot
-  choose): as many verifications at once as there are crypto threads; the rest wait, and
-  a freed turn goes to the waiting peers in rotation, not in arrival order. A peer with
+  choose): a few verifications at once (a turn is held across one pass of the event loop,
+  so the requests read in that pass find the turns taken); the rest wait, and a freed turn
+  goes to the waiting peers in rotation, not in arrival order. A peer with
   64 requests waiting gets one turn in two beside a peer with one, not 64 in 65. The
   sender is not authenticated yet, so nothing it *claims* (its User ID) picks its queue:
   a forged claim would let anyone fill someone else's.
@@ -155,8 +156,8 @@ class Admission:
     """The two gates of the request path, sized from ``[ingress]`` in gateway.toml."""
 
     def __init__(self, settings: IngressConfig, *, verify_slots: int) -> None:
-        """``verify_slots``: verifications at once, the crypto threads' number (more would only
-        queue inside the thread pool, in arrival order again)."""
+        """``verify_slots``: verifications at once (turns held; more would be served in arrival
+        order again, by the loop or the thread pool)."""
         self.retry_after_seconds = settings.retry_after_seconds
         self.verifier = FairGate(
             slots=verify_slots,

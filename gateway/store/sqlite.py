@@ -13,9 +13,10 @@ Atomicity across workers: every read-then-write runs inside ``BEGIN IMMEDIATE``,
 which takes SQLite's write lock *before* the read. Two connections (two
 ``SqliteStore`` objects, or two processes) therefore cannot both pass the replay
 check for one counter, nor both see an ADT count one below the threshold.
-One ``SqliteStore`` has one connection, used only by the store's own thread:
-concurrent calls are grouped into one transaction there (see :class:`SqliteStore`),
-so the event loop never waits on the disk and a commit's fsync is shared.
+One ``SqliteStore`` has one connection: concurrent calls are grouped into one
+transaction (see :class:`SqliteStore`) whose statements run on the event loop and whose
+COMMIT, the fsync, runs on the store's thread, so a commit's fsync is shared and the loop
+does not wait for it.
 
 Encodings, chosen so that SQL comparisons on the stored text are correct:
 
@@ -446,11 +447,11 @@ class _SqliteTransaction:
     connection is changing. Its methods do their work before they return (no await inside).
 
     It also remembers what the transaction has already read or written itself: the audit chain's
-    head, the directive log's last sequence, the ADT keys already pruned. Each statement hands
-    the GIL back and has to win it again, and under load that wait costs the store's thread more
-    than SQLite's own work (measured: a group's wall time was about three times its CPU time).
-    Sound because the write lock is held: nobody else can append to either inside it, and each
-    transaction starts with a new one of these.
+    head, the directive log's last sequence, the ADT keys already pruned, so each is read once
+    per transaction. Sound because the write lock is held: nobody else can append to either
+    inside it, and each transaction starts with a new one of these. The ADT counts it keeps up
+    to date are the store's, carried across transactions while no other connection has
+    committed (see :attr:`SqliteStore._adt_counts`).
     """
 
     encoding: Final = TEXT_TIMES
@@ -808,13 +809,14 @@ def _outcome_of_failure(error: Exception) -> _Outcome:
 class SqliteStore:
     """:class:`gateway.store.base.Store` on one SQLite file (or ``":memory:"`` for throwaway use).
 
-    The connection lives on one thread of its own; every statement runs there, so
-    the event loop never waits on the disk. Writes are *grouped*: a call queues a
-    unit of work and waits; one writer task hands everything queued to the
-    thread, which runs it in a single ``BEGIN IMMEDIATE`` transaction and one
-    fsync'd COMMIT, and only then are the callers answered. When a unit raises,
-    the group is rolled back and its units run again one transaction each, so a
-    failing call fails alone. Reads run on the same thread, between groups.
+    Writes are *grouped*: a call queues a unit of work and waits; one writer task
+    runs everything queued in a single ``BEGIN IMMEDIATE`` transaction, its
+    statements on the event loop (cheaper than handing each to a thread, see
+    :meth:`_run_group`) and its fsync'd COMMIT on the store's own thread, and only
+    then are the callers answered. When a unit raises, the group is rolled back and
+    its units run again one transaction each, so a failing call fails alone. Reads
+    run on the store's thread, between groups: the loop and the thread never use
+    the connection at once.
     """
 
     def __init__(
