@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from gateway.ingress.connections import CONNECTION_GUARD, start_guarded
 from gateway.ingress.fairness import Busy, FairGate
 from gateway.policy.access import AccessControl
 from gateway.runtime import open_world
-from gateway.service import GatewayService
+from gateway.service import VERIFY_ON_LOOP_BYTES, GatewayService
 from gateway.store.sqlite import SqliteStore
 from gateway.verify.documents import VerifiedRequest
 from gateway.verify.verifier import Verifier
@@ -447,6 +448,30 @@ async def eventually(condition: object, timeout: float = SLACK) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def test_a_request_is_verified_on_the_event_loop_and_a_larger_document_in_a_crypto_thread(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request, one pass: a DUIS request is verified on the loop (no hand-off), a document
+    past VERIFY_ON_LOOP_BYTES in a crypto thread, so that one body cannot hold the loop long."""
+    on_loop: list[tuple[int, bool]] = []
+    original = Verifier.verify_request
+
+    def recorded(self: Verifier, data: bytes) -> VerifiedRequest:
+        on_loop.append((len(data), threading.current_thread() is threading.main_thread()))
+        return original(self, data)
+
+    monkeypatch.setattr(Verifier, "verify_request", recorded)
+    scenario = live.scenario
+    signed = scenario.signed_request("solr_is", scenario.device(mpid_of="solr-supplier").device_id)
+    padded = signed + b" " * VERIFY_ON_LOOP_BYTES  # white space after the root: the same document, larger
+    async with aiohttp.ClientSession() as session:
+        small_status, _, small_body = await live.post(session, signed)
+        large_status, _, large_body = await live.post(session, padded)
+    assert small_status == 200 and b"<sr:ResponseCode>I99</sr:ResponseCode>" in small_body
+    assert large_status == 200 and b"<sr:ResponseCode>E40</sr:ResponseCode>" in large_body  # verified: a replay
+    assert on_loop == [(len(signed), True), (len(padded), False)]
 
 
 async def test_a_peer_past_its_share_of_the_verifier_gets_503_while_another_peer_waits_its_turn(
