@@ -23,6 +23,7 @@ STAGES: Final = (
     "verify",
     "policy",
     "store",
+    "commit",
     "audit",
     "sign",
     "handoff",
@@ -33,8 +34,9 @@ STAGES: Final = (
 """http: reading requests and writing answers (aiohttp's parser, the body, the socket writes);
 verify: parse, schema, canonicalisation, certificate and signature checks; policy: the
 authorisation checks and what a decision builds (the Pre-Command, the queued command, its
-audit entry); store: the store's transactions (commit included), less what ``audit`` names;
-audit: serialising and hash-chaining audit records; sign: building and signing answers;
+audit entry); store: the store's transactions (SQLite's COMMIT apart), less what ``audit`` names;
+commit: the COMMIT (SQLite: writing and fsyncing the WAL, on the store's thread, most of it
+kernel time); audit: serialising and hash-chaining audit records; sign: building and signing answers;
 handoff: handing work to another thread and taking its result back; log, metrics, console:
 the request log line, the Prometheus counters, the console's ring of recent exchanges."""
 

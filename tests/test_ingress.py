@@ -30,6 +30,7 @@ from gateway.ingress.fairness import Busy, FairGate
 from gateway.policy.access import AccessControl
 from gateway.runtime import open_world
 from gateway.service import VERIFY_ON_LOOP_BYTES, GatewayService
+from gateway.stages import STAGES
 from gateway.store.sqlite import SqliteStore
 from gateway.verify.documents import VerifiedRequest
 from gateway.verify.verifier import Verifier
@@ -472,6 +473,20 @@ async def test_a_request_is_verified_on_the_event_loop_and_a_larger_document_in_
     assert small_status == 200 and b"<sr:ResponseCode>I99</sr:ResponseCode>" in small_body
     assert large_status == 200 and b"<sr:ResponseCode>E40</sr:ResponseCode>" in large_body  # verified: a replay
     assert on_loop == [(len(signed), True), (len(padded), False)]
+
+
+async def test_the_stage_timers_count_each_stage_a_request_passes(live: Live) -> None:
+    """The always-on stage timers (gateway/stages.py) behind bench/load.py's breakdown: a request's
+    stages, the SQLite COMMIT on the store's thread included, add CPU to /metrics."""
+    name = "dcc_gateway_stage_cpu_seconds_total"
+    before = {stage: await live.count(name, stage=stage) for stage in STAGES}
+    scenario = live.scenario
+    async with aiohttp.ClientSession() as session:
+        status, _, _ = await live.post(session, scenario.signed_request(
+            "solr_is", scenario.device(mpid_of="solr-supplier").device_id))
+    assert status == 200
+    grown = {stage for stage in STAGES if await live.count(name, stage=stage) > before[stage]}
+    assert {"http", "verify", "policy", "store", "commit", "audit", "sign", "log", "metrics", "console"} <= grown
 
 
 async def test_a_peer_past_its_share_of_the_verifier_gets_503_while_another_peer_waits_its_turn(
