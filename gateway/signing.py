@@ -90,10 +90,11 @@ class EnvelopedSigner:
             raise ValueError("the signature template's SignedInfo does not hold its digest once")
 
     def sign(self, root: etree._Element) -> bytes:
-        """``root``'s document signed and serialised (:func:`to_bytes`); ``root`` is not changed and
-        must carry no ds:Signature (a fresh document)."""
+        """``root``'s document signed and serialised (:func:`to_bytes`), ``root`` left as it was. A
+        root that carries a ds:Signature already, or no child to end before, is signed by
+        :func:`sign_tree` instead (which changes it); the gateway's own documents never are."""
         if root.find(profile.SIGNATURE) is not None or len(root) == 0:
-            return to_bytes(sign_tree(root, self._key))  # the general case (never met by the gateway's own)
+            return to_bytes(sign_tree(root, self._key))
         canonical = etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False)
         digest = base64.b64encode(hashlib.sha256(canonical).digest())
         signed_info = digest.join(self._signed_info)

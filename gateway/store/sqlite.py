@@ -694,9 +694,10 @@ def _append_audit(tx: _SqliteTransaction, entry: AuditEntry) -> AuditRecord:
 
 
 @contextlib.contextmanager
-def _immediate(db: sqlite3.Connection, audit_ns: list[int] | None = None) -> Iterator[_SqliteTransaction]:
-    """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, rolled back if it raises.
-    ``audit_ns[0]``: where the transaction's audit CPU is added when it ends."""
+def _immediate(db: sqlite3.Connection) -> Iterator[_SqliteTransaction]:
+    """One ``BEGIN IMMEDIATE`` transaction on the calling thread, waiting for the lock as the
+    busy timeout allows (opening the file; the writer has its own, :meth:`SqliteStore._run_group`):
+    committed if the body returns, rolled back if it raises."""
     db.execute("BEGIN IMMEDIATE")
     tx = _SqliteTransaction(db)
     try:
@@ -705,9 +706,6 @@ def _immediate(db: sqlite3.Connection, audit_ns: list[int] | None = None) -> Ite
     except BaseException:
         _rollback(db)
         raise
-    finally:
-        if audit_ns is not None:
-            audit_ns[0] += tx.audit_ns
 
 
 def _rollback(db: sqlite3.Connection) -> None:
