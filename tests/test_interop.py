@@ -619,21 +619,18 @@ def _responses(documents: ModuleType) -> list[tuple[str, etree._Element]]:
     ]
 
 
-def test_signed_response_documents_are_valid_under_the_official_xsd_and_verify(
-    response_documents: ModuleType,
-    gateway_key: SigningKey,
-    interop_ca: TestSmkiCa,
-    official_xsd: etree.XMLSchema,
-    gateway_schemas: DocumentSchemas,
-) -> None:
+@pytest.fixture(scope="module")
+def response_verifier(gateway_key: SigningKey, interop_ca: TestSmkiCa, gateway_schemas: DocumentSchemas) -> Verifier:
+    """The project's verifier, trusting the gateway's 89 certificate (as a user checks answers)."""
     repository = factories.repository_with(interop_ca)
     repository.add_certificate(gateway_key.certificate)
-    verifier = Verifier(
-        repository,
-        FixedClock(factories.NOW),
-        schemas=gateway_schemas,
-        dsp_user_id=Eui64.parse(DSP),
-    )
+    return Verifier(repository, FixedClock(factories.NOW), schemas=gateway_schemas, dsp_user_id=Eui64.parse(DSP))
+
+
+def test_signed_response_documents_are_valid_under_the_official_xsd_and_verify(
+    response_documents: ModuleType, gateway_key: SigningKey, official_xsd: etree.XMLSchema, response_verifier: Verifier
+) -> None:
+    verifier = response_verifier
     for label, root in _responses(response_documents):
         signed = to_bytes(sign_tree(root, gateway_key))
         root_again = etree.fromstring(signed)
@@ -646,18 +643,12 @@ def test_signed_response_documents_are_valid_under_the_official_xsd_and_verify(
 
 
 def test_the_enveloped_signer_writes_the_bytes_sign_tree_writes_and_they_verify(
-    response_documents: ModuleType,
-    gateway_key: SigningKey,
-    interop_ca: TestSmkiCa,
-    official_xsd: etree.XMLSchema,
-    gateway_schemas: DocumentSchemas,
+    response_documents: ModuleType, gateway_key: SigningKey, official_xsd: etree.XMLSchema, response_verifier: Verifier
 ) -> None:
     """The gateway signs its answers by splicing precomputed signature bytes (EnvelopedSigner):
     byte for byte what sign_tree and to_bytes write, but for the ECDSA value (randomised), and
     the answers verify and validate as those do."""
-    repository = factories.repository_with(interop_ca)
-    repository.add_certificate(gateway_key.certificate)
-    verifier = Verifier(repository, FixedClock(factories.NOW), schemas=gateway_schemas, dsp_user_id=Eui64.parse(DSP))
+    verifier = response_verifier
     signer = EnvelopedSigner(gateway_key)
     value = re.compile(rb"<ds:SignatureValue>[A-Za-z0-9+/=]{88}</ds:SignatureValue>")
     for label, root in _responses(response_documents):
