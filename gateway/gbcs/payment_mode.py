@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from gateway.eui64 import Eui64
 from gateway.gbcs import dlms, zigbee
@@ -158,7 +159,7 @@ def _esme_content(counter: int, prepayment: PrepaymentSettings | None, when: dat
                 ACCOUNT_CREDIT_CHARGE_CONFIGURATION.set_specification(),
                 ACCOUNT_ACTIVATION_TIME.set_specification(),
             ),
-            (_mode_and_status(_PAYMENT_MODE_CREDIT), _credit_mode_configuration(twin), execution),
+            (_mode_and_status(_PAYMENT_MODE_CREDIT), _CREDIT_MODE_CONFIGURATIONS[twin], execution),
         )
     return dlms.access_request(
         counter,
@@ -220,6 +221,11 @@ def _credit_charge(credit: int, charge: int, collection: str) -> bytes:
     return dlms.structure(
         dlms.octet_string(_credit(credit)), dlms.octet_string(_charge(charge)), dlms.bit_string(collection)
     )
+
+
+_CREDIT_MODE_CONFIGURATIONS: Final = (_credit_mode_configuration(twin=False), _credit_mode_configuration(twin=True))
+"""The credit mode's credit/charge table, single and twin element: the same bytes in every SR 1.6
+to Credit (the one the SoLR Contingency role sends), so encoded once, not per Pre-Command."""
 
 
 # --- GSME content ------------------------------------------------------------

@@ -9,7 +9,7 @@ ds:Signature itself is unsigned and is never exposed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -41,6 +41,9 @@ class MessageId:
     originator: Eui64
     target: Eui64
     counter: int
+    _text: str | None = field(default=None, init=False, compare=False, repr=False)
+    """Its text once written: a request's ID is written into its audit records, its store rows,
+    its answer and its log line."""
 
     @classmethod
     def parse(cls, text: str) -> MessageId:
@@ -59,7 +62,9 @@ class MessageId:
         return MessageId(self.target, self.originator, self.counter)
 
     def __str__(self) -> str:
-        return f"{self.originator}:{self.target}:{self.counter}"
+        if self._text is None:
+            object.__setattr__(self, "_text", f"{self.originator}:{self.target}:{self.counter}")
+        return self._text  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
