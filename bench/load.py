@@ -1,6 +1,6 @@
 """HTTP load against a gateway on loopback: requests/s, latency percentiles, counts by code.
 
-    python bench/load.py --spawn [--seconds 10] [--connections 64] [--requests 20000] [--json]
+    python bench/load.py --spawn [--seconds 10] [--connections 64] [--requests 20000] [--http-floor] [--json]
     python bench/load.py --spawn --store postgresql://postgres@127.0.0.1:5432/test --workers 2
     python bench/load.py --compare [--json]   (SQLite 1 worker, PostgreSQL 1 worker, PostgreSQL 2 workers)
     python bench/load.py --dir WORLD --url http://127.0.0.1:8079 ...   (a gateway you started)
@@ -230,6 +230,7 @@ def crypto_floor_ms(requests: list[Prepared]) -> dict[str, float]:
 
 async def _drive(url: str, requests: list[Prepared], connections: int, seconds: float, progress: bool) -> dict[str, object]:
     latencies: list[float] = []
+    answer_bytes: list[int] = []
     codes: Counter[str] = Counter()
     queue = iter(requests)
     deadline = time.perf_counter() + seconds
@@ -246,6 +247,7 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
                 ) as response:
                     body = await response.read()
                 latencies.append(time.perf_counter() - started)
+                answer_bytes.append(len(body))
                 codes[duis_outcome(response.status, body)] += 1
 
         async def report() -> None:
@@ -270,6 +272,7 @@ async def _drive(url: str, requests: list[Prepared], connections: int, seconds: 
         "p99_ms": percentile_ms(latencies, 99),
         "connections": connections,
         "codes": dict(codes),
+        "answer_bytes_mean": round(sum(answer_bytes) / len(answer_bytes)) if answer_bytes else 0,
     }
 
 
@@ -290,6 +293,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
                         help="mixed (SR 1.6 CV1: valid, SoLR, tampered) or cv4 (SR 1.6 CV4 to SMETS2: Pre-Commands)")
+    parser.add_argument("--http-floor", action="store_true",
+                        help="with --spawn: also time a bare aiohttp server answering the same requests (the HTTP floor)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.compare:
@@ -351,7 +356,34 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
             process.wait(timeout=60)
             if schema is not None and store is not None:
                 asyncio.run(_drop_schema(store.split("?", 1)[0], schema))
+    if getattr(args, "http_floor", False) and cpu.available():
+        result["http_floor_ms"] = http_floor_ms(prepared, args, int(result["answer_bytes_mean"]))  # type: ignore[call-overload]
     return {"store": "postgresql" if schema else "sqlite", "workers": workers, **result}
+
+
+def http_floor_ms(prepared: list[Prepared], args: argparse.Namespace, answer_bytes: int) -> float:
+    """CPU ms per request of a bare aiohttp server (bench/_http_floor.py) answering the same requests
+    over as many connections with a body of the gateway's mean answer size: its HTTP server's share."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_http_floor.py"), str(port), str(answer_bytes)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the HTTP floor server did not start") from None
+                time.sleep(0.05)
+        before = cpu.snapshot(server.pid)
+        floor = asyncio.run(_drive(f"http://127.0.0.1:{port}", prepared, args.connections, args.seconds, progress=False))
+        used = cpu.per_request(before, cpu.snapshot(server.pid), int(floor["requests"]))  # type: ignore[call-overload]
+        return float(used["gateway_cpu_ms"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 async def _drop_schema(url: str, schema: str) -> None:
