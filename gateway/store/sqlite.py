@@ -539,8 +539,9 @@ class _SqliteTransaction:
             self._adt_pruned.add(key)
         start = utc_text(request.at - window)
         if known is not None and known[0] <= start:
-            # Only this transaction writes these rows (BEGIN IMMEDIATE), and it has counted what it
-            # added: what was counted then, less what has left the window since, is the count now.
+            # Only this connection has written these rows since they were counted (BEGIN IMMEDIATE
+            # now; PRAGMA data_version between groups), and it counted what it added: what was
+            # counted then, less what has left the window since, is the count now.
             row = _fetch_one(self.db, _AdtEventsSql.count_between, (*key, known[0], start))
             count = known[1] - (0 if row is None else int(row[0]))
         else:  # counted no further than the threshold, all the decision needs
@@ -1237,9 +1238,9 @@ class SqliteStore:
             _rollback(db)
             self._adt_counts.clear()  # they counted rows the rollback took away
             failure = error
+        committing = now_ns()
         self._stages.add("audit", tx.audit_ns)
-        committing = self._stages.since("store", started)
-        self._stages.add("store", -tx.audit_ns)
+        self._stages.add("store", committing - started - tx.audit_ns)
         if failure is not None:
             return await self._each_alone(units, failure)
         try:
