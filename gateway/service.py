@@ -57,11 +57,12 @@ COMMAND_VARIANTS_BY_PATH = {
 
 PROBLEM_TYPE = "urn:x-dcc-gateway:problem:"
 
-VERIFIER_QUEUE_FULL = "verifier-queue-full"
-"""503 before authentication: the peer's (or everyone's) queue for the verifier is full."""
 VERIFY_ON_LOOP_BYTES = 64 * 1024
 """Documents up to this size are verified on the event loop (about 0.3 ms for a DUIS request of
 a few kB; 64 kB, a few ms, is the most one body may hold the loop for), larger ones in a thread."""
+
+VERIFIER_QUEUE_FULL = "verifier-queue-full"
+"""503 before authentication: the peer's (or everyone's) queue for the verifier is full."""
 ORIGINATOR_OVER_SHARE = "originator-over-share"
 """503 after authentication: the originator has as many requests waiting as its share allows."""
 
@@ -179,10 +180,11 @@ class GatewayService:
 
     async def _verified(self, data: bytes, verify: Callable[[Verifier], T]) -> T:
         """``verify(verifier)`` of the document ``data``: on the event loop for one of up to
-        :data:`VERIFY_ON_LOOP_BYTES`, else in a crypto thread. Called inside a verifier turn."""
+        :data:`VERIFY_ON_LOOP_BYTES`, else in a crypto thread. Requests and directives call it
+        inside their verifier turn; a held request's re-check before its release has none."""
         if len(data) > VERIFY_ON_LOOP_BYTES:
             return await self._in_thread("verify", lambda: verify(self._verifiers.get()))
-        # The turn is held across one pass of the loop: requests read in that pass then find the
+        # A turn is held across one pass of the loop: requests read in that pass then find the
         # turns taken and queue at the gate, whose rotation across peers picks who is verified
         # next. Verifying at once would serve them in the order their bytes arrived instead.
         await asyncio.sleep(0)
