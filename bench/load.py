@@ -82,15 +82,21 @@ def spawn_gateway(world: Path, port: int, store: str | None = None, workers: int
     if store is not None:
         command += ["--store", store]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_until_listening(process, port, "the gateway")
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, what: str) -> subprocess.Popen[bytes]:
+    """``process`` once something accepts connections on loopback ``port`` (30 s at most; killed
+    and the run stopped, naming ``what``, if not, or if it exits first)."""
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return process
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit("the gateway did not start")
+    raise SystemExit(f"{what} did not start")
 
 
 WORKLOADS = ("mixed", "cv4")
@@ -356,7 +362,7 @@ def spawned_run(args: argparse.Namespace, store: str | None, workers: int) -> di
             process.wait(timeout=60)
             if schema is not None and store is not None:
                 asyncio.run(_drop_schema(store.split("?", 1)[0], schema))
-    if getattr(args, "http_floor", False) and cpu.available():
+    if args.http_floor and cpu.available():
         result["http_floor_ms"] = http_floor_ms(prepared, args, int(result["answer_bytes_mean"]))  # type: ignore[call-overload]
     return {"store": "postgresql" if schema else "sqlite", "workers": workers, **result}
 
@@ -368,15 +374,7 @@ def http_floor_ms(prepared: list[Prepared], args: argparse.Namespace, answer_byt
     server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_http_floor.py"), str(port), str(answer_bytes)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the HTTP floor server did not start") from None
-                time.sleep(0.05)
+        wait_until_listening(server, port, "the HTTP floor server")
         before = cpu.snapshot(server.pid)
         floor = asyncio.run(_drive(f"http://127.0.0.1:{port}", prepared, args.connections, args.seconds, progress=False))
         used = cpu.per_request(before, cpu.snapshot(server.pid), int(floor["requests"]))  # type: ignore[call-overload]
